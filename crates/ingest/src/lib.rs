@@ -1,0 +1,27 @@
+//! The reader: OCSF JSON lines in, normalized [`model::Event`]s out.
+//!
+//! Inputs are files (plain or gzip, recognised by their magic bytes) or
+//! standard input, read in large chunks on a helper thread ([`source`]). The
+//! [`reader::Reader`] splits chunks into lines, bounds their length and hands
+//! each line to the [`parse::LineParser`], which borrows from the line, interns
+//! identifiers into [`model::Symbols`] and yields an event, or a reason to
+//! quarantine the line. Events and quarantined lines go to a
+//! [`reader::Visitor`]; this crate never decides what happens to them, except
+//! that [`quarantine::QuarantineFile`] can write bad lines to disk and
+//! [`stats::Tally`] can count.
+//!
+//! Invariant: no input makes the reader panic or stop; every line is an
+//! event, a blank line, or a quarantined line with its source, number and reason.
+
+pub mod parse;
+pub mod quarantine;
+mod raw;
+pub mod reader;
+pub mod source;
+pub mod stats;
+
+pub use parse::{LineParser, Reason, ReasonKind};
+pub use quarantine::QuarantineFile;
+pub use reader::{LineRef, Quarantined, ReadSummary, Reader, ReaderOptions, Visitor};
+pub use source::{Input, Progress};
+pub use stats::{StatsReport, Tally};

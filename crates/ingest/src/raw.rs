@@ -1,0 +1,234 @@
+//! The OCSF input as serde sees it: borrowed views of one line.
+//!
+//! [`RawLine`] is the union of the fields of the three classes piiwatch
+//! reads, so the common case is one pass of serde_json over the line with no
+//! allocation: strings borrow from the line (`Cow::Borrowed` unless they
+//! contain escapes) and short arrays live inline in `SmallVec`s. When that
+//! pass fails, [`parse_slow`] works out whether the line is a known class with
+//! a bad field (quarantine, with the field's path) or some other JSON object
+//! whose fields merely collide with ours (passed on as an other event).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+/// Up to this many subjects per event are held inline.
+pub(crate) const INLINE_RESOURCES: usize = 4;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawLine<'a> {
+    #[serde(default)]
+    pub class_uid: Option<i64>,
+    #[serde(default)]
+    pub time: Option<i64>,
+    #[serde(default)]
+    pub activity_id: Option<i64>,
+    #[serde(default)]
+    pub status_id: Option<i64>,
+    #[serde(borrow, default)]
+    pub actor: Option<RawActor<'a>>,
+    #[serde(borrow, default)]
+    pub user: Option<RawUser<'a>>,
+    #[serde(borrow, default)]
+    pub session: Option<RawSession<'a>>,
+    #[serde(borrow, default)]
+    pub src_endpoint: Option<RawEndpoint<'a>>,
+    #[serde(borrow, default)]
+    pub http_request: Option<RawHttp<'a>>,
+    #[serde(borrow, default)]
+    pub api: Option<RawApi<'a>>,
+    #[serde(borrow, default)]
+    pub resources: Option<SmallVec<[RawResource<'a>; INLINE_RESOURCES]>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawActor<'a> {
+    #[serde(borrow, default)]
+    pub user: Option<RawUser<'a>>,
+    #[serde(borrow, default)]
+    pub session: Option<RawSession<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawUser<'a> {
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawSession<'a> {
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub issuer: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub expiration_time: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawEndpoint<'a> {
+    #[serde(borrow, default)]
+    pub ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub location: Option<RawLocation<'a>>,
+    #[serde(borrow, default)]
+    pub autonomous_system: Option<RawAs<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawLocation<'a> {
+    #[serde(borrow, default)]
+    pub country: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAs<'a> {
+    #[serde(default)]
+    pub number: Option<i64>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHttp<'a> {
+    #[serde(borrow, default)]
+    pub user_agent: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawApi<'a> {
+    #[serde(borrow, default)]
+    pub operation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub service: Option<RawService<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawService<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawResource<'a> {
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub labels: Option<SmallVec<[Cow<'a, str>; 8]>>,
+}
+
+/// API Activity's own fields, for the slow path's precise error.
+#[derive(Deserialize)]
+struct ApiLine<'a> {
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(default)]
+    activity_id: Option<i64>,
+    #[serde(default)]
+    status_id: Option<i64>,
+    #[serde(borrow, default)]
+    actor: Option<RawActor<'a>>,
+    #[serde(borrow, default)]
+    src_endpoint: Option<RawEndpoint<'a>>,
+    #[serde(borrow, default)]
+    http_request: Option<RawHttp<'a>>,
+    #[serde(borrow, default)]
+    api: Option<RawApi<'a>>,
+    #[serde(borrow, default)]
+    resources: Option<SmallVec<[RawResource<'a>; INLINE_RESOURCES]>>,
+}
+
+/// Authentication's and Account Change's own fields.
+#[derive(Deserialize)]
+struct IdentityLine<'a> {
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(default)]
+    activity_id: Option<i64>,
+    #[serde(default)]
+    status_id: Option<i64>,
+    #[serde(borrow, default)]
+    user: Option<RawUser<'a>>,
+    #[serde(borrow, default)]
+    session: Option<RawSession<'a>>,
+    #[serde(borrow, default)]
+    src_endpoint: Option<RawEndpoint<'a>>,
+}
+
+/// Only the class, everything else skipped.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    class_uid: Option<serde_json::Value>,
+    #[serde(default)]
+    time: Option<serde_json::Value>,
+}
+
+/// The classes whose fields piiwatch reads.
+pub(crate) const KNOWN_CLASSES: [i64; 3] = [6003, 3002, 3001];
+
+/// Outcome of the slow path.
+pub(crate) enum Slow<'a> {
+    /// A known class after all (its own fields parse), to be normalized.
+    Known(RawLine<'a>),
+    /// Valid JSON object of another class: `(class_uid, time)`.
+    Other(Option<i64>, Option<i64>),
+    /// Not valid JSON, or a known class with a bad field: the message names the path.
+    Bad(String),
+}
+
+/// Called when the union parse failed.
+pub(crate) fn parse_slow(text: &str) -> Slow<'_> {
+    let probe: Probe = match serde_json::from_str(text) {
+        Ok(p) => p,
+        Err(e) => return Slow::Bad(format!("invalid json: {e}")),
+    };
+    let class = probe.class_uid.as_ref().and_then(serde_json::Value::as_i64);
+    let time = probe.time.as_ref().and_then(serde_json::Value::as_i64);
+    match class {
+        Some(6003) => match with_path::<ApiLine<'_>>(text) {
+            Ok(l) => Slow::Known(RawLine {
+                class_uid: class,
+                time: l.time,
+                activity_id: l.activity_id,
+                status_id: l.status_id,
+                actor: l.actor,
+                src_endpoint: l.src_endpoint,
+                http_request: l.http_request,
+                api: l.api,
+                resources: l.resources,
+                ..RawLine::default()
+            }),
+            Err(msg) => Slow::Bad(msg),
+        },
+        Some(3002 | 3001) => match with_path::<IdentityLine<'_>>(text) {
+            Ok(l) => Slow::Known(RawLine {
+                class_uid: class,
+                time: l.time,
+                activity_id: l.activity_id,
+                status_id: l.status_id,
+                user: l.user,
+                session: l.session,
+                src_endpoint: l.src_endpoint,
+                ..RawLine::default()
+            }),
+            Err(msg) => Slow::Bad(msg),
+        },
+        _ => Slow::Other(class, time),
+    }
+}
+
+fn with_path<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.rfind(" at line ").map_or(inner.as_str(), |p| &inner[..p]);
+        format!("field `{path}`: {inner}")
+    })
+}
