@@ -1,1 +1,44 @@
-fn main() {}
+//! The `piiwatch` command: parses arguments and hands each subcommand to its
+//! module. Exit codes: 0 success, 2 usage error (clap), 1 failure with a
+//! one-line reason on stderr.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod ui;
+
+/// Watches every read of personal data through a platform's API: detects
+/// abuse, scopes exposure, proves it, and notifies on time.
+#[derive(Parser)]
+#[command(name = "piiwatch", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic platform's logs with injected attacks and their ground truth.
+    Simulate(commands::simulate::Args),
+    /// Summarise logs: events per class and operation, distinct principals,
+    /// subjects and sources, time span, quarantined lines.
+    Stats(commands::stats::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Stats(args) => commands::stats::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            eprintln!("piiwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -13,6 +13,22 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use smallvec::SmallVec;
 
+/// A string that borrows from the line unless it contains escapes.
+///
+/// serde's borrowing of `Cow<str>` applies only to a field of exactly that
+/// type, not to `Option<Cow<str>>`, which always allocates; this newtype
+/// puts the `Cow` directly under `#[serde(borrow)]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Up to this many subjects per event are held inline.
 pub(crate) const INLINE_RESOURCES: usize = 4;
 
@@ -53,17 +69,17 @@ pub(crate) struct RawActor<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawUser<'a> {
     #[serde(borrow, default)]
-    pub uid: Option<Cow<'a, str>>,
+    pub uid: Option<Str<'a>>,
     #[serde(borrow, default, rename = "type")]
-    pub kind: Option<Cow<'a, str>>,
+    pub kind: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawSession<'a> {
     #[serde(borrow, default)]
-    pub uid: Option<Cow<'a, str>>,
+    pub uid: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub issuer: Option<Cow<'a, str>>,
+    pub issuer: Option<Str<'a>>,
     #[serde(default)]
     pub expiration_time: Option<i64>,
 }
@@ -71,7 +87,7 @@ pub(crate) struct RawSession<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawEndpoint<'a> {
     #[serde(borrow, default)]
-    pub ip: Option<Cow<'a, str>>,
+    pub ip: Option<Str<'a>>,
     #[serde(borrow, default)]
     pub location: Option<RawLocation<'a>>,
     #[serde(borrow, default)]
@@ -81,7 +97,7 @@ pub(crate) struct RawEndpoint<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawLocation<'a> {
     #[serde(borrow, default)]
-    pub country: Option<Cow<'a, str>>,
+    pub country: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,19 +105,19 @@ pub(crate) struct RawAs<'a> {
     #[serde(default)]
     pub number: Option<i64>,
     #[serde(borrow, default)]
-    pub name: Option<Cow<'a, str>>,
+    pub name: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawHttp<'a> {
     #[serde(borrow, default)]
-    pub user_agent: Option<Cow<'a, str>>,
+    pub user_agent: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawApi<'a> {
     #[serde(borrow, default)]
-    pub operation: Option<Cow<'a, str>>,
+    pub operation: Option<Str<'a>>,
     #[serde(borrow, default)]
     pub service: Option<RawService<'a>>,
 }
@@ -109,17 +125,19 @@ pub(crate) struct RawApi<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawService<'a> {
     #[serde(borrow, default)]
-    pub name: Option<Cow<'a, str>>,
+    pub name: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawResource<'a> {
     #[serde(borrow, default)]
-    pub uid: Option<Cow<'a, str>>,
+    pub uid: Option<Str<'a>>,
     #[serde(borrow, default, rename = "type")]
-    pub kind: Option<Cow<'a, str>>,
+    pub kind: Option<Str<'a>>,
+    /// Kept as raw JSON and parsed when the event is normalized: an inline
+    /// list here would make every line's struct (and its moves) ten times larger.
     #[serde(borrow, default)]
-    pub labels: Option<SmallVec<[Cow<'a, str>; 8]>>,
+    pub labels: Option<&'a serde_json::value::RawValue>,
 }
 
 /// API Activity's own fields, for the slow path's precise error.

@@ -1,0 +1,143 @@
+//! `piiwatch stats`: what a user runs first on their logs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use ingest::{Input, QuarantineFile, Quarantined, Reader, ReaderOptions, Tally, Visitor};
+use model::{DataMap, Event, Symbols};
+
+use crate::ui::{self, Format};
+
+/// Arguments of `piiwatch stats`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// OCSF JSON-lines files, plain or gzip; `-` reads standard input.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Where to write quarantined lines (created only if there are any).
+    #[arg(long, default_value = "piiwatch-quarantine.jsonl")]
+    quarantine: PathBuf,
+    /// Data map (TOML) giving the field classes of operations whose events carry no labels.
+    #[arg(long)]
+    data_map: Option<PathBuf>,
+    /// Longest accepted line in bytes; longer lines are quarantined.
+    #[arg(long, default_value_t = ingest::reader::DEFAULT_MAX_LINE)]
+    max_line_bytes: usize,
+}
+
+/// Reads a data map file, or the built-in one.
+pub fn load_datamap(path: Option<&PathBuf>) -> Result<DataMap> {
+    match path {
+        None => Ok(DataMap::builtin()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read data map {}", p.display()))?;
+            DataMap::parse(&text).with_context(|| format!("data map {}", p.display()))
+        }
+    }
+}
+
+struct StatsVisitor {
+    tally: Tally,
+    quarantine: QuarantineFile,
+    progress: ingest::Progress,
+    bar: indicatif::ProgressBar,
+    events: u64,
+}
+
+impl Visitor for StatsVisitor {
+    fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols) {
+        self.tally.event(at, event, symbols);
+        self.events += 1;
+        if self.events % 65_536 == 0 {
+            self.bar.set_position(self.progress.bytes());
+        }
+    }
+
+    fn quarantined(&mut self, q: &Quarantined<'_>) {
+        self.tally.quarantined(q);
+        self.quarantine.write(q);
+    }
+}
+
+/// Runs stats.
+pub fn run(args: Args) -> Result<()> {
+    let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::from_arg(a)).collect();
+    for input in &inputs {
+        if let Input::Path(p) = input {
+            std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        }
+    }
+    if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
+        anyhow::bail!("standard input (`-`) can be named only once");
+    }
+    let datamap = load_datamap(args.data_map.as_ref())?;
+    let mut reader = Reader::new(ReaderOptions { datamap, max_line: args.max_line_bytes });
+    let total: Option<u64> = inputs.iter().map(Input::len).sum();
+    let bar = ui::bar(total, "reading", true);
+    let mut visitor = StatsVisitor {
+        tally: Tally::default(),
+        quarantine: QuarantineFile::new(&args.quarantine),
+        progress: reader.progress(),
+        bar: bar.clone(),
+        events: 0,
+    };
+    let mut symbols = Symbols::default();
+    let started = std::time::Instant::now();
+    let mut lines = 0;
+    for input in &inputs {
+        let sum = reader.read(input, &mut symbols, &mut visitor).with_context(|| format!("cannot read {}", input.name()))?;
+        lines += sum.lines;
+    }
+    bar.finish_and_clear();
+    visitor.quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.quarantine.display()))?;
+    let report = visitor.tally.report(&symbols);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print_table(&report),
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("read {lines} lines in {secs:.2}s ({:.0} events/s)", report.events as f64 / secs.max(1e-9));
+    if report.quarantined > 0 {
+        eprintln!("{} lines quarantined to {}", report.quarantined, args.quarantine.display());
+    }
+    Ok(())
+}
+
+fn print_table(r: &ingest::StatsReport) {
+    let mut t = ui::table(&["", "value"]);
+    t.add_row(vec!["events".to_owned(), r.events.to_string()]);
+    for (class, n) in &r.events_by_class {
+        t.add_row(vec![format!("  {class}"), n.to_string()]);
+    }
+    t.add_row(vec!["successful API calls".to_owned(), r.successful_api_events.to_string()]);
+    t.add_row(vec!["API calls carrying personal data".to_owned(), r.exposing_api_events.to_string()]);
+    t.add_row(vec!["distinct principals".to_owned(), r.distinct_principals.to_string()]);
+    t.add_row(vec!["distinct data subjects".to_owned(), r.distinct_subjects.to_string()]);
+    t.add_row(vec!["distinct source addresses".to_owned(), r.distinct_sources.to_string()]);
+    t.add_row(vec!["first event".to_owned(), ui::time(r.first_time)]);
+    t.add_row(vec!["last event".to_owned(), ui::time(r.last_time)]);
+    t.add_row(vec!["quarantined lines".to_owned(), r.quarantined.to_string()]);
+    for (kind, n) in &r.quarantined_by_kind {
+        t.add_row(vec![format!("  {kind}"), n.to_string()]);
+    }
+    println!("{t}");
+    if !r.events_by_operation.is_empty() {
+        let mut ops: Vec<_> = r.events_by_operation.iter().collect();
+        ops.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mut t = ui::table(&["operation", "events"]);
+        for (op, n) in ops {
+            t.add_row(vec![op.clone(), n.to_string()]);
+        }
+        println!("{t}");
+    }
+    if !r.quarantine_samples.is_empty() {
+        let mut t = ui::table(&["source", "line", "reason"]);
+        for s in &r.quarantine_samples {
+            t.add_row(vec![s.source.clone(), s.line.to_string(), s.reason.clone()]);
+        }
+        println!("{t}");
+    }
+}
