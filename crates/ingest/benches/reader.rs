@@ -95,5 +95,4 @@ fn peers(lines: &[&[u8]], bytes: usize) {
         ok += u64::from(std::str::from_utf8(l).is_ok_and(ingest::parse::parse_raw_only));
     }
     report("serde_json typed borrowed (ours)", ok, bytes, t.elapsed().as_secs_f64());
-
 }

@@ -127,10 +127,14 @@ impl LineParser {
         let raw = match serde_json::from_str::<RawLine<'s>>(text) {
             Ok(raw) => raw,
             Err(_) => match parse_slow(text) {
-                Slow::Known(raw) => raw,
+                Slow::Known(raw) => *raw,
                 Slow::Other(class_uid, time) => return Ok(Event::Other(OtherEvent { class_uid, time, raw: text })),
                 Slow::Bad(msg) => {
-                    let kind = if msg.starts_with("invalid json") { ReasonKind::InvalidJson } else { ReasonKind::InvalidField };
+                    let kind = if msg.starts_with("invalid json") {
+                        ReasonKind::InvalidJson
+                    } else {
+                        ReasonKind::InvalidField
+                    };
                     return Err(Reason::new(kind, msg));
                 }
             },
@@ -163,7 +167,10 @@ impl LineParser {
         let endpoint = c.line.src_endpoint.as_ref();
         let asys = endpoint.and_then(|e| e.autonomous_system.as_ref());
         let asn = match asys.and_then(|a| a.number) {
-            Some(n) => Some(u32::try_from(n).map_err(|_| Reason::invalid("src_endpoint.autonomous_system.number", "not an AS number"))?),
+            Some(n) => Some(
+                u32::try_from(n)
+                    .map_err(|_| Reason::invalid("src_endpoint.autonomous_system.number", "not an AS number"))?,
+            ),
             None => None,
         };
         let resources = c.line.resources.as_deref().unwrap_or_default();
@@ -173,10 +180,8 @@ impl LineParser {
                 Some("") => return Err(Reason::invalid(&format!("resources[{i}].uid"), "empty")),
                 Some(_) => {}
             }
-            if let Some(labels) = r.labels {
-                if let Err(e) = serde_json::from_str::<Labels<'_>>(labels.get()) {
-                    return Err(Reason::invalid(&format!("resources[{i}].labels"), strip_position(&e.to_string())));
-                }
+            if let Some(Err(e)) = r.labels.map(|l| serde_json::from_str::<Labels<'_>>(l.get())) {
+                return Err(Reason::invalid(&format!("resources[{i}].labels"), strip_position(&e.to_string())));
             }
         }
         // Everything is checked: intern from here on, so a quarantined line
@@ -210,10 +215,14 @@ impl LineParser {
             token: non_empty(session.and_then(|s| s.uid.as_ref())).map(|t| symbols.token(t)),
             key: non_empty(session.and_then(|s| s.issuer.as_ref())).map(|k| symbols.key(k)),
             src: symbols.addrs.intern(c.ip),
-            country: endpoint.and_then(|e| e.location.as_ref()).and_then(|l| l.country.as_deref()).and_then(Country::parse),
+            country: endpoint
+                .and_then(|e| e.location.as_ref())
+                .and_then(|l| l.country.as_deref())
+                .and_then(Country::parse),
             asn,
             as_name: non_empty(asys.and_then(|a| a.name.as_ref())).map(|n| symbols.as_name(n)),
-            user_agent: non_empty(c.line.http_request.as_ref().and_then(|h| h.user_agent.as_ref())).map(|u| symbols.agent(u)),
+            user_agent: non_empty(c.line.http_request.as_ref().and_then(|h| h.user_agent.as_ref()))
+                .map(|u| symbols.agent(u)),
             operation,
             service: non_empty(c.line.api.as_ref().and_then(|a| a.service.as_ref()).and_then(|s| s.name.as_ref()))
                 .map(|s| symbols.service(s)),
@@ -242,17 +251,11 @@ fn check_access<'r, 'a>(line: &'r RawLine<'a>) -> Result<Checked<'r, 'a>, Reason
     if principal.is_empty() {
         return Err(Reason::invalid("actor.user.uid", "empty"));
     }
-    let ip = line
-        .src_endpoint
-        .as_ref()
-        .and_then(|e| e.ip.as_deref())
-        .ok_or_else(|| Reason::missing("src_endpoint.ip"))?;
+    let ip =
+        line.src_endpoint.as_ref().and_then(|e| e.ip.as_deref()).ok_or_else(|| Reason::missing("src_endpoint.ip"))?;
     let ip = parse_ip(ip, "src_endpoint.ip")?;
-    let operation = line
-        .api
-        .as_ref()
-        .and_then(|a| a.operation.as_deref())
-        .ok_or_else(|| Reason::missing("api.operation"))?;
+    let operation =
+        line.api.as_ref().and_then(|a| a.operation.as_deref()).ok_or_else(|| Reason::missing("api.operation"))?;
     if line.resources.is_none() {
         return Err(Reason::missing("resources"));
     }

@@ -193,7 +193,7 @@ pub(crate) const KNOWN_CLASSES: [i64; 3] = [6003, 3002, 3001];
 /// Outcome of the slow path.
 pub(crate) enum Slow<'a> {
     /// A known class after all (its own fields parse), to be normalized.
-    Known(RawLine<'a>),
+    Known(Box<RawLine<'a>>),
     /// Valid JSON object of another class: `(class_uid, time)`.
     Other(Option<i64>, Option<i64>),
     /// Not valid JSON, or a known class with a bad field: the message names the path.
@@ -204,13 +204,21 @@ pub(crate) enum Slow<'a> {
 pub(crate) fn parse_slow(text: &str) -> Slow<'_> {
     let probe: Probe = match serde_json::from_str(text) {
         Ok(p) => p,
-        Err(e) => return Slow::Bad(format!("invalid json: {e}")),
+        Err(e) => {
+            return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                // Valid JSON: the probe's own fields are repeated.
+                Ok(_) => {
+                    Slow::Bad(e.to_string().rsplit_once(" at line ").map_or_else(|| e.to_string(), |p| p.0.to_owned()))
+                }
+                Err(e) => Slow::Bad(format!("invalid json: {e}")),
+            };
+        }
     };
     let class = probe.class_uid.as_ref().and_then(serde_json::Value::as_i64);
     let time = probe.time.as_ref().and_then(serde_json::Value::as_i64);
     match class {
         Some(6003) => match with_path::<ApiLine<'_>>(text) {
-            Ok(l) => Slow::Known(RawLine {
+            Ok(l) => Slow::Known(Box::new(RawLine {
                 class_uid: class,
                 time: l.time,
                 activity_id: l.activity_id,
@@ -221,11 +229,11 @@ pub(crate) fn parse_slow(text: &str) -> Slow<'_> {
                 api: l.api,
                 resources: l.resources,
                 ..RawLine::default()
-            }),
+            })),
             Err(msg) => Slow::Bad(msg),
         },
         Some(3002 | 3001) => match with_path::<IdentityLine<'_>>(text) {
-            Ok(l) => Slow::Known(RawLine {
+            Ok(l) => Slow::Known(Box::new(RawLine {
                 class_uid: class,
                 time: l.time,
                 activity_id: l.activity_id,
@@ -234,7 +242,7 @@ pub(crate) fn parse_slow(text: &str) -> Slow<'_> {
                 session: l.session,
                 src_endpoint: l.src_endpoint,
                 ..RawLine::default()
-            }),
+            })),
             Err(msg) => Slow::Bad(msg),
         },
         _ => Slow::Other(class, time),

@@ -141,16 +141,42 @@ impl Reader {
     }
 
     /// Reads lines from an in-memory buffer (tests, fuzzing, benchmarks).
-    pub fn read_bytes(&mut self, name: &str, bytes: &[u8], symbols: &mut Symbols, visitor: &mut dyn Visitor) -> ReadSummary {
+    pub fn read_bytes(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        symbols: &mut Symbols,
+        visitor: &mut dyn Visitor,
+    ) -> ReadSummary {
+        self.read_chunks(name, [bytes], symbols, visitor)
+    }
+
+    /// Reads lines from in-memory chunks split anywhere, as a stream arrives.
+    pub fn read_chunks<'c>(
+        &mut self,
+        name: &str,
+        chunks: impl IntoIterator<Item = &'c [u8]>,
+        symbols: &mut Symbols,
+        visitor: &mut dyn Visitor,
+    ) -> ReadSummary {
         let mut sum = ReadSummary::default();
         self.carry.clear();
         self.skipping = 0;
-        self.feed(bytes, name, symbols, visitor, &mut sum);
+        for chunk in chunks {
+            self.feed(chunk, name, symbols, visitor, &mut sum);
+        }
         self.flush_carry(name, symbols, visitor, &mut sum);
         sum
     }
 
-    fn feed(&mut self, mut chunk: &[u8], name: &str, symbols: &mut Symbols, visitor: &mut dyn Visitor, sum: &mut ReadSummary) {
+    fn feed(
+        &mut self,
+        mut chunk: &[u8],
+        name: &str,
+        symbols: &mut Symbols,
+        visitor: &mut dyn Visitor,
+        sum: &mut ReadSummary,
+    ) {
         while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = (&chunk[..nl], &chunk[nl + 1..]);
             chunk = rest;
@@ -196,11 +222,22 @@ impl Reader {
         sum.lines += 1;
         sum.quarantined += 1;
         let reason = Reason::too_long(len, self.max_line);
-        visitor.quarantined(&Quarantined { at: LineRef { source: name, line: sum.lines }, reason: &reason, excerpt: b"" });
+        visitor.quarantined(&Quarantined {
+            at: LineRef { source: name, line: sum.lines },
+            reason: &reason,
+            excerpt: b"",
+        });
     }
 
     #[inline]
-    fn line(&mut self, mut line: &[u8], name: &str, symbols: &mut Symbols, visitor: &mut dyn Visitor, sum: &mut ReadSummary) {
+    fn line(
+        &mut self,
+        mut line: &[u8],
+        name: &str,
+        symbols: &mut Symbols,
+        visitor: &mut dyn Visitor,
+        sum: &mut ReadSummary,
+    ) {
         sum.lines += 1;
         if let [rest @ .., b'\r'] = line {
             line = rest;

@@ -45,7 +45,7 @@ impl Input {
     }
 
     /// Size on disk when known (for progress bars).
-    pub fn len(&self) -> Option<u64> {
+    pub fn size(&self) -> Option<u64> {
         match self {
             Self::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
             Self::Stdin => None,
@@ -135,7 +135,12 @@ impl Drop for Chunks {
     }
 }
 
-fn pump(source: Box<dyn Read + Send>, progress: Progress, tx: &SyncSender<io::Result<Vec<u8>>>, recycled: &Receiver<Vec<u8>>) {
+fn pump(
+    source: Box<dyn Read + Send>,
+    progress: Progress,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    recycled: &Receiver<Vec<u8>>,
+) {
     let mut reader = BufReader::with_capacity(256 << 10, Counting { inner: source, progress });
     let gzip = match reader.fill_buf() {
         Ok(head) => head.starts_with(&[0x1f, 0x8b]),

@@ -118,11 +118,9 @@ impl DataMap {
                 let s = set(names);
                 OpFields { customer: s, recipient: s, other: s }
             }
-            Some(Entry::ByKind(k)) => OpFields {
-                customer: set(&k.customer),
-                recipient: set(&k.recipient),
-                other: set(&k.other),
-            },
+            Some(Entry::ByKind(k)) => {
+                OpFields { customer: set(&k.customer), recipient: set(&k.recipient), other: set(&k.other) }
+            }
             None => {
                 let s = set(&[]);
                 OpFields { customer: s, recipient: s, other: s }

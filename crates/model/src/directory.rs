@@ -129,7 +129,15 @@ impl Directory {
             raw.networks.iter().enumerate().filter_map(|(i, n)| n.cidr.map(|c| (c.trunc(), i))).collect();
         cidrs.sort_by_key(|(net, i)| (std::cmp::Reverse(net.prefix_len()), *i));
         let by_asn = raw.networks.iter().enumerate().filter_map(|(i, n)| n.asn.map(|a| (a, i))).collect();
-        Ok(Self { principals: raw.principals, keys: raw.keys, networks: raw.networks, by_principal, by_key, cidrs, by_asn })
+        Ok(Self {
+            principals: raw.principals,
+            keys: raw.keys,
+            networks: raw.networks,
+            by_principal,
+            by_key,
+            cidrs,
+            by_asn,
+        })
     }
 
     /// A principal by uid.

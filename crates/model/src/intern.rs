@@ -101,9 +101,7 @@ impl Interner {
     /// The id of `s` if it was interned.
     pub fn get(&self, s: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(s);
-        self.table
-            .find(hash, |&id| Self::str_at(&self.bytes, self.spans[id as usize]) == s)
-            .copied()
+        self.table.find(hash, |&id| Self::str_at(&self.bytes, self.spans[id as usize]) == s).copied()
     }
 
     /// The string behind an id.

@@ -15,8 +15,10 @@ use crate::platform::{
 use crate::rng::Dice;
 
 /// Sessions per KST hour of the day, relative.
-const DIURNAL: [f64; 24] =
-    [3.0, 2.0, 1.2, 0.8, 0.6, 0.7, 1.5, 3.0, 4.5, 5.5, 6.0, 6.5, 7.5, 6.5, 6.0, 6.0, 6.0, 6.5, 7.5, 8.5, 10.0, 11.0, 10.0, 6.0];
+const DIURNAL: [f64; 24] = [
+    3.0, 2.0, 1.2, 0.8, 0.6, 0.7, 1.5, 3.0, 4.5, 5.5, 6.0, 6.5, 7.5, 6.5, 6.0, 6.0, 6.0, 6.5, 7.5, 8.5, 10.0, 11.0,
+    10.0, 6.0,
+];
 
 /// Customer session routes and their weights.
 const SESSION_OPS: [(Op, f64); 12] = [
@@ -196,7 +198,14 @@ pub fn services(p: &Platform, h0: i64, out: &mut Out) {
     for svc in [SVC_SHIPPING, SVC_MARKETING] {
         if hour == 0 {
             let net = Net::internal(SERVICES[svc as usize].1);
-            let body = Body::Login { who: Who::Service(svc), token: token_of(svc), key: Key::Service, ttl: 25 * HOUR, net, ok: true };
+            let body = Body::Login {
+                who: Who::Service(svc),
+                token: token_of(svc),
+                key: Key::Service,
+                ttl: 25 * HOUR,
+                net,
+                ok: true,
+            };
             out.push(h0 + 200, h0 + 100, body, None);
         }
     }

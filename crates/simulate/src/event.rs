@@ -4,8 +4,18 @@
 use crate::platform::{AGENTS, KEYS, Key, Net, Platform, SERVICES, Who};
 
 /// Field classes, in a fixed order (bit positions in [`Fields`]).
-pub const FIELD_NAMES: [&str; 10] =
-    ["name", "email", "phone", "address", "entrance_code", "order_history", "payment", "birth_date", "national_id", "unclassified"];
+pub const FIELD_NAMES: [&str; 10] = [
+    "name",
+    "email",
+    "phone",
+    "address",
+    "entrance_code",
+    "order_history",
+    "payment",
+    "birth_date",
+    "national_id",
+    "unclassified",
+];
 
 /// A set of field classes (bits over [`FIELD_NAMES`]).
 pub type Fields = u16;
@@ -256,7 +266,9 @@ impl<'p> Writer<'p> {
         match &ev.body {
             Body::Call(call) => self.call(ev.time, call, out, exposed),
             Body::Login { who, token, key, ttl, net, ok } => {
-                out.extend_from_slice(br#"{"class_uid":3002,"category_uid":3,"type_uid":300201,"activity_id":1,"status_id":"#);
+                out.extend_from_slice(
+                    br#"{"class_uid":3002,"category_uid":3,"type_uid":300201,"activity_id":1,"status_id":"#,
+                );
                 out.extend_from_slice(if *ok { b"1" } else { b"2" });
                 out.extend_from_slice(br#","time":"#);
                 self.num(out, ev.time);
@@ -276,20 +288,26 @@ impl<'p> Writer<'p> {
                 out.extend_from_slice(META);
             }
             Body::Offboard(s) => {
-                out.extend_from_slice(br#"{"class_uid":3001,"category_uid":3,"type_uid":300105,"activity_id":5,"status_id":1,"time":"#);
+                out.extend_from_slice(
+                    br#"{"class_uid":3001,"category_uid":3,"type_uid":300105,"activity_id":5,"status_id":1,"time":"#,
+                );
                 self.num(out, ev.time);
                 out.extend_from_slice(br#","user":"#);
                 self.who(out, Who::Staff(*s));
                 out.extend_from_slice(META);
             }
             Body::HealthCheck => {
-                out.extend_from_slice(br#"{"class_uid":4002,"category_uid":4,"type_uid":400203,"activity_id":3,"status_id":1,"time":"#);
+                out.extend_from_slice(
+                    br#"{"class_uid":4002,"category_uid":4,"type_uid":400203,"activity_id":3,"status_id":1,"time":"#,
+                );
                 self.num(out, ev.time);
                 out.extend_from_slice(br#","http_request":{"http_method":"GET","url":{"path":"/healthz"}},"src_endpoint":{"ip":"10.20.0.2"}"#);
                 out.extend_from_slice(META);
             }
             Body::WindowsLogon => {
-                out.extend_from_slice(br#"{"EventID":4624,"Channel":"Security","Computer":"bastion-01.corp","TimeCreated":""#);
+                out.extend_from_slice(
+                    br#"{"EventID":4624,"Channel":"Security","Computer":"bastion-01.corp","TimeCreated":""#,
+                );
                 out.extend_from_slice(crate::platform::format_rfc3339(ev.time / 1000).as_bytes());
                 out.extend_from_slice(br#"","LogonType":10,"TargetUserName":"emp-3001"}"#);
             }
@@ -304,7 +322,11 @@ impl<'p> Writer<'p> {
         self.num(out, 600_300 + u32::from(def.activity));
         out.extend_from_slice(br#","activity_id":"#);
         self.num(out, def.activity);
-        out.extend_from_slice(if c.ok { br#","status_id":1,"time":"#.as_slice() } else { br#","status_id":2,"time":"#.as_slice() });
+        out.extend_from_slice(if c.ok {
+            br#","status_id":1,"time":"#.as_slice()
+        } else {
+            br#","status_id":2,"time":"#.as_slice()
+        });
         self.num(out, time);
         out.extend_from_slice(br#","actor":{"user":"#);
         self.who(out, c.who);
@@ -380,12 +402,50 @@ impl<'p> Writer<'p> {
             // No actor.user.uid.
             1 => line.replace(r#"{"uid":"c"#, r#"{"name":"c"#).into_bytes(),
             // time as text.
-            2 => line.replacen(r#""time":"#, r#""time":"at "#, 1).replacen(r#","actor""#, r#"","actor""#, 1).into_bytes(),
+            2 => {
+                line.replacen(r#""time":"#, r#""time":"at "#, 1).replacen(r#","actor""#, r#"","actor""#, 1).into_bytes()
+            }
             // Not an address.
             3 => line.replace("10.9.9.9", "10.9.9.999").into_bytes(),
             // Invalid UTF-8 inside a string.
-            _ => line.replace("catalog", "cat\u{0}alog").into_bytes().into_iter().map(|b| if b == 0 { 0xff } else { b }).collect(),
+            _ => line
+                .replace("catalog", "cat\u{0}alog")
+                .into_bytes()
+                .into_iter()
+                .map(|b| if b == 0 { 0xff } else { b })
+                .collect(),
         };
         out.extend_from_slice(&broken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Routes logged without labels rely on the built-in data map; the
+    /// simulator's truth uses its own table. They must say the same.
+    #[test]
+    fn routes_agree_with_the_builtin_data_map() {
+        let map = model::DataMap::builtin();
+        let mut classes = model::FieldClasses::default();
+        let names = |set: Fields| -> Vec<&str> {
+            (0..FIELD_NAMES.len()).filter(|b| set & (1 << b) != 0).map(|b| FIELD_NAMES[b]).collect()
+        };
+        for op in OPS.iter().filter(|o| o.customer != 0) {
+            let resolved = map.resolve(op.name, &mut classes);
+            let mut want = names(op.customer);
+            let mut got: Vec<&str> = classes.names(resolved.customer).collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "{} for customers", op.name);
+            if op.recipient != 0 {
+                let mut want = names(op.recipient);
+                let mut got: Vec<&str> = classes.names(resolved.recipient).collect();
+                want.sort_unstable();
+                got.sort_unstable();
+                assert_eq!(got, want, "{} for recipients", op.name);
+            }
+        }
     }
 }

@@ -89,7 +89,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary
         return Err(SimError::Invalid("--days must be between 1 and 3660"));
     }
     let p = Platform::new(opts.seed, opts.customers, opts.days);
-    let mut attacks = scenarios::attacks(&opts.scenario, &p).ok_or_else(|| SimError::UnknownScenario(opts.scenario.clone()))?;
+    let mut attacks =
+        scenarios::attacks(&opts.scenario, &p).ok_or_else(|| SimError::UnknownScenario(opts.scenario.clone()))?;
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| SimError::Io { path, source }
@@ -98,7 +99,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary
 
     let dir_path = opts.out.join("directory.json");
     let directory = p.directory(&[]);
-    let text = serde_json::to_string_pretty(&directory).map_err(|e| SimError::Io { path: dir_path.clone(), source: e.into() })?;
+    let text = serde_json::to_string_pretty(&directory)
+        .map_err(|e| SimError::Io { path: dir_path.clone(), source: e.into() })?;
     std::fs::write(&dir_path, text + "\n").map_err(io_err(&dir_path))?;
 
     let events_path = opts.out.join(if opts.gzip { "events.jsonl.gz" } else { "events.jsonl" });

@@ -102,7 +102,8 @@ impl GzipPool {
             workers.push(std::thread::Builder::new().name("piiwatch-gzip".into()).spawn(move || compress(&rx, &tx))?);
         }
         drop(done_tx);
-        let writer = std::thread::Builder::new().name("piiwatch-write".into()).spawn(move || write_in_order(file, &done_rx))?;
+        let writer =
+            std::thread::Builder::new().name("piiwatch-write".into()).spawn(move || write_in_order(file, &done_rx))?;
         Ok(Self { jobs: Some(jobs), workers, writer: Some(writer), next: 0 })
     }
 

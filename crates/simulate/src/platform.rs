@@ -78,9 +78,19 @@ pub enum Key {
 
 /// The platform's signing keys.
 pub const KEYS: [KeyDef; 4] = [
-    KeyDef { id: "auth-key-2019", created: "2019-05-01T00:00:00Z", retired: None, custodians: &["emp-1042", "emp-2001"] },
+    KeyDef {
+        id: "auth-key-2019",
+        created: "2019-05-01T00:00:00Z",
+        retired: None,
+        custodians: &["emp-1042", "emp-2001"],
+    },
     KeyDef { id: "staff-key-2024", created: "2024-03-01T00:00:00Z", retired: None, custodians: &["emp-2001"] },
-    KeyDef { id: "svc-key-2023", created: "2023-01-15T00:00:00Z", retired: None, custodians: &["emp-2001", "emp-3001"] },
+    KeyDef {
+        id: "svc-key-2023",
+        created: "2023-01-15T00:00:00Z",
+        retired: None,
+        custodians: &["emp-2001", "emp-3001"],
+    },
     KeyDef {
         id: "auth-key-2016",
         created: "2016-02-01T00:00:00Z",
@@ -156,8 +166,12 @@ const VPN_EXITS: [(As, &str, [u8; 3]); 4] = [
     (AS_M247, "KR", [193, 37, 32]),
 ];
 /// Foreign mobile networks for travellers.
-const ROAMING: [(As, &str, [u8; 2]); 4] =
-    [(AS_DOCOMO, "JP", [1, 66]), (AS_TMOBILE, "US", [172, 56]), (AS_VIETTEL, "VN", [27, 72]), (AS_AIS, "TH", [49, 228])];
+const ROAMING: [(As, &str, [u8; 2]); 4] = [
+    (AS_DOCOMO, "JP", [1, 66]),
+    (AS_TMOBILE, "US", [172, 56]),
+    (AS_VIETTEL, "VN", [27, 72]),
+    (AS_AIS, "TH", [49, 228]),
+];
 
 /// User agents: customers' apps and browsers, then tools.
 pub const AGENTS: [&str; 10] = [
@@ -412,7 +426,7 @@ impl Platform {
 }
 
 fn v4(a: u8, b: u8, host: u32, country: &'static str, asys: As) -> Net {
-    let ip = Ipv4Addr::from((u32::from(a) << 24) | (u32::from(b) << 16) + (host & 0x003f_ffff));
+    let ip = Ipv4Addr::from(((u32::from(a) << 24) | (u32::from(b) << 16)).wrapping_add(host & 0x003f_ffff));
     Net { ip: IpAddr::V4(ip), country: Some(country), asn: Some(asys) }
 }
 

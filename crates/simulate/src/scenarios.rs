@@ -28,8 +28,14 @@ pub const SCENARIOS: [(&str, &str); 4] = [
         "coupang",
         "a departed auth engineer's copy of the live signing key: forged tokens, low-rate testing, then a crawl of every customer's profile and address book from hosting networks abroad",
     ),
-    ("insider", "a call-centre agent reads hundreds of customers a night from home over the corporate VPN, outside any shift"),
-    ("bola", "a customer's own valid token used to enumerate other customers' orders (broken object-level authorisation)"),
+    (
+        "insider",
+        "a call-centre agent reads hundreds of customers a night from home over the corporate VPN, outside any shift",
+    ),
+    (
+        "bola",
+        "a customer's own valid token used to enumerate other customers' orders (broken object-level authorisation)",
+    ),
     ("benign", "no attack: the busy, messy platform alone, for measuring false alarms"),
 ];
 
@@ -94,12 +100,11 @@ impl Coupang {
             offset: Dice::at(&[p.seed, 20]).below(n),
         }
     }
+}
 
-    fn forged(&self, p: &Platform, victim: u32, token: u64, net: Net, agent: u8, op: Op, book: u32, d: &mut Dice) -> Body {
-        let subjects = customer_subjects(op, victim, book, d);
-        let _ = p;
-        Body::Call(Call { who: Who::Customer(victim), token, key: Key::Customer, net, agent, op, ok: true, subjects })
-    }
+/// A call made with a forged token for `victim`.
+fn forged(victim: u32, token: u64, net: Net, agent: u8, op: Op, subjects: Subjects) -> Body {
+    Body::Call(Call { who: Who::Customer(victim), token, key: Key::Customer, net, agent, op, ok: true, subjects })
 }
 
 impl Attack for Coupang {
@@ -130,7 +135,7 @@ impl Attack for Coupang {
                 let book = p.profile(victim).book;
                 for (k, op) in [Op::Me, Op::Book].into_iter().enumerate() {
                     let at = t + k as i64 * 2_000;
-                    let body = self.forged(p, victim, token, net, UA_SCRIPT, op, book, &mut d);
+                    let body = forged(victim, token, net, UA_SCRIPT, op, customer_subjects(op, victim, book, &mut d));
                     out.push(at + 300, at, body, Some(id));
                 }
             }
@@ -159,7 +164,7 @@ impl Attack for Coupang {
                     visits.push((t + d.range(2_000, 5_000), Op::Orders));
                 }
                 for (at, op) in visits {
-                    let body = self.forged(p, victim, token, net, UA_CHROME, op, book, &mut d);
+                    let body = forged(victim, token, net, UA_CHROME, op, customer_subjects(op, victim, book, &mut d));
                     out.push(at + d.range(0, 800), at, body, Some(id));
                 }
             }
@@ -190,10 +195,11 @@ impl Attack for Insider {
         AttackInfo {
             name: "insider-night-lookups".into(),
             kind: "insider-snooping",
-            description: "Call-centre agent agent-007, who reads 30 to 80 customers in an ordinary shift from the office, \
+            description:
+                "Call-centre agent agent-007, who reads 30 to 80 customers in an ordinary shift from the office, \
                 logs in from home over the corporate VPN between 01:00 and 04:00 and reads hundreds of customers' full \
                 records a night, returning to a handful of the same people every night."
-                .into(),
+                    .into(),
             indicator_fields: &["actor.user.uid", "src_endpoint.ip"],
         }
     }
@@ -262,10 +268,11 @@ impl Attack for Bola {
         AttackInfo {
             name: "bola-order-enumeration".into(),
             kind: "broken-object-level-authorisation",
-            description: "A customer logs in normally from their home broadband and walks order ids on GET /v1/orders/{id}, \
+            description:
+                "A customer logs in normally from their home broadband and walks order ids on GET /v1/orders/{id}, \
                 which does not check ownership: every response carries another customer's name, phone, address and \
                 order history, and the gift recipient's when there is one. Tokens are genuinely issued every hour."
-                .into(),
+                    .into(),
             indicator_fields: &["actor.user.uid", "src_endpoint.ip"],
         }
     }
@@ -293,7 +300,8 @@ impl Attack for Bola {
             } else {
                 Subjects::None
             };
-            let call = Call { who, token, key: Key::Customer, net: self.net, agent: self.agent, op: Op::Order, ok, subjects };
+            let call =
+                Call { who, token, key: Key::Customer, net: self.net, agent: self.agent, op: Op::Order, ok, subjects };
             out.push(t + d.range(0, 800), t, Body::Call(call), Some(id));
         }
     }

@@ -95,7 +95,10 @@ pub struct Truth {
 impl Truth {
     /// Truth for these attacks.
     pub fn new(attacks: Vec<AttackInfo>) -> Self {
-        Self { attacks: attacks.into_iter().map(AttackTruth::new).collect(), tally: Tally { by_op: vec![0; OPS.len()], ..Tally::default() } }
+        Self {
+            attacks: attacks.into_iter().map(AttackTruth::new).collect(),
+            tally: Tally { by_op: vec![0; OPS.len()], ..Tally::default() },
+        }
     }
 
     /// Accounts for one written event; `exposed` lists what its line carried.
@@ -184,12 +187,10 @@ impl Truth {
     /// Writes `truth.json`.
     pub fn write(&self, p: &Platform, scenario: &str, out: &mut impl Write) -> io::Result<()> {
         let t = &self.tally;
-        let ops: BTreeMap<&str, u64> = OPS.iter().zip(&t.by_op).filter(|(_, n)| **n > 0).map(|(o, n)| (o.name, *n)).collect();
-        let classes: BTreeMap<String, u64> = t
-            .by_class
-            .iter()
-            .map(|(c, n)| (c.map_or("none".to_owned(), |c| c.to_string()), *n))
-            .collect();
+        let ops: BTreeMap<&str, u64> =
+            OPS.iter().zip(&t.by_op).filter(|(_, n)| **n > 0).map(|(o, n)| (o.name, *n)).collect();
+        let classes: BTreeMap<String, u64> =
+            t.by_class.iter().map(|(c, n)| (c.map_or("none".to_owned(), |c| c.to_string()), *n)).collect();
         let tally = json!({
             "lines": t.lines,
             "events": t.by_class.values().sum::<u64>(),

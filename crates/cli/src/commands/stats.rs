@@ -51,7 +51,7 @@ impl Visitor for StatsVisitor {
     fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols) {
         self.tally.event(at, event, symbols);
         self.events += 1;
-        if self.events % 65_536 == 0 {
+        if self.events.is_multiple_of(65_536) {
             self.bar.set_position(self.progress.bytes());
         }
     }
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let datamap = load_datamap(args.data_map.as_ref())?;
     let mut reader = Reader::new(ReaderOptions { datamap, max_line: args.max_line_bytes });
-    let total: Option<u64> = inputs.iter().map(Input::len).sum();
+    let total: Option<u64> = inputs.iter().map(Input::size).sum();
     let bar = ui::bar(total, "reading", true);
     let mut visitor = StatsVisitor {
         tally: Tally::default(),
@@ -88,7 +88,8 @@ pub fn run(args: Args) -> Result<()> {
     let started = std::time::Instant::now();
     let mut lines = 0;
     for input in &inputs {
-        let sum = reader.read(input, &mut symbols, &mut visitor).with_context(|| format!("cannot read {}", input.name()))?;
+        let sum =
+            reader.read(input, &mut symbols, &mut visitor).with_context(|| format!("cannot read {}", input.name()))?;
         lines += sum.lines;
     }
     bar.finish_and_clear();
