@@ -95,4 +95,34 @@ fn peers(lines: &[&[u8]], bytes: usize) {
         ok += u64::from(std::str::from_utf8(l).is_ok_and(ingest::parse::parse_raw_only));
     }
     report("serde_json typed borrowed (ours)", ok, bytes, t.elapsed().as_secs_f64());
+
+    let mut tree = sonic_rs::PointerTree::new();
+    for path in [
+        &["class_uid"][..],
+        &["time"],
+        &["activity_id"],
+        &["status_id"],
+        &["actor", "user", "uid"],
+        &["actor", "user", "type"],
+        &["actor", "session", "uid"],
+        &["actor", "session", "issuer"],
+        &["src_endpoint", "ip"],
+        &["src_endpoint", "location", "country"],
+        &["src_endpoint", "autonomous_system", "number"],
+        &["src_endpoint", "autonomous_system", "name"],
+        &["http_request", "user_agent"],
+        &["api", "operation"],
+        &["api", "service", "name"],
+        &["resources"],
+        &["user", "uid"],
+        &["session", "uid"],
+    ] {
+        tree.add_path(path);
+    }
+    let t = Instant::now();
+    let mut ok = 0u64;
+    for l in lines {
+        ok += u64::from(sonic_rs::get_many(*l, &tree).is_ok());
+    }
+    report("sonic-rs get_many (18 paths, lazy)", ok, bytes, t.elapsed().as_secs_f64());
 }
