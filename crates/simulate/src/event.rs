@@ -210,12 +210,25 @@ impl<'p> Writer<'p> {
     }
 
     fn token(&mut self, out: &mut Vec<u8>, token: u64) {
-        out.extend_from_slice(format!("t{token:016x}").as_bytes());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(b't');
+        out.extend((0..16).rev().map(|i| HEX[(token >> (i * 4)) as usize & 0xf]));
     }
 
     fn net(&mut self, out: &mut Vec<u8>, net: &Net, full: bool) {
         out.extend_from_slice(br#""src_endpoint":{"ip":""#);
-        out.extend_from_slice(net.ip.to_string().as_bytes());
+        match net.ip {
+            // Display goes through the formatting machinery; this is the hot path.
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    self.num(out, octet);
+                }
+            }
+            std::net::IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+        }
         out.push(b'"');
         if full {
             if let Some(c) = net.country {

@@ -134,7 +134,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary
                 let start = block.len();
                 writer.write(&ev, &mut block, &mut |s, f| exposed.push((s, f)));
                 summary.bytes += (block.len() - start) as u64;
-                truth.record(&p, &ev, &exposed);
+                truth.record(&ev, &exposed);
                 summary.lines += 1;
                 summary.attack_lines += u64::from(ev.attack.is_some());
                 summary.malformed += u64::from(matches!(ev.body, event::Body::Malformed(_)));

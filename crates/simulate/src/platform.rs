@@ -22,7 +22,7 @@ pub const MINUTE: i64 = 60_000;
 pub const MAX_BOOK: u32 = 5;
 
 /// A principal of the platform.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Who {
     /// Customer by index.
     Customer(u32),
@@ -144,7 +144,7 @@ pub struct Net {
     /// ISO country.
     pub country: Option<&'static str>,
     /// Autonomous system.
-    pub asn: Option<As>,
+    pub asn: Option<&'static As>,
 }
 
 impl Net {
@@ -155,22 +155,22 @@ impl Net {
 }
 
 /// Mobile carriers: AS, CGNAT pool base.
-const CARRIERS: [(As, [u8; 2]); 3] = [(AS_SKT, [223, 38]), (AS_KT, [39, 7]), (AS_LGU, [106, 101])];
+const CARRIERS: [(&As, [u8; 2]); 3] = [(&AS_SKT, [223, 38]), (&AS_KT, [39, 7]), (&AS_LGU, [106, 101])];
 /// Home broadband: AS, base of its customer range.
-const BROADBAND: [(As, [u8; 2]); 3] = [(AS_KT, [121, 128]), (AS_SKB, [175, 192]), (AS_LGDACOM, [211, 36])];
+const BROADBAND: [(&As, [u8; 2]); 3] = [(&AS_KT, [121, 128]), (&AS_SKB, [175, 192]), (&AS_LGDACOM, [211, 36])];
 /// Commercial VPN exits on hosting networks: AS, country, base.
-const VPN_EXITS: [(As, &str, [u8; 3]); 4] = [
-    (AS_M247, "JP", [185, 242, 4]),
-    (AS_AMAZON, "US", [3, 112, 40]),
-    (AS_DO, "SG", [159, 89, 200]),
-    (AS_M247, "KR", [193, 37, 32]),
+const VPN_EXITS: [(&As, &str, [u8; 3]); 4] = [
+    (&AS_M247, "JP", [185, 242, 4]),
+    (&AS_AMAZON, "US", [3, 112, 40]),
+    (&AS_DO, "SG", [159, 89, 200]),
+    (&AS_M247, "KR", [193, 37, 32]),
 ];
 /// Foreign mobile networks for travellers.
-const ROAMING: [(As, &str, [u8; 2]); 4] = [
-    (AS_DOCOMO, "JP", [1, 66]),
-    (AS_TMOBILE, "US", [172, 56]),
-    (AS_VIETTEL, "VN", [27, 72]),
-    (AS_AIS, "TH", [49, 228]),
+const ROAMING: [(&As, &str, [u8; 2]); 4] = [
+    (&AS_DOCOMO, "JP", [1, 66]),
+    (&AS_TMOBILE, "US", [172, 56]),
+    (&AS_VIETTEL, "VN", [27, 72]),
+    (&AS_AIS, "TH", [49, 228]),
 ];
 
 /// User agents: customers' apps and browsers, then tools.
@@ -425,7 +425,7 @@ impl Platform {
     }
 }
 
-fn v4(a: u8, b: u8, host: u32, country: &'static str, asys: As) -> Net {
+fn v4(a: u8, b: u8, host: u32, country: &'static str, asys: &'static As) -> Net {
     let ip = Ipv4Addr::from(((u32::from(a) << 24) | (u32::from(b) << 16)).wrapping_add(host & 0x003f_ffff));
     Net { ip: IpAddr::V4(ip), country: Some(country), asn: Some(asys) }
 }

@@ -72,19 +72,19 @@ struct Coupang {
 
 impl Coupang {
     fn new(p: &Platform) -> Self {
-        let hosting = |asys: As, country: &'static str, a: u8, b: u8, c: u8, d: u8| Net {
+        let hosting = |asys: &'static As, country: &'static str, a: u8, b: u8, c: u8, d: u8| Net {
             ip: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
             country: Some(country),
             asn: Some(asys),
         };
-        let test_pool = vec![hosting(AS_VULTR, "US", 45, 77, 21, 9), hosting(AS_VULTR, "US", 45, 77, 21, 14)];
+        let test_pool = vec![hosting(&AS_VULTR, "US", 45, 77, 21, 9), hosting(&AS_VULTR, "US", 45, 77, 21, 14)];
         let mut pool = Vec::new();
         for i in 0..8u8 {
-            pool.push(hosting(AS_VULTR, "SG", 139, 180, 140, 20 + i));
-            pool.push(hosting(AS_OVH, "NL", 51, 83, 17, 100 + i));
-            pool.push(hosting(AS_AMAZON, "US", 3, 35, 201, 40 + i));
+            pool.push(hosting(&AS_VULTR, "SG", 139, 180, 140, 20 + i));
+            pool.push(hosting(&AS_OVH, "NL", 51, 83, 17, 100 + i));
+            pool.push(hosting(&AS_AMAZON, "US", 3, 35, 201, 40 + i));
         }
-        pool.push(hosting(AS_LINODE, "DE", 172, 104, 150, 3));
+        pool.push(hosting(&AS_LINODE, "DE", 172, 104, 150, 3));
         let n = u64::from(p.customers.max(1));
         let mut stride = 2_654_435_761 % n.max(2);
         while gcd(stride, n) != 1 {

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use roaring::{RoaringBitmap, RoaringTreemap};
+use fixedbitset::FixedBitSet;
+use foldhash::fast::FixedState;
+use roaring::RoaringBitmap;
 use serde_json::json;
 
 use crate::event::{Body, FIELD_NAMES, Fields, OPS, SimEvent};
@@ -35,13 +37,25 @@ pub struct AttackTruth {
     end: Option<i64>,
     events: u64,
     exposing_events: u64,
-    ips: BTreeSet<IpAddr>,
+    ips: HashSet<IpAddr, FixedState>,
     asns: BTreeSet<u32>,
-    keys: BTreeSet<&'static str>,
-    principals: BTreeSet<String>,
-    tokens: RoaringTreemap,
-    subjects: RoaringBitmap,
-    fields: Vec<RoaringBitmap>,
+    /// Bit `k` set when key `KEYS[k]` was used.
+    keys: u8,
+    /// Collected only when `actor.user.uid` is an indicator (a crawl names a
+    /// million victims as principals; they are not indicators).
+    principals: BTreeSet<Who>,
+    tokens: HashSet<u64, FixedState>,
+    subjects: FixedBitSet,
+    fields: Vec<FixedBitSet>,
+}
+
+/// Sets bit `i`, growing the set geometrically (subject indices are dense).
+fn set(bits: &mut FixedBitSet, i: u32) {
+    let i = i as usize;
+    if i >= bits.len() {
+        bits.grow((i + 1).next_power_of_two());
+    }
+    bits.insert(i);
 }
 
 impl AttackTruth {
@@ -53,13 +67,13 @@ impl AttackTruth {
             end: None,
             events: 0,
             exposing_events: 0,
-            ips: BTreeSet::new(),
+            ips: HashSet::default(),
             asns: BTreeSet::new(),
-            keys: BTreeSet::new(),
+            keys: 0,
             principals: BTreeSet::new(),
-            tokens: RoaringTreemap::new(),
-            subjects: RoaringBitmap::new(),
-            fields: vec![RoaringBitmap::new(); FIELD_NAMES.len()],
+            tokens: HashSet::default(),
+            subjects: FixedBitSet::new(),
+            fields: vec![FixedBitSet::new(); FIELD_NAMES.len()],
         }
     }
 }
@@ -71,12 +85,12 @@ pub struct Tally {
     by_op: Vec<u64>,
     successful: u64,
     exposing: u64,
-    customers: RoaringBitmap,
+    customers: FixedBitSet,
     staff: BTreeSet<u16>,
     services: BTreeSet<u8>,
-    subjects: RoaringBitmap,
+    subjects: FixedBitSet,
     v4: RoaringBitmap,
-    v6: HashSet<u128>,
+    v6: HashSet<u128, FixedState>,
     first: Option<i64>,
     last: Option<i64>,
     /// Line numbers and kinds of the malformed lines.
@@ -102,7 +116,7 @@ impl Truth {
     }
 
     /// Accounts for one written event; `exposed` lists what its line carried.
-    pub fn record(&mut self, p: &Platform, ev: &SimEvent, exposed: &[(u32, Fields)]) {
+    pub fn record(&mut self, ev: &SimEvent, exposed: &[(u32, Fields)]) {
         let t = &mut self.tally;
         t.lines += 1;
         let time = match &ev.body {
@@ -126,9 +140,7 @@ impl Truth {
         };
         *t.by_class.entry(class).or_default() += 1;
         let principal = |t: &mut Tally, who: Who| match who {
-            Who::Customer(c) => {
-                t.customers.insert(c);
-            }
+            Who::Customer(c) => set(&mut t.customers, c),
             Who::Staff(s) => {
                 t.staff.insert(s);
             }
@@ -151,7 +163,7 @@ impl Truth {
                     }
                 }
                 for &(s, _) in exposed {
-                    t.subjects.insert(s);
+                    set(&mut t.subjects, s);
                 }
             }
             Body::Login { who, ok: true, .. } => principal(t, *who),
@@ -168,16 +180,18 @@ impl Truth {
             if let Some(asys) = call.net.asn {
                 a.asns.insert(asys.number);
             }
-            a.keys.insert(KEYS[call.key as usize].id);
-            a.principals.insert(principal_uid(p, call.who));
+            a.keys |= 1 << call.key as u8;
+            if a.info.indicator_fields.contains(&"actor.user.uid") {
+                a.principals.insert(call.who);
+            }
             if call.token != 0 {
                 a.tokens.insert(call.token);
             }
             for &(s, fields) in exposed {
-                a.subjects.insert(s);
+                set(&mut a.subjects, s);
                 for (bit, bm) in a.fields.iter_mut().enumerate() {
                     if fields & (1 << bit) != 0 {
-                        bm.insert(s);
+                        set(bm, s);
                     }
                 }
             }
@@ -198,8 +212,8 @@ impl Truth {
             "events_by_operation": ops,
             "successful_api_events": t.successful,
             "exposing_api_events": t.exposing,
-            "distinct_principals": t.customers.len() + t.staff.len() as u64 + t.services.len() as u64,
-            "distinct_subjects": t.subjects.len(),
+            "distinct_principals": t.customers.count_ones(..) + t.staff.len() + t.services.len(),
+            "distinct_subjects": t.subjects.count_ones(..),
             "distinct_sources": t.v4.len() + t.v6.len() as u64,
             "first_time": t.first,
             "last_time": t.last,
@@ -229,15 +243,21 @@ impl Truth {
         let mut indicators = serde_json::Map::new();
         for field in a.info.indicator_fields {
             let values: Vec<String> = match *field {
-                "src_endpoint.ip" => a.ips.iter().map(ToString::to_string).collect(),
+                "src_endpoint.ip" => a.ips.iter().collect::<BTreeSet<_>>().iter().map(ToString::to_string).collect(),
                 "src_endpoint.autonomous_system.number" => a.asns.iter().map(ToString::to_string).collect(),
-                "actor.session.issuer" => a.keys.iter().map(|k| (*k).to_owned()).collect(),
-                "actor.user.uid" => a.principals.iter().cloned().collect(),
+                "actor.session.issuer" => KEYS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| a.keys & (1 << i) != 0)
+                    .map(|(_, k)| k.id.to_owned())
+                    .collect(),
+                "actor.user.uid" => a.principals.iter().map(|&w| principal_uid(p, w)).collect(),
                 _ => Vec::new(),
             };
             indicators.insert((*field).to_owned(), json!(values));
         }
-        let recipients = a.subjects.iter().filter(|&s| p.is_recipient(s)).count();
+        let total = a.subjects.count_ones(..) as u64;
+        let recipients = a.subjects.ones().filter(|&s| p.is_recipient(s as u32)).count() as u64;
         let head = json!({
             "name": a.info.name,
             "kind": a.info.kind,
@@ -248,9 +268,9 @@ impl Truth {
             "events": a.events,
             "exposing_events": a.exposing_events,
             "tokens": a.tokens.len(),
-            "subjects": a.subjects.len(),
-            "subjects_by_type": {"customer": a.subjects.len() - recipients as u64, "recipient": recipients},
-            "fields": FIELD_NAMES.iter().zip(&a.fields).filter(|(_, b)| !b.is_empty()).map(|(n, b)| (n.to_string(), json!(b.len()))).collect::<serde_json::Map<_, _>>(),
+            "subjects": total,
+            "subjects_by_type": {"customer": total - recipients, "recipient": recipients},
+            "fields": FIELD_NAMES.iter().zip(&a.fields).filter(|(_, b)| !b.is_clear()).map(|(n, b)| (n.to_string(), json!(b.count_ones(..)))).collect::<serde_json::Map<_, _>>(),
         });
         let head = serde_json::to_string(&head)?;
         out.write_all(b"    ")?;
@@ -259,7 +279,7 @@ impl Truth {
         write_uids(p, &a.subjects, out)?;
         out.write_all(b",\n      \"exposed_by_field\": {")?;
         let mut first = true;
-        for (name, bm) in FIELD_NAMES.iter().zip(&a.fields).filter(|(_, b)| !b.is_empty()) {
+        for (name, bm) in FIELD_NAMES.iter().zip(&a.fields).filter(|(_, b)| !b.is_clear()) {
             out.write_all(if first { b"\n        \"" } else { b",\n        \"" })?;
             first = false;
             out.write_all(name.as_bytes())?;
@@ -270,10 +290,10 @@ impl Truth {
     }
 }
 
-fn write_uids(p: &Platform, set: &RoaringBitmap, out: &mut impl Write) -> io::Result<()> {
+fn write_uids(p: &Platform, set: &FixedBitSet, out: &mut impl Write) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     buf.push(b'[');
-    for (i, s) in set.iter().enumerate() {
+    for (i, s) in set.ones().map(|s| s as u32).enumerate() {
         if i > 0 {
             buf.push(b',');
         }
