@@ -361,9 +361,11 @@ impl Platform {
         if d.chance(p.mobile_share) {
             let (asys, base) = CARRIERS[p.carrier as usize];
             if asys.number == AS_LGU.number && d.chance(0.6) {
-                // LG Uplus hands its customers IPv6: a stable /64 per device, a fresh interface id.
+                // LG Uplus hands its customers IPv6: a stable /64 per device and a
+                // temporary interface id that rotates daily (RFC 4941).
                 let prefix = 0x2406_5900_0000_0000u64 | u64::from(c);
-                let ip = Ipv6Addr::from((u128::from(prefix) << 64) | u128::from(d.bits()));
+                let iid = Dice::at(&[self.seed, 12, u64::from(c), u64::from(day)]).bits();
+                let ip = Ipv6Addr::from((u128::from(prefix) << 64) | u128::from(iid));
                 return Net { ip: IpAddr::V6(ip), country: Some("KR"), asn: Some(asys) };
             }
             // Carrier-grade NAT: a small pool of public addresses shared by everyone on the carrier.

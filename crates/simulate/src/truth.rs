@@ -81,7 +81,8 @@ impl AttackTruth {
 /// Counts of everything written, in the terms `piiwatch stats` reports.
 #[derive(Default)]
 pub struct Tally {
-    by_class: BTreeMap<Option<i64>, u64>,
+    /// Events per class, in [`CLASSES`] order.
+    by_class: [u64; CLASSES.len()],
     by_op: Vec<u64>,
     successful: u64,
     exposing: u64,
@@ -97,6 +98,9 @@ pub struct Tally {
     pub malformed: Vec<(u64, u8)>,
     lines: u64,
 }
+
+/// The classes the simulator writes (`None`: a JSON object of no OCSF class).
+const CLASSES: [Option<i64>; 5] = [Some(6003), Some(3002), Some(3001), Some(4002), None];
 
 /// Truth for the whole run.
 pub struct Truth {
@@ -132,13 +136,13 @@ impl Truth {
             t.last = Some(t.last.map_or(time, |l| l.max(time)));
         }
         let class = match &ev.body {
-            Body::Call(_) => Some(6003),
-            Body::Login { .. } => Some(3002),
-            Body::Offboard(_) => Some(3001),
-            Body::HealthCheck => Some(4002),
-            Body::WindowsLogon | Body::Malformed(_) => None,
+            Body::Call(_) => 0,
+            Body::Login { .. } => 1,
+            Body::Offboard(_) => 2,
+            Body::HealthCheck => 3,
+            Body::WindowsLogon | Body::Malformed(_) => 4,
         };
-        *t.by_class.entry(class).or_default() += 1;
+        t.by_class[class] += 1;
         let principal = |t: &mut Tally, who: Who| match who {
             Who::Customer(c) => set(&mut t.customers, c),
             Who::Staff(s) => {
@@ -203,11 +207,15 @@ impl Truth {
         let t = &self.tally;
         let ops: BTreeMap<&str, u64> =
             OPS.iter().zip(&t.by_op).filter(|(_, n)| **n > 0).map(|(o, n)| (o.name, *n)).collect();
-        let classes: BTreeMap<String, u64> =
-            t.by_class.iter().map(|(c, n)| (c.map_or("none".to_owned(), |c| c.to_string()), *n)).collect();
+        let classes: BTreeMap<String, u64> = CLASSES
+            .iter()
+            .zip(t.by_class)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (c.map_or("none".to_owned(), |c| c.to_string()), n))
+            .collect();
         let tally = json!({
             "lines": t.lines,
-            "events": t.by_class.values().sum::<u64>(),
+            "events": t.by_class.iter().sum::<u64>(),
             "events_by_class": classes,
             "events_by_operation": ops,
             "successful_api_events": t.successful,
