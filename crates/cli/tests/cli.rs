@@ -209,3 +209,15 @@ fn usage_errors_exit_2_and_failures_exit_1_with_one_line() {
         assert!(piiwatch(cmd).status.success(), "{cmd:?}");
     }
 }
+
+#[test]
+fn a_second_stats_run_replaces_its_quarantine_rather_than_doubling_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "not json\n{\"class_uid\":4002,\"time\":1}\n").expect("write");
+    let q = tmp.path().join("q.jsonl");
+    for _ in 0..2 {
+        ok(&["stats", input.to_str().expect("p"), "--quarantine", q.to_str().expect("p")]);
+    }
+    assert_eq!(std::fs::read_to_string(&q).expect("quarantine").lines().count(), 1);
+}

@@ -16,6 +16,7 @@ use crate::reader::Quarantined;
 #[derive(Debug)]
 pub struct QuarantineFile {
     path: PathBuf,
+    append: bool,
     out: Option<BufWriter<File>>,
     written: u64,
     error: Option<io::Error>,
@@ -31,9 +32,15 @@ struct Record<'a> {
 }
 
 impl QuarantineFile {
-    /// A quarantine at `path`, appended to if it exists.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), out: None, written: 0, error: None }
+    /// A quarantine for one run at `path`: an existing file is replaced
+    /// when the first bad line arrives (and left alone if none does).
+    pub fn create(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), append: false, out: None, written: 0, error: None }
+    }
+
+    /// A quarantine that accumulates across runs (a store's).
+    pub fn append(path: impl Into<PathBuf>) -> Self {
+        Self { append: true, ..Self::create(path) }
     }
 
     /// Where it writes.
@@ -60,7 +67,12 @@ impl QuarantineFile {
     fn try_write(&mut self, q: &Quarantined<'_>) -> io::Result<()> {
         if self.out.is_none() {
             let mut opts = OpenOptions::new();
-            opts.create(true).append(true);
+            opts.create(true);
+            if self.append {
+                opts.append(true);
+            } else {
+                opts.write(true).truncate(true);
+            }
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             self.out = Some(BufWriter::new(opts.open(&self.path)?));

@@ -17,7 +17,7 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-    /// Where to write quarantined lines (created only if there are any).
+    /// Where to write quarantined lines (replaced, and only if there are any).
     #[arg(long, default_value = "piiwatch-quarantine.jsonl")]
     quarantine: PathBuf,
     /// Data map (TOML) giving the field classes of operations whose events carry no labels.
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     let bar = ui::bar(total, "reading", true);
     let mut visitor = StatsVisitor {
         tally: Tally::default(),
-        quarantine: QuarantineFile::new(&args.quarantine),
+        quarantine: QuarantineFile::create(&args.quarantine),
         progress: reader.progress(),
         bar: bar.clone(),
         events: 0,
