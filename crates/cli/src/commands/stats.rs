@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn print_table(r: &ingest::StatsReport) {
-    let mut t = ui::table(&["", "value"]);
+    let mut t = ui::table(&["summary", "value"]);
     t.add_row(vec!["events".to_owned(), r.events.to_string()]);
     for (class, n) in &r.events_by_class {
         t.add_row(vec![format!("  {class}"), n.to_string()]);
