@@ -5,7 +5,6 @@
 //! scratch buffer reused across lines (which is why [`LineParser::parse`]
 //! returns an event that borrows the parser).
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use model::datamap::OpFields;
@@ -317,7 +316,7 @@ fn offboarding(line: &RawLine<'_>, kind: OffboardKind, symbols: &mut Symbols) ->
 /// `resources[].labels`: an array of strings, or null.
 #[derive(serde::Deserialize)]
 #[serde(transparent)]
-struct Labels<'a>(#[serde(borrow)] Option<smallvec::SmallVec<[Cow<'a, str>; 8]>>);
+struct Labels<'a>(#[serde(borrow)] Option<smallvec::SmallVec<[Str<'a>; 8]>>);
 
 fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |p| &msg[..p])

@@ -56,6 +56,80 @@ pub(crate) struct RawLine<'a> {
     pub api: Option<RawApi<'a>>,
     #[serde(borrow, default)]
     pub resources: Option<SmallVec<[RawResource<'a>; INLINE_RESOURCES]>>,
+    // Objects OCSF events commonly carry that piiwatch does not read: named
+    // so they are skipped by `Skip` instead of serde_json's own skipper,
+    // which allocates for objects nested two deep (its stack lives in a
+    // scratch buffer that a fresh deserializer per line cannot reuse).
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<Skip>,
+    #[serde(default, rename = "unmapped")]
+    _unmapped: Option<Skip>,
+    #[serde(default, rename = "observables")]
+    _observables: Option<Skip>,
+    #[serde(default, rename = "enrichments")]
+    _enrichments: Option<Skip>,
+    #[serde(default, rename = "cloud")]
+    _cloud: Option<Skip>,
+    #[serde(default, rename = "dst_endpoint")]
+    _dst_endpoint: Option<Skip>,
+    #[serde(default, rename = "device")]
+    _device: Option<Skip>,
+    #[serde(default, rename = "http_response")]
+    _http_response: Option<Skip>,
+}
+
+/// Any JSON value, skipped by recursion rather than with an allocated stack.
+/// serde_json's recursion limit bounds the depth; a line nested deeper fails
+/// this fast path and is handled by the slow path, which skips iteratively.
+#[derive(Debug, Default)]
+pub(crate) struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor).map(|()| Skip)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        Skip::deserialize(d).map(|_| ())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, Skip>()?.is_some() {}
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

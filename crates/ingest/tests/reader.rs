@@ -304,3 +304,13 @@ fn deeply_nested_json_does_not_overflow_the_stack() {
     assert_eq!(sum.lines, 3);
     assert_eq!(sum.lines, sum.events + sum.quarantined, "{out}");
 }
+
+#[test]
+fn an_api_line_with_metadata_nested_past_the_recursion_limit_is_still_an_event() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let line = API.replace(r#""metadata":{"version":"1.3.0"}"#, &format!(r#""metadata":{{"x":{deep}}}"#));
+    assert_ne!(line, API);
+    let (out, sum) = read(&line, 1 << 20);
+    assert_eq!((sum.events, sum.quarantined), (1, 0), "{out}");
+    assert!(out.starts_with("1: access t=1000"), "{out}");
+}
