@@ -13,7 +13,9 @@ use model::{
     PrincipalKind, Subject, SubjectKind, Symbols,
 };
 
-use crate::raw::{KNOWN_CLASSES, RawLine, Slow, Str, parse_slow};
+use smallvec::SmallVec;
+
+use crate::raw::{INLINE_RESOURCES, KNOWN_CLASSES, RawLine, Slow, Str, parse_slow, without_position};
 
 /// Why a line was quarantined.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,33 +175,40 @@ impl LineParser {
             None => None,
         };
         let resources = c.line.resources.as_deref().unwrap_or_default();
+        // Labels are parsed once, here, and kept (borrowing from the line) for
+        // the interning loop below.
+        let mut labels: SmallVec<[Option<LabelList<'_>>; INLINE_RESOURCES]> = SmallVec::new();
         for (i, r) in resources.iter().enumerate() {
             match r.uid.as_deref() {
                 None => return Err(Reason::missing(&format!("resources[{i}].uid"))),
                 Some("") => return Err(Reason::invalid(&format!("resources[{i}].uid"), "empty")),
                 Some(_) => {}
             }
-            if let Some(Err(e)) = r.labels.map(|l| serde_json::from_str::<Labels<'_>>(l.get())) {
-                return Err(Reason::invalid(&format!("resources[{i}].labels"), strip_position(&e.to_string())));
-            }
+            labels.push(match r.labels.map(|l| serde_json::from_str::<Labels<'_>>(l.get())) {
+                Some(Ok(Labels(list))) => list,
+                Some(Err(e)) => {
+                    return Err(Reason::invalid(&format!("resources[{i}].labels"), without_position(&e.to_string())));
+                }
+                None => None,
+            });
         }
         // Everything is checked: intern from here on, so a quarantined line
         // leaves no trace in the symbol tables.
         let operation = symbols.operation(c.operation);
         let op_fields = self.op_fields(operation, symbols);
         self.subjects.clear();
-        for r in resources {
+        for (r, labels) in resources.iter().zip(&labels) {
             let kind = r.kind.as_deref().map_or(SubjectKind::Other, SubjectKind::parse);
-            let fields = match r.labels.map(|l| serde_json::from_str::<Labels<'_>>(l.get())) {
-                Some(Ok(Labels(Some(labels)))) => {
+            let fields = match labels {
+                Some(labels) => {
                     let mut set = FieldSet::EMPTY;
-                    for l in &labels {
+                    for l in labels {
                         set.insert(symbols.fields.bit(l));
                     }
                     set
                 }
-                // Checked above; `null` means absent.
-                Some(_) | None => op_fields.for_kind(kind),
+                // Absent or `null`: the data map decides.
+                None => op_fields.for_kind(kind),
             };
             let id = symbols.subject(r.uid.as_deref().unwrap_or_default());
             self.subjects.push(Subject { id, kind, fields });
@@ -313,14 +322,13 @@ fn offboarding(line: &RawLine<'_>, kind: OffboardKind, symbols: &mut Symbols) ->
     Ok(Offboarding { time, principal: symbols.principal(user), kind })
 }
 
+/// The field classes of one subject, borrowed from the line.
+type LabelList<'a> = SmallVec<[Str<'a>; 8]>;
+
 /// `resources[].labels`: an array of strings, or null.
 #[derive(serde::Deserialize)]
 #[serde(transparent)]
-struct Labels<'a>(#[serde(borrow)] Option<smallvec::SmallVec<[Str<'a>; 8]>>);
-
-fn strip_position(msg: &str) -> &str {
-    msg.rfind(" at line ").map_or(msg, |p| &msg[..p])
-}
+struct Labels<'a>(#[serde(borrow)] Option<LabelList<'a>>);
 
 /// Merges repeated subjects in one response (their field classes unite), so
 /// later stages can count accesses per subject without double counting.

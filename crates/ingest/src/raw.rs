@@ -281,9 +281,7 @@ pub(crate) fn parse_slow(text: &str) -> Slow<'_> {
         Err(e) => {
             return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                 // Valid JSON: the probe's own fields are repeated.
-                Ok(_) => {
-                    Slow::Bad(e.to_string().rsplit_once(" at line ").map_or_else(|| e.to_string(), |p| p.0.to_owned()))
-                }
+                Ok(_) => Slow::Bad(without_position(&e.to_string()).to_owned()),
                 Err(e) => Slow::Bad(format!("invalid json: {e}")),
             };
         }
@@ -327,8 +325,12 @@ fn with_path<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let inner = inner.rfind(" at line ").map_or(inner.as_str(), |p| &inner[..p]);
-        format!("field `{path}`: {inner}")
+        format!("field `{path}`: {}", without_position(&e.into_inner().to_string()))
     })
+}
+
+/// serde_json ends its messages with "at line 1 column 7"; a quarantine
+/// record already names the line, and the field path says where in it.
+pub(crate) fn without_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |p| &msg[..p])
 }
