@@ -68,18 +68,16 @@ impl Tally {
             Some(c) => format!("other ({c})"),
             None => "no class".to_owned(),
         };
-        let mut operations: Vec<(String, u64)> = self
+        let operations = self
             .by_operation
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| (symbols.operations.resolve(i as u32).to_owned(), *n))
-            .collect();
-        operations.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            .map(|(i, n)| (symbols.operations.resolve(i as u32).to_owned(), *n));
         StatsReport {
             events: self.events(),
             events_by_class: self.by_class.iter().map(|(c, n)| (class_name(c), *n)).collect(),
-            events_by_operation: operations.into_iter().collect(),
+            events_by_operation: operations.collect(),
             successful_api_events: self.successful,
             exposing_api_events: self.exposing,
             distinct_principals: self.principals.len(),
