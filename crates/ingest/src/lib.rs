@@ -22,6 +22,6 @@ pub mod stats;
 
 pub use parse::{LineParser, Reason, ReasonKind};
 pub use quarantine::QuarantineFile;
-pub use reader::{LineRef, Quarantined, ReadSummary, Reader, ReaderOptions, Visitor};
+pub use reader::{Cursor, LineRef, OpenOptions, Quarantined, ReadSummary, Reader, ReaderOptions, Step, Visitor};
 pub use source::{Input, Progress};
 pub use stats::{StatsReport, Tally};

@@ -87,23 +87,113 @@ impl Default for ReaderOptions {
 pub struct Reader {
     parser: LineParser,
     max_line: usize,
+    progress: Progress,
+}
+
+/// What one [`Reader::step`] did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// One line was handed to the visitor (as an event or quarantined) or skipped as blank.
+    Line,
+    /// A following cursor waited its idle time and no new line arrived.
+    Idle,
+    /// The input has ended.
+    End,
+}
+
+enum Feed<'c> {
+    Thread(Chunks),
+    Slices(std::vec::IntoIter<&'c [u8]>),
+}
+
+enum Held<'c> {
+    Owned(Vec<u8>),
+    Borrowed(&'c [u8]),
+}
+
+impl Held<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Owned(v) => v,
+            Held::Borrowed(b) => b,
+        }
+    }
+}
+
+/// One input being read, line by line: where it is, what it has left.
+///
+/// A cursor lets a caller interleave several inputs (`detect` merges its
+/// inputs by event time by always stepping the one that is furthest behind).
+pub struct Cursor<'c> {
+    name: String,
+    feed: Feed<'c>,
+    held: Held<'c>,
+    pos: usize,
     /// A line split across chunks, being reassembled.
     carry: Vec<u8>,
     /// Bytes of an over-long line skipped so far (0 when not skipping).
     skipping: usize,
-    progress: Progress,
+    idle: Option<std::time::Duration>,
+    failed: bool,
+    ended: bool,
+    summary: ReadSummary,
+}
+
+impl std::fmt::Debug for Cursor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").field("name", &self.name).field("summary", &self.summary).finish()
+    }
+}
+
+impl<'c> Cursor<'c> {
+    /// The input's name, as quarantine records give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Totals so far.
+    pub fn summary(&self) -> ReadSummary {
+        self.summary
+    }
+
+    /// Whether the input has ended.
+    pub fn is_done(&self) -> bool {
+        self.ended
+    }
+
+    fn slices(name: &str, chunks: Vec<&'c [u8]>) -> Self {
+        Self::new(name.to_owned(), Feed::Slices(chunks.into_iter()), None)
+    }
+
+    fn new(name: String, feed: Feed<'c>, idle: Option<std::time::Duration>) -> Self {
+        Self {
+            name,
+            feed,
+            held: Held::Borrowed(&[]),
+            pos: 0,
+            carry: Vec::new(),
+            skipping: 0,
+            idle,
+            failed: false,
+            ended: false,
+            summary: ReadSummary::default(),
+        }
+    }
+}
+
+/// How [`Reader::open`] reads an input.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Keep reading a file as it grows (`tail -f`); standard input is read until it closes.
+    pub follow: bool,
+    /// When set, [`Reader::step`] returns [`Step::Idle`] after waiting this long for data.
+    pub idle: Option<std::time::Duration>,
 }
 
 impl Reader {
     /// A reader with these options.
     pub fn new(opts: ReaderOptions) -> Self {
-        Self {
-            parser: LineParser::new(opts.datamap),
-            max_line: opts.max_line.max(1),
-            carry: Vec::new(),
-            skipping: 0,
-            progress: Progress::default(),
-        }
+        Self { parser: LineParser::new(opts.datamap), max_line: opts.max_line.max(1), progress: Progress::default() }
     }
 
     /// Shared byte counter for progress bars.
@@ -111,33 +201,19 @@ impl Reader {
         self.progress.clone()
     }
 
+    /// Opens an input for stepping line by line. Fails only when the input
+    /// cannot be opened.
+    pub fn open(&self, input: &Input, opts: OpenOptions) -> io::Result<Cursor<'static>> {
+        let chunks = Chunks::open_with(input, self.progress.clone(), opts.follow)?;
+        Ok(Cursor::new(input.name(), Feed::Thread(chunks), opts.idle))
+    }
+
     /// Reads one input to its end. Returns an error only when the input
     /// cannot be opened; a stream that fails midway is reported as one
     /// quarantined entry and the read ends there.
     pub fn read(&mut self, input: &Input, symbols: &mut Symbols, visitor: &mut dyn Visitor) -> io::Result<ReadSummary> {
-        let name = input.name();
-        let mut chunks = Chunks::open(input, self.progress.clone())?;
-        let mut sum = ReadSummary::default();
-        self.carry.clear();
-        self.skipping = 0;
-        while let Some(chunk) = chunks.next_chunk() {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    self.flush_carry(&name, symbols, visitor, &mut sum);
-                    sum.lines += 1;
-                    sum.quarantined += 1;
-                    let reason = Reason::input_error(e);
-                    let at = LineRef { source: &name, line: sum.lines };
-                    visitor.quarantined(&Quarantined { at, reason: &reason, excerpt: b"" });
-                    return Ok(sum);
-                }
-            };
-            self.feed(&chunk, &name, symbols, visitor, &mut sum);
-            chunks.give_back(chunk);
-        }
-        self.flush_carry(&name, symbols, visitor, &mut sum);
-        Ok(sum)
+        let mut cursor = self.open(input, OpenOptions::default())?;
+        Ok(self.drain(&mut cursor, symbols, visitor))
     }
 
     /// Reads lines from an in-memory buffer (tests, fuzzing, benchmarks).
@@ -159,71 +235,115 @@ impl Reader {
         symbols: &mut Symbols,
         visitor: &mut dyn Visitor,
     ) -> ReadSummary {
-        let mut sum = ReadSummary::default();
-        self.carry.clear();
-        self.skipping = 0;
-        for chunk in chunks {
-            self.feed(chunk, name, symbols, visitor, &mut sum);
-        }
-        self.flush_carry(name, symbols, visitor, &mut sum);
-        sum
+        let mut cursor = Cursor::slices(name, chunks.into_iter().collect());
+        self.drain(&mut cursor, symbols, visitor)
     }
 
-    fn feed(
-        &mut self,
-        mut chunk: &[u8],
-        name: &str,
-        symbols: &mut Symbols,
-        visitor: &mut dyn Visitor,
-        sum: &mut ReadSummary,
-    ) {
-        while let Some(nl) = memchr::memchr(b'\n', chunk) {
-            let (line, rest) = (&chunk[..nl], &chunk[nl + 1..]);
-            chunk = rest;
-            if self.skipping > 0 {
-                let len = self.skipping + line.len();
-                self.skipping = 0;
-                self.too_long(len, name, visitor, sum);
-            } else if self.carry.is_empty() {
-                self.line(line, name, symbols, visitor, sum);
-            } else {
-                let mut carry = std::mem::take(&mut self.carry);
-                carry.extend_from_slice(line);
-                self.line(&carry, name, symbols, visitor, sum);
-                carry.clear();
-                self.carry = carry;
+    /// A cursor over in-memory chunks, for callers that step several inputs.
+    pub fn cursor_over<'c>(&self, name: &str, chunks: impl IntoIterator<Item = &'c [u8]>) -> Cursor<'c> {
+        Cursor::slices(name, chunks.into_iter().collect())
+    }
+
+    fn drain(&mut self, cursor: &mut Cursor<'_>, symbols: &mut Symbols, visitor: &mut dyn Visitor) -> ReadSummary {
+        while self.step(cursor, symbols, visitor) != Step::End {}
+        cursor.summary
+    }
+
+    /// Reads the next line of `cursor` and hands it to `visitor`.
+    pub fn step(&mut self, c: &mut Cursor<'_>, symbols: &mut Symbols, visitor: &mut dyn Visitor) -> Step {
+        loop {
+            if c.ended {
+                return Step::End;
+            }
+            let rest = &c.held.bytes()[c.pos..];
+            if let Some(nl) = memchr::memchr(b'\n', rest) {
+                c.pos += nl + 1;
+                if c.skipping > 0 {
+                    let len = c.skipping + nl;
+                    c.skipping = 0;
+                    self.too_long(len, c, visitor);
+                } else if c.carry.is_empty() {
+                    let line = &c.held.bytes()[c.pos - nl - 1..c.pos - 1];
+                    self.line(line, &c.name, &mut c.summary, symbols, visitor);
+                } else {
+                    let mut carry = std::mem::take(&mut c.carry);
+                    carry.extend_from_slice(&c.held.bytes()[c.pos - nl - 1..c.pos - 1]);
+                    self.line(&carry, &c.name, &mut c.summary, symbols, visitor);
+                    carry.clear();
+                    c.carry = carry;
+                }
+                return Step::Line;
+            }
+            // The rest of this chunk is the start of a line that goes on in the next.
+            if !rest.is_empty() {
+                if c.skipping > 0 {
+                    c.skipping += rest.len();
+                } else if c.carry.len() + rest.len() > self.max_line {
+                    c.skipping = c.carry.len() + rest.len();
+                    c.carry.clear();
+                } else {
+                    c.carry.extend_from_slice(rest);
+                }
+            }
+            let old = std::mem::replace(&mut c.held, Held::Borrowed(&[]));
+            c.pos = 0;
+            let next = match &mut c.feed {
+                Feed::Slices(it) => it.next().map(|s| Ok(Held::Borrowed(s))),
+                Feed::Thread(chunks) => {
+                    if let Held::Owned(buf) = old {
+                        chunks.give_back(buf);
+                    }
+                    if c.failed {
+                        None
+                    } else {
+                        match chunks.next_chunk_within(c.idle) {
+                            Ok(next) => next.map(|r| r.map(Held::Owned)),
+                            Err(()) => return Step::Idle,
+                        }
+                    }
+                }
+            };
+            match next {
+                Some(Ok(held)) => c.held = held,
+                Some(Err(e)) => {
+                    // The stream broke: what was read so far stands, the failure is recorded.
+                    c.failed = true;
+                    self.flush_carry(c, symbols, visitor);
+                    c.summary.lines += 1;
+                    c.summary.quarantined += 1;
+                    let reason = Reason::input_error(e);
+                    let at = LineRef { source: &c.name, line: c.summary.lines };
+                    visitor.quarantined(&Quarantined { at, reason: &reason, excerpt: b"" });
+                    c.ended = true;
+                    return Step::Line;
+                }
+                None => {
+                    let had = c.skipping > 0 || !c.carry.is_empty();
+                    self.flush_carry(c, symbols, visitor);
+                    c.ended = true;
+                    return if had { Step::Line } else { Step::End };
+                }
             }
         }
-        if chunk.is_empty() {
-            return;
-        }
-        if self.skipping > 0 {
-            self.skipping += chunk.len();
-        } else if self.carry.len() + chunk.len() > self.max_line {
-            self.skipping = self.carry.len() + chunk.len();
-            self.carry.clear();
-        } else {
-            self.carry.extend_from_slice(chunk);
+    }
+
+    fn flush_carry(&mut self, c: &mut Cursor<'_>, symbols: &mut Symbols, visitor: &mut dyn Visitor) {
+        if c.skipping > 0 {
+            let len = c.skipping;
+            c.skipping = 0;
+            self.too_long(len, c, visitor);
+        } else if !c.carry.is_empty() {
+            let carry = std::mem::take(&mut c.carry);
+            self.line(&carry, &c.name, &mut c.summary, symbols, visitor);
         }
     }
 
-    fn flush_carry(&mut self, name: &str, symbols: &mut Symbols, visitor: &mut dyn Visitor, sum: &mut ReadSummary) {
-        if self.skipping > 0 {
-            let len = self.skipping;
-            self.skipping = 0;
-            self.too_long(len, name, visitor, sum);
-        } else if !self.carry.is_empty() {
-            let carry = std::mem::take(&mut self.carry);
-            self.line(&carry, name, symbols, visitor, sum);
-        }
-    }
-
-    fn too_long(&mut self, len: usize, name: &str, visitor: &mut dyn Visitor, sum: &mut ReadSummary) {
-        sum.lines += 1;
-        sum.quarantined += 1;
+    fn too_long(&mut self, len: usize, c: &mut Cursor<'_>, visitor: &mut dyn Visitor) {
+        c.summary.lines += 1;
+        c.summary.quarantined += 1;
         let reason = Reason::too_long(len, self.max_line);
         visitor.quarantined(&Quarantined {
-            at: LineRef { source: name, line: sum.lines },
+            at: LineRef { source: &c.name, line: c.summary.lines },
             reason: &reason,
             excerpt: b"",
         });
@@ -234,9 +354,9 @@ impl Reader {
         &mut self,
         mut line: &[u8],
         name: &str,
+        sum: &mut ReadSummary,
         symbols: &mut Symbols,
         visitor: &mut dyn Visitor,
-        sum: &mut ReadSummary,
     ) {
         sum.lines += 1;
         if let [rest @ .., b'\r'] = line {

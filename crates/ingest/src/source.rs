@@ -10,14 +10,17 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
 use std::thread::JoinHandle;
 
 use flate2::bufread::MultiGzDecoder;
 
 /// Size of one chunk handed from the reading thread to the parser.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// How often a followed file that reached its end is checked for growth.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Chunks in flight between the threads.
 const IN_FLIGHT: usize = 4;
 
@@ -98,24 +101,52 @@ pub struct Chunks {
     rx: Option<Receiver<io::Result<Vec<u8>>>>,
     recycle: SyncSender<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Chunks {
     /// Opens `input` and starts reading it. Opening errors (no such file) are
     /// returned here so a command can fail before it starts.
     pub fn open(input: &Input, progress: Progress) -> io::Result<Self> {
+        Self::open_with(input, progress, false)
+    }
+
+    /// Like [`Chunks::open`]; with `follow`, data is passed on as soon as it
+    /// is read, and a plain file that reaches its end is polled for more
+    /// (`tail -f`). A gzip file or standard input ends where it ends.
+    pub fn open_with(input: &Input, progress: Progress, follow: bool) -> io::Result<Self> {
         let source = input.open()?;
+        let poll_at_end = follow && matches!(input, Input::Path(_));
+        let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(IN_FLIGHT);
         let (recycle, recycled) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
         let thread = std::thread::Builder::new()
             .name("piiwatch-read".into())
-            .spawn(move || pump(source, progress, &tx, &recycled))?;
-        Ok(Self { rx: Some(rx), recycle, thread: Some(thread) })
+            .spawn({
+                let stop = stop.clone();
+                move || pump(source, progress, &tx, &recycled, follow, poll_at_end, &stop)
+            })?;
+        Ok(Self { rx: Some(rx), recycle, thread: Some(thread), stop })
     }
 
     /// The next chunk; `None` at the end. An error ends the stream.
     pub fn next_chunk(&mut self) -> Option<io::Result<Vec<u8>>> {
         self.rx.as_ref()?.recv().ok()
+    }
+
+    /// The next chunk, waiting at most `idle` when given: `Err(())` when
+    /// that time passed with nothing new.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_chunk_within(&mut self, idle: Option<Duration>) -> Result<Option<io::Result<Vec<u8>>>, ()> {
+        let Some(rx) = self.rx.as_ref() else { return Ok(None) };
+        match idle {
+            None => Ok(rx.recv().ok()),
+            Some(d) => match rx.recv_timeout(d) {
+                Ok(c) => Ok(Some(c)),
+                Err(RecvTimeoutError::Timeout) => Err(()),
+                Err(RecvTimeoutError::Disconnected) => Ok(None),
+            },
+        }
     }
 
     /// Hands a buffer back for reuse.
@@ -127,7 +158,9 @@ impl Chunks {
 
 impl Drop for Chunks {
     fn drop(&mut self) {
-        // Closing our end makes the helper's next send fail, so it stops.
+        // Closing our end makes the helper's next send fail, so it stops;
+        // a helper polling a followed file checks the flag.
+        self.stop.store(true, Ordering::Relaxed);
         drop(self.rx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -140,6 +173,9 @@ fn pump(
     progress: Progress,
     tx: &SyncSender<io::Result<Vec<u8>>>,
     recycled: &Receiver<Vec<u8>>,
+    follow: bool,
+    poll_at_end: bool,
+    stop: &AtomicBool,
 ) {
     let mut reader = BufReader::with_capacity(256 << 10, Counting { inner: source, progress });
     let gzip = match reader.fill_buf() {
@@ -149,6 +185,7 @@ fn pump(
             return;
         }
     };
+    let poll_at_end = poll_at_end && !gzip;
     let mut reader: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) };
     loop {
         let mut buf = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
@@ -156,10 +193,17 @@ fn pump(
         let mut filled = 0;
         let result = loop {
             match reader.read(&mut buf[filled..]) {
+                Ok(0) if poll_at_end && filled == 0 => {
+                    // Wait for the file to grow; stop when the consumer has gone.
+                    std::thread::sleep(FOLLOW_POLL);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     filled += n;
-                    if filled == buf.len() {
+                    if filled == buf.len() || follow {
                         break Ok(());
                     }
                 }
@@ -168,7 +212,7 @@ fn pump(
             }
         };
         buf.truncate(filled);
-        let done = filled < CHUNK_BYTES || result.is_err();
+        let done = (filled < CHUNK_BYTES && !follow) || (follow && filled == 0) || result.is_err();
         if filled > 0 && tx.send(Ok(buf)).is_err() {
             return;
         }

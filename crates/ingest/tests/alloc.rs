@@ -82,5 +82,7 @@ fn the_fast_path_allocates_nothing_per_event_once_ids_are_known() {
     let second = reader.read_bytes("again", lines.as_bytes(), &mut symbols, &mut sum);
     let allocations = ALLOCS.load(Ordering::Relaxed) - before;
     assert_eq!(second.events, 1500);
-    assert_eq!(allocations, 0, "allocations while reading 1500 events whose ids are known");
+    // A read allocates its cursor (the input's name, the chunk list) once;
+    // nothing may be allocated per event.
+    assert!(allocations <= 4, "{allocations} allocations while reading 1500 events whose ids are known");
 }
