@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Write a synthetic platform's logs with injected attacks and their ground truth.
     Simulate(commands::simulate::Args),
+    /// Run every built-in detector over the inputs in event-time order and
+    /// write findings as OCSF Detection Finding JSON lines.
+    Detect(commands::detect::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Stats(args) => commands::stats::run(args),
+        Command::Detect(args) => commands::detect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

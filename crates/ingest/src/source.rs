@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::time::Duration;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -120,12 +120,10 @@ impl Chunks {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(IN_FLIGHT);
         let (recycle, recycled) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
-        let thread = std::thread::Builder::new()
-            .name("piiwatch-read".into())
-            .spawn({
-                let stop = stop.clone();
-                move || pump(source, progress, &tx, &recycled, follow, poll_at_end, &stop)
-            })?;
+        let thread = std::thread::Builder::new().name("piiwatch-read".into()).spawn({
+            let stop = stop.clone();
+            move || pump(source, progress, &tx, &recycled, follow, poll_at_end, &stop)
+        })?;
         Ok(Self { rx: Some(rx), recycle, thread: Some(thread), stop })
     }
 

@@ -119,6 +119,7 @@ impl Attack for Coupang {
                 the address edit page (entrance codes) and the order list."
                 .into(),
             indicator_fields: &["actor.session.issuer", "src_endpoint.ip", "src_endpoint.autonomous_system.number"],
+            phases: vec![("test", self.test.0, self.test.1), ("crawl", self.crawl.0, self.crawl.1)],
         }
     }
 
@@ -201,6 +202,11 @@ impl Attack for Insider {
                 records a night, returning to a handful of the same people every night."
                     .into(),
             indicator_fields: &["actor.user.uid", "src_endpoint.ip"],
+            phases: vec![(
+                "nights",
+                T0 + i64::from(self.nights.0) * DAY + HOUR,
+                T0 + i64::from(self.nights.1.saturating_sub(1)) * DAY + 4 * HOUR,
+            )],
         }
     }
 
@@ -274,6 +280,7 @@ impl Attack for Bola {
                 order history, and the gift recipient's when there is one. Tokens are genuinely issued every hour."
                     .into(),
             indicator_fields: &["actor.user.uid", "src_endpoint.ip"],
+            phases: vec![("enumeration", self.window.0, self.window.1)],
         }
     }
 

@@ -28,6 +28,9 @@ pub struct AttackInfo {
     pub description: String,
     /// Which contract field paths identify the attacker (`src_endpoint.ip`, ...).
     pub indicator_fields: &'static [&'static str],
+    /// The attack's planned phases: name, start, end (ms). Detection latency
+    /// is measured from a phase's start (the `coupang` crawl, say).
+    pub phases: Vec<(&'static str, i64, i64)>,
 }
 
 /// One attack's accumulated truth.
@@ -273,6 +276,7 @@ impl Truth {
             "indicators": indicators,
             "start": a.start,
             "end": a.end,
+            "phases": a.info.phases.iter().map(|(n, s, e)| json!({"name": n, "start": s, "end": e})).collect::<Vec<_>>(),
             "events": a.events,
             "exposing_events": a.exposing_events,
             "tokens": a.tokens.len(),

@@ -1,4 +1,5 @@
 //! One module per subcommand: its arguments and what it does.
 
+pub mod detect;
 pub mod simulate;
 pub mod stats;

@@ -1,0 +1,452 @@
+//! Fan-out: one actor reading the personal data of more distinct subjects
+//! than its kind ever does. The same machinery, restricted to
+//! high-sensitivity field classes, is the sensitive-fields detector.
+//!
+//! For every configured dimension (source address, its /24 or /64, principal,
+//! token, signing key, ASN, user agent) and window (10 minutes to 150 days),
+//! each key's distinct subjects are counted exactly ([`crate::window`]). A key
+//! alerts when a window's count exceeds
+//! `max(floor, multiplier × baseline)` for its (dimension, class, window):
+//! the class is the directory's network label for address dimensions
+//! (`carrier-cgnat`, `hosting`, `internal`...) and the principal's kind for
+//! principal and token, so a carrier's NAT address shared by thousands of
+//! customers is compared with other NAT addresses, and a hosting address with
+//! other hosting addresses. The baseline is the highest count any key of
+//! the class reached on a completed day without alerting; floors guard the
+//! first day and are configured per dimension, class and window.
+//!
+//! One finding per key while it stays active, reported again as its count
+//! doubles or `update_every` passes.
+//!
+//! Deliberately not: slow collection that stays under the baseline of a
+//! class (a patient attacker on shared NAT is found by the forged-token and
+//! key-hygiene detectors, or by scope, not here); tokens are counted over
+//! windows of at most a day (they live less).
+
+use crate::Map as HashMap;
+use model::{FieldSet, Millis, PrincipalKind};
+use serde_json::json;
+
+use crate::alert::{Alert, AnalyticKind, Episode, uid};
+use crate::config::{Dimension, Dur, Floor, floor_for};
+use crate::engine::{Cx, Detector};
+use crate::ev::{Call, Ev, What};
+use crate::window::Reach;
+use crate::world::Class;
+
+const DAY: Millis = 86_400_000;
+const HOUR: Millis = 3_600_000;
+const MINUTE: Millis = 60_000;
+
+#[derive(Debug, Default)]
+struct KeyState {
+    reach: Reach,
+    class: Class,
+    last: Millis,
+    episode: Option<Episode>,
+    /// Counts last computed, per window.
+    counts: Vec<u64>,
+    /// Which windows exceeded their threshold in this episode.
+    exceeded: u32,
+    /// Context of the latest call: source address and principal.
+    ctx: Option<(model::AddrId, model::PrincipalId, Option<u32>)>,
+    /// When counts were last computed exactly.
+    evaluated: Millis,
+}
+
+#[derive(Debug)]
+struct Dim {
+    dim: Dimension,
+    windows: Vec<Dur>,
+    horizon: Millis,
+    keys: HashMap<u64, KeyState>,
+}
+
+/// The fan-out or sensitive-fields detector.
+#[derive(Debug)]
+pub struct FanOut {
+    name: &'static str,
+    /// Only subjects whose returned fields include one of these count (`None`: any personal data).
+    classes: Vec<String>,
+    mask: Option<FieldSet>,
+    dims: Vec<Dim>,
+    multiplier: f64,
+    floors: Vec<Floor>,
+    allow: Vec<String>,
+    update_every: Millis,
+    /// Learned: highest count per (dimension index, class, window index) on completed days.
+    learned: HashMap<(usize, Class, usize), u64>,
+    today: HashMap<(usize, Class, usize), u64>,
+    thresholds: HashMap<(usize, Class, usize), u64>,
+    day: Option<i64>,
+    next_sweep: Millis,
+}
+
+impl FanOut {
+    /// The fan-out detector.
+    pub fn distinct_subjects(cfg: &crate::config::FanOut) -> Self {
+        Self::build(
+            "fan-out",
+            Vec::new(),
+            &cfg.dimensions,
+            &cfg.windows,
+            cfg.multiplier,
+            cfg.floor.clone(),
+            cfg.allow_principals.clone(),
+            cfg.update_every.0,
+        )
+    }
+
+    /// The sensitive-fields detector.
+    pub fn sensitive(cfg: &crate::config::SensitiveFields) -> Self {
+        Self::build(
+            "sensitive-fields",
+            cfg.classes.clone(),
+            &cfg.dimensions,
+            &cfg.windows,
+            cfg.multiplier,
+            cfg.floor.clone(),
+            Vec::new(),
+            cfg.update_every.0,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        name: &'static str,
+        classes: Vec<String>,
+        dims: &[String],
+        windows: &[Dur],
+        multiplier: f64,
+        floors: Vec<Floor>,
+        allow: Vec<String>,
+        update_every: Millis,
+    ) -> Self {
+        let dims = dims
+            .iter()
+            .filter_map(|d| Dimension::parse(d))
+            .map(|dim| {
+                let mut windows: Vec<Dur> = windows.to_vec();
+                if dim == Dimension::Token {
+                    windows.retain(|w| w.0 <= DAY);
+                }
+                windows.sort();
+                windows.dedup();
+                let horizon = windows.last().map_or(DAY, |w| w.0 + DAY);
+                Dim { dim, windows, horizon, keys: HashMap::default() }
+            })
+            .collect();
+        Self {
+            name,
+            classes,
+            mask: None,
+            dims,
+            multiplier,
+            floors,
+            allow,
+            update_every,
+            learned: HashMap::default(),
+            today: HashMap::default(),
+            thresholds: HashMap::default(),
+            day: None,
+            next_sweep: Millis::MIN,
+        }
+    }
+
+    fn threshold(&mut self, di: usize, class: Class, wi: usize, cx: &Cx<'_>) -> u64 {
+        if let Some(&t) = self.thresholds.get(&(di, class, wi)) {
+            return t;
+        }
+        let d = &self.dims[di];
+        let floor =
+            floor_for(&self.floors, d.dim.name(), cx.world.class_name(class), d.windows[wi]).unwrap_or(u64::MAX);
+        let learned = self.learned.get(&(di, class, wi)).copied().unwrap_or(0);
+        let t = floor.max((learned as f64 * self.multiplier).ceil() as u64);
+        self.thresholds.insert((di, class, wi), t);
+        t
+    }
+
+    fn class_of(dim: Dimension, c: &Call, cx: &mut Cx<'_>) -> Class {
+        match dim {
+            Dimension::SrcIp | Dimension::SrcPrefix => cx.world.addr_class(c.src, c.asn, cx.symbols),
+            Dimension::Principal | Dimension::Token => {
+                let kind = cx.world.kind_of(c.principal, c.principal_kind, cx.symbols);
+                cx.world.class_named(kind_name(kind))
+            }
+            Dimension::Asn => c.asn.map_or(0, |a| cx.world.asn_class(a)),
+            Dimension::Key => cx.world.class_named("key"),
+            Dimension::UserAgent => cx.world.class_named("agent"),
+        }
+    }
+
+    fn key_of(dim: Dimension, c: &Call, cx: &mut Cx<'_>) -> Option<u64> {
+        Some(match dim {
+            Dimension::SrcIp => u64::from(c.src.0),
+            Dimension::SrcPrefix => u64::from(cx.world.prefix(c.src, cx.symbols)),
+            Dimension::Principal => u64::from(c.principal.0),
+            Dimension::Token => u64::from(c.token?.0),
+            Dimension::Key => u64::from(c.key?.0),
+            Dimension::Asn => u64::from(c.asn?),
+            Dimension::UserAgent => u64::from(c.user_agent?.0),
+        })
+    }
+
+    fn key_name(dim: Dimension, key: u64, cx: &Cx<'_>) -> String {
+        let id = key as u32;
+        match dim {
+            Dimension::SrcIp => cx.symbols.addrs.resolve(model::AddrId(id)).to_string(),
+            Dimension::SrcPrefix => cx.world.prefix_name(id),
+            Dimension::Principal => cx.symbols.principal_name(model::PrincipalId(id)).to_owned(),
+            Dimension::Token => cx.symbols.token_name(model::TokenId(id)).to_owned(),
+            Dimension::Key => cx.symbols.key_name(model::KeyId(id)).to_owned(),
+            Dimension::Asn => key.to_string(),
+            Dimension::UserAgent => cx.symbols.agent_name(model::AgentId(id)).to_owned(),
+        }
+    }
+
+    fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
+        if !c.success || c.subjects.is_empty() {
+            return;
+        }
+        if self.mask.is_none() && !self.classes.is_empty() {
+            let mut m = FieldSet::default();
+            for name in &self.classes {
+                if let Some(bit) = cx.symbols.fields.get(name) {
+                    m.insert(bit);
+                }
+            }
+            self.mask = Some(m);
+        }
+        let mask = self.mask;
+        let counted = |s: &model::Subject| match mask {
+            Some(m) => s.fields.0 & m.0 != 0,
+            None => !s.fields.is_empty(),
+        };
+        if !c.subjects.iter().any(counted) {
+            return;
+        }
+        let allowed = !self.allow.is_empty() && self.allow.iter().any(|a| a == cx.symbols.principal_name(c.principal));
+        for di in 0..self.dims.len() {
+            let dim = self.dims[di].dim;
+            if allowed && matches!(dim, Dimension::Principal | Dimension::Token) {
+                continue;
+            }
+            let Some(key) = Self::key_of(dim, c, cx) else { continue };
+            let fresh_class =
+                if self.dims[di].keys.contains_key(&key) { None } else { Some(Self::class_of(dim, c, cx)) };
+            let (horizon, nwin) = (self.dims[di].horizon, self.dims[di].windows.len());
+            let st = self.dims[di].keys.entry(key).or_default();
+            if let Some(class) = fresh_class {
+                st.class = class;
+                st.counts = vec![0; nwin];
+            }
+            st.last = c.time;
+            st.ctx = Some((c.src, c.principal, c.asn));
+            let mut new = false;
+            for s in c.subjects.iter().filter(|s| counted(s)) {
+                new |= st.reach.add(s.id.0, c.time, horizon);
+            }
+            if !new {
+                continue;
+            }
+            self.evaluate(di, key, c.time, cx);
+        }
+    }
+
+    fn evaluate(&mut self, di: usize, key: u64, now: Millis, cx: &mut Cx<'_>) {
+        let nwin = self.dims[di].windows.len();
+        let Some(class) = self.dims[di].keys.get(&key).map(|s| s.class) else { return };
+        let thresholds: Vec<u64> = (0..nwin).map(|wi| self.threshold(di, class, wi, cx)).collect();
+        let lowest = thresholds.iter().copied().min().unwrap_or(u64::MAX);
+        let dim = self.dims[di].dim;
+        let windows = self.dims[di].windows.clone();
+        let Some(st) = self.dims[di].keys.get_mut(&key) else { return };
+        let lens: Vec<Millis> = windows.iter().map(|w| w.0).collect();
+        let counts = match st.reach {
+            Reach::Small(_) => {
+                if st.episode.is_none() && st.reach.bound().saturating_mul(2) < lowest {
+                    return;
+                }
+                st.reach.counts(now, &lens)
+            }
+            Reach::Big(_) => {
+                // A key with bitmaps (thousands of subjects) is counted at most
+                // once a minute of event time, and only when the buckets' sizes
+                // say a threshold may be crossed: unions are the costly part.
+                if now - st.evaluated < MINUTE {
+                    return;
+                }
+                st.evaluated = now;
+                let bounds = st.reach.bounds(now, &lens);
+                match &st.episode {
+                    None if bounds.iter().zip(&thresholds).all(|(b, t)| b <= t) => return,
+                    // An open finding is recounted only when an update may be due.
+                    Some(e)
+                        if now - e.reported_at < self.update_every
+                            && bounds.iter().copied().max().unwrap_or(0) < e.reported.saturating_mul(2) =>
+                    {
+                        return;
+                    }
+                    _ => {}
+                }
+                st.reach.counts(now, &lens)
+            }
+        };
+        let mut over = Vec::new();
+        for wi in 0..nwin {
+            st.counts[wi] = counts[wi];
+            if counts[wi] > thresholds[wi] {
+                over.push(wi);
+            }
+        }
+        if st.episode.is_none() && over.is_empty() {
+            for wi in 0..nwin {
+                let e = self.today.entry((di, class, wi)).or_default();
+                *e = (*e).max(st.counts[wi]);
+            }
+            return;
+        }
+        for &wi in &over {
+            st.exceeded |= 1 << wi;
+        }
+        let figure = st.counts.iter().copied().max().unwrap_or(0);
+        let Some(first_over) = over.first().copied().or_else(|| (0..nwin).find(|w| st.exceeded & (1 << w) != 0)) else {
+            return;
+        };
+        let name = Self::key_name(dim, key, cx);
+        let due = st.episode.as_ref().is_none_or(|e| e.due(figure, now, self.update_every));
+        let ctx = st.ctx;
+        if dim == Dimension::Token && st.episode.is_none() && self.principal_alerting(ctx) {
+            // One actor, one finding: the principal's finding already covers its tokens.
+            return;
+        }
+        let Some(st) = self.dims[di].keys.get_mut(&key) else { return };
+        if !due {
+            return;
+        }
+        let detector = self.name;
+        let ep =
+            st.episode.get_or_insert_with(|| Episode::new(uid(detector, &[dim.name(), &name, &now.to_string()]), now));
+        ep.last = now;
+        let activity = ep.mark(figure, now);
+        let class_name = cx.world.class_name(class).to_owned();
+        let w = windows[first_over];
+        let n = st.counts[first_over];
+        let what = if self.classes.is_empty() { "personal data".to_owned() } else { self.classes.join("/") };
+        let mut observables = vec![(dim.field(), name.clone())];
+        if let Some((src, principal, asn)) = st.ctx {
+            match dim {
+                Dimension::SrcIp | Dimension::SrcPrefix | Dimension::Asn => {}
+                _ => observables.push(("src_endpoint.ip", cx.symbols.addrs.resolve(src).to_string())),
+            }
+            if matches!(dim, Dimension::Token) {
+                observables.push(("actor.user.uid", cx.symbols.principal_name(principal).to_owned()));
+            }
+            if let (Some(a), Dimension::SrcIp | Dimension::SrcPrefix) = (asn, dim) {
+                observables.push(("src_endpoint.autonomous_system.number", a.to_string()));
+            }
+        }
+        let severity = if cx.world.is_hosting(class) || n > thresholds[first_over].saturating_mul(10) { 4 } else { 3 };
+        let windows_json: Vec<_> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| json!({"window": w.to_string(), "subjects": st.counts[i], "threshold": thresholds[i]}))
+            .collect();
+        let alert = Alert {
+            uid: ep.uid.clone(),
+            activity,
+            detector,
+            analytic: AnalyticKind::Statistical,
+            title: format!(
+                "{} {name} ({class_name}) read {what} of {n} distinct subjects in {w}, above {} for its kind",
+                dim.name().replace('_', " "),
+                thresholds[first_over]
+            ),
+            desc: format!(
+                "Distinct subjects whose {what} this {} read, counted exactly, exceed the threshold for {class_name} {}s: max(configured floor, multiplier × the highest count of that kind on any earlier day).",
+                dim.name().replace('_', " "),
+                dim.name().replace('_', " ")
+            ),
+            severity,
+            time: now,
+            reported_at: 0,
+            first_seen: ep.first,
+            last_seen: now,
+            count: figure,
+            observables,
+            posture: false,
+            details: json!({"dimension": dim.name(), "class": class_name, "windows": windows_json}),
+        };
+        cx.report(alert);
+    }
+
+    fn principal_alerting(&self, ctx: Option<(model::AddrId, model::PrincipalId, Option<u32>)>) -> bool {
+        let Some((_, principal, _)) = ctx else { return false };
+        self.dims
+            .iter()
+            .filter(|d| d.dim == Dimension::Principal)
+            .any(|d| d.keys.get(&u64::from(principal.0)).is_some_and(|k| k.episode.is_some()))
+    }
+
+    fn roll_day(&mut self, day: i64) {
+        if self.day.is_some_and(|d| d != day) {
+            for (k, v) in self.today.drain() {
+                let e = self.learned.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+            self.thresholds.clear();
+        }
+        self.day = Some(day);
+    }
+}
+
+fn kind_name(k: PrincipalKind) -> &'static str {
+    k.as_str()
+}
+
+impl Detector for FanOut {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn event(&mut self, ev: &Ev, cx: &mut Cx<'_>) {
+        if let What::Call(c) = &ev.what {
+            self.on_call(c, cx);
+        }
+    }
+
+    fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
+        if now < self.next_sweep {
+            self.roll_day(now.div_euclid(DAY));
+            return;
+        }
+        self.next_sweep = now + HOUR;
+        // Learn: every key active in the last hour that is not alerting
+        // contributes its counts to its kind's maximum for the day.
+        for (di, d) in self.dims.iter_mut().enumerate() {
+            let (horizon, longest) = (d.horizon, d.windows.last().map_or(DAY, |w| w.0));
+            let lens: Vec<Millis> = d.windows.iter().map(|w| w.0).collect();
+            let today = &mut self.today;
+            d.keys.retain(|_, st| {
+                if st.episode.is_none() && now - st.last <= HOUR {
+                    for (wi, n) in st.reach.counts(now, &lens).into_iter().enumerate() {
+                        let e = today.entry((di, st.class, wi)).or_default();
+                        *e = (*e).max(n);
+                    }
+                }
+                let empty = st.reach.expire(now, horizon);
+                if st.episode.is_some() && now - st.last > longest.min(DAY) {
+                    // The activity stopped: a later burst is a new finding.
+                    st.episode = None;
+                    st.exceeded = 0;
+                }
+                !(empty && st.episode.is_none())
+            });
+        }
+        self.roll_day(now.div_euclid(DAY));
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.dims.iter().map(|d| d.keys.values().map(|k| 96 + k.reach.heap_bytes()).sum::<usize>()).sum()
+    }
+}

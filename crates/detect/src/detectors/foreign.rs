@@ -1,0 +1,219 @@
+//! Foreign and hosting access, clustered into campaigns.
+//!
+//! Catches customers' personal data read from hosting networks (cloud and
+//! VPS providers: where crawlers run, never where customers shop), and from
+//! countries outside the platform's home countries that were never seen
+//! before for the subject read. Reads are clustered, so one campaign across
+//! many addresses and providers is one finding that lists its addresses:
+//! all hosting reads form one cluster, foreign reads one cluster per country.
+//! A cluster alerts when its distinct subjects in `window` exceed
+//! `max(min_subjects, multiplier × its highest count on earlier days)`.
+//! Addresses that read at least `min_address_subjects` subjects are listed.
+//!
+//! Deliberately not: a single customer on a VPN or abroad (every busy
+//! platform has thousands); the baseline absorbs them.
+
+use crate::Map as HashMap;
+use model::{AddrId, Country, Millis};
+use serde_json::json;
+
+use super::{named, top, top_addrs};
+use crate::alert::{Alert, AnalyticKind, Episode, uid};
+use crate::config;
+use crate::engine::{Cx, Detector};
+use crate::ev::{Call, Ev, What};
+use crate::window::Reach;
+
+const NAME: &str = "foreign-access";
+const DAY: Millis = 86_400_000;
+const HOUR: Millis = 3_600_000;
+
+#[derive(Debug, Default)]
+struct Cluster {
+    reach: Reach,
+    /// Subjects read per address in the current and previous hour.
+    addrs: HashMap<AddrId, (i64, u64, u64)>,
+    asns: HashMap<u32, u64>,
+    today_max: u64,
+    learned: u64,
+    episode: Option<Episode>,
+    last: Millis,
+    count: u64,
+    evaluated: Millis,
+}
+
+/// The detector.
+#[derive(Debug)]
+pub struct ForeignAccess {
+    cfg: config::ForeignAccess,
+    home: Vec<Country>,
+    /// Countries seen per subject: bit i is `countries[i]` (bit 31: any beyond).
+    seen: Vec<u32>,
+    countries: Vec<Country>,
+    clusters: HashMap<Option<Country>, Cluster>,
+    day: Option<i64>,
+}
+
+impl ForeignAccess {
+    /// With this configuration and home countries.
+    pub fn new(cfg: config::ForeignAccess, home: &[String]) -> Self {
+        let home = home.iter().filter_map(|c| Country::parse(c)).collect();
+        Self { cfg, home, seen: Vec::new(), countries: Vec::new(), clusters: HashMap::default(), day: None }
+    }
+
+    fn country_bit(&mut self, c: Country) -> u32 {
+        let i = match self.countries.iter().position(|x| *x == c) {
+            Some(i) => i,
+            None => {
+                self.countries.push(c);
+                self.countries.len() - 1
+            }
+        };
+        1 << i.min(31)
+    }
+
+    fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
+        if !c.success || c.subjects.is_empty() {
+            return;
+        }
+        let class = cx.world.addr_class(c.src, c.asn, cx.symbols);
+        let hosting = cx.world.is_hosting(class);
+        let foreign = c.country.filter(|cc| !self.home.contains(cc));
+        if !hosting && foreign.is_none() {
+            return;
+        }
+        let bit = foreign.map(|cc| self.country_bit(cc));
+        let cluster_key = if hosting { None } else { foreign };
+        let horizon = self.cfg.window.0 + HOUR;
+        let hour = c.time.div_euclid(HOUR);
+        let mut new = 0u64;
+        for s in c.subjects.iter().filter(|s| !s.fields.is_empty()) {
+            let i = s.id.index();
+            if i >= self.seen.len() {
+                self.seen.resize(i + 1, 0);
+            }
+            let novel = match bit {
+                Some(b) => self.seen[i] & b == 0,
+                None => false,
+            };
+            if let Some(b) = bit {
+                self.seen[i] |= b;
+            }
+            if hosting || novel {
+                let cl = self.clusters.entry(cluster_key).or_default();
+                if cl.reach.add(s.id.0, c.time, horizon) {
+                    new += 1;
+                }
+            }
+        }
+        if new == 0 {
+            return;
+        }
+        let Some(cl) = self.clusters.get_mut(&cluster_key) else { return };
+        cl.last = c.time;
+        cl.count += 1;
+        let e = cl.addrs.entry(c.src).or_insert((hour, 0, 0));
+        if e.0 != hour {
+            *e = (hour, 0, if e.0 == hour - 1 { e.1 } else { 0 });
+        }
+        e.1 += new;
+        if let Some(a) = c.asn {
+            *cl.asns.entry(a).or_default() += new;
+        }
+        let threshold = self.cfg.min_subjects.max((cl.learned as f64 * self.cfg.multiplier).ceil() as u64);
+        let bound = cl.reach.bound();
+        if cl.episode.is_none() && bound.saturating_mul(2) < threshold {
+            return;
+        }
+        if matches!(cl.reach, Reach::Big(_))
+            && (cl.reach.fresh() < (bound / 64).max(1) || c.time - cl.evaluated < 60_000)
+        {
+            return;
+        }
+        cl.evaluated = c.time;
+        let n = cl.reach.count(c.time, self.cfg.window.0);
+        if cl.episode.is_none() && n <= threshold {
+            cl.today_max = cl.today_max.max(n);
+            return;
+        }
+        if !cl.episode.as_ref().is_none_or(|e| e.due(n, c.time, self.cfg.update_every.0)) {
+            return;
+        }
+        let label = match cluster_key {
+            None => "hosting networks".to_owned(),
+            Some(cc) => format!("{} (a country never seen for these subjects)", cc.as_str()),
+        };
+        let ep = cl.episode.get_or_insert_with(|| Episode::new(uid(NAME, &[&label, &c.time.to_string()]), c.time));
+        ep.last = c.time;
+        let activity = ep.mark(n, c.time);
+        let per_addr: HashMap<AddrId, u64> = cl.addrs.iter().map(|(a, e)| (*a, e.1 + e.2)).collect();
+        let addrs = top_addrs(&per_addr, cx.symbols, self.cfg.min_address_subjects);
+        let asns: Vec<String> =
+            top(&cl.asns, super::LIST, self.cfg.min_address_subjects).iter().map(u32::to_string).collect();
+        let mut observables = named("src_endpoint.ip", addrs.iter().cloned());
+        observables.extend(named("src_endpoint.autonomous_system.number", asns));
+        cx.report(Alert {
+            uid: ep.uid.clone(),
+            activity,
+            detector: NAME,
+            analytic: AnalyticKind::Statistical,
+            title: format!(
+                "Personal data of {n} distinct subjects read from {label} within {}, from {} addresses",
+                self.cfg.window,
+                addrs.len()
+            ),
+            desc: format!(
+                "Reads from {label} above the cluster's usual level (threshold {threshold}). Customers on VPNs and travellers account for a trickle; a crowd of subjects read from a few addresses is a crawl."
+            ),
+            severity: 4,
+            time: c.time,
+            reported_at: 0,
+            first_seen: ep.first,
+            last_seen: c.time,
+            count: n,
+            observables,
+            posture: false,
+            details: json!({"cluster": label, "threshold": threshold, "addresses_total": cl.addrs.len()}),
+        });
+    }
+}
+
+impl Detector for ForeignAccess {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event(&mut self, ev: &Ev, cx: &mut Cx<'_>) {
+        if let What::Call(c) = &ev.what {
+            self.on_call(c, cx);
+        }
+    }
+
+    fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
+        let day = now.div_euclid(DAY);
+        let rolled = self.day.is_some_and(|d| d != day);
+        self.day = Some(day);
+        if now % HOUR != 0 {
+            return;
+        }
+        let (window, hour) = (self.cfg.window.0, now.div_euclid(HOUR));
+        for cl in self.clusters.values_mut() {
+            if rolled {
+                cl.learned = cl.learned.max(cl.today_max);
+                cl.today_max = 0;
+            }
+            cl.reach.expire(now, window + HOUR);
+            cl.addrs.retain(|_, e| e.0 >= hour - 1);
+            if cl.episode.is_some() && now - cl.last > window {
+                cl.episode = None;
+                cl.addrs.clear();
+                cl.asns.clear();
+            }
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.seen.capacity() * 4
+            + self.clusters.values().map(|c| c.reach.heap_bytes() + c.addrs.len() * 32).sum::<usize>()
+    }
+}

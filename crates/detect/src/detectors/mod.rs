@@ -1,0 +1,135 @@
+//! The built-in detectors. Each module documents what it catches and what
+//! it deliberately does not.
+
+use crate::Map as HashMap;
+use model::{AddrId, Millis, Symbols};
+
+use crate::alert::Episode;
+use crate::config::{Config, ConfigError};
+use crate::engine::Detector;
+use crate::ev::Call;
+
+pub mod departed;
+pub mod fanout;
+pub mod foreign;
+pub mod forged;
+pub mod keys;
+pub mod silence;
+pub mod staff;
+
+/// Every enabled detector, configured.
+pub fn all(cfg: &Config) -> Result<Vec<Box<dyn Detector>>, ConfigError> {
+    let mut v: Vec<Box<dyn Detector>> = Vec::new();
+    if cfg.forged_token.enabled {
+        v.push(Box::new(forged::ForgedToken::new(cfg.forged_token.clone())));
+    }
+    if cfg.key_hygiene.enabled {
+        v.push(Box::new(keys::KeyHygiene::new(cfg.key_hygiene.clone())));
+    }
+    if cfg.departed.enabled {
+        v.push(Box::new(departed::Departed::new(cfg.departed.clone())));
+    }
+    if cfg.fan_out.enabled {
+        v.push(Box::new(fanout::FanOut::distinct_subjects(&cfg.fan_out)));
+    }
+    if cfg.sensitive_fields.enabled {
+        v.push(Box::new(fanout::FanOut::sensitive(&cfg.sensitive_fields)));
+    }
+    if cfg.foreign_access.enabled {
+        v.push(Box::new(foreign::ForeignAccess::new(cfg.foreign_access.clone(), &cfg.engine.home_countries)));
+    }
+    if cfg.staff_pattern.enabled {
+        v.push(Box::new(staff::StaffPattern::new(cfg.staff_pattern.clone(), cfg.engine.offset_ms()?)));
+    }
+    if cfg.silence.enabled {
+        v.push(Box::new(silence::Silence::new(cfg.silence.clone())));
+    }
+    Ok(v)
+}
+
+/// Most addresses or ASNs a finding tracks individually.
+const TRACK: usize = 4096;
+/// Most addresses a finding lists.
+pub const LIST: usize = 32;
+
+/// The calls one finding covers: how many, when, from where.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Calls covered.
+    pub count: u64,
+    /// First call.
+    pub first: Millis,
+    /// Last call.
+    pub last: Millis,
+    /// Calls per source address (the first [`TRACK`] addresses).
+    pub addrs: HashMap<AddrId, u64>,
+    /// Calls per ASN.
+    pub asns: HashMap<u32, u64>,
+    /// A few example values (tokens, principals).
+    pub samples: Vec<String>,
+    /// The reported finding, once reported.
+    pub episode: Option<Episode>,
+}
+
+impl Tally {
+    /// Counts one call.
+    pub fn add(&mut self, c: &Call) {
+        if self.count == 0 {
+            self.first = c.time;
+        }
+        self.count += 1;
+        self.first = self.first.min(c.time);
+        self.last = self.last.max(c.time);
+        if self.addrs.len() < TRACK || self.addrs.contains_key(&c.src) {
+            *self.addrs.entry(c.src).or_default() += 1;
+        }
+        if let Some(a) = c.asn
+            && (self.asns.len() < TRACK || self.asns.contains_key(&a))
+        {
+            *self.asns.entry(a).or_default() += 1;
+        }
+    }
+
+    /// Keeps an example value (at most `max`).
+    pub fn sample(&mut self, s: &str, max: usize) {
+        if self.samples.len() < max && !self.samples.iter().any(|x| x == s) {
+            self.samples.push(s.to_owned());
+        }
+    }
+
+    /// The busiest addresses (most calls first, then by address), at most [`LIST`].
+    pub fn top_addrs(&self, symbols: &Symbols) -> Vec<String> {
+        top_addrs(&self.addrs, symbols, 1)
+    }
+
+    /// ASNs, busiest first.
+    pub fn top_asns(&self) -> Vec<String> {
+        top(&self.asns, LIST, 1).into_iter().map(|a| a.to_string()).collect()
+    }
+}
+
+/// Keys with at least `min`, busiest first, ties by key, at most `n`.
+pub fn top<K: Copy + Ord + std::hash::Hash>(m: &HashMap<K, u64>, n: usize, min: u64) -> Vec<K> {
+    let mut v: Vec<(u64, K)> = m.iter().filter(|e| *e.1 >= min).map(|(k, c)| (*c, *k)).collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    v.into_iter().take(n).map(|e| e.1).collect()
+}
+
+/// Observables for a list of values of one field.
+pub fn named(name: &'static str, values: impl IntoIterator<Item = String>) -> Vec<(&'static str, String)> {
+    values.into_iter().map(|v| (name, v)).collect()
+}
+
+/// Human-readable duration for titles.
+pub fn human(ms: Millis) -> String {
+    crate::config::Dur(ms.max(0) / 1000 * 1000).to_string()
+}
+
+/// Addresses with at least `min`, busiest first, ties by address (not by
+/// id, which depends on arrival order), at most [`LIST`].
+pub fn top_addrs(m: &HashMap<AddrId, u64>, symbols: &Symbols, min: u64) -> Vec<String> {
+    let mut v: Vec<(u64, std::net::IpAddr)> =
+        m.iter().filter(|e| *e.1 >= min).map(|(a, c)| (*c, symbols.addrs.resolve(*a))).collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    v.into_iter().take(LIST).map(|e| e.1.to_string()).collect()
+}

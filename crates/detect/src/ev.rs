@@ -1,0 +1,126 @@
+//! Events as the engine holds them while it puts them in event-time order:
+//! owned copies of [`model::Event`]s (the reader's events borrow its buffers).
+
+use model::{
+    Access, Activity, AddrId, AgentId, AsNameId, Country, Event, Issuance, KeyId, Millis, Offboarding, OpId,
+    PrincipalId, PrincipalKind, ServiceId, Subject, TokenId,
+};
+use smallvec::SmallVec;
+
+/// An API call, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// Event time.
+    pub time: Millis,
+    /// Create, read, update, delete.
+    pub activity: Activity,
+    /// Only successful calls expose data.
+    pub success: bool,
+    /// The principal the token names.
+    pub principal: PrincipalId,
+    /// What the event says the principal is.
+    pub principal_kind: PrincipalKind,
+    /// Token id.
+    pub token: Option<TokenId>,
+    /// Signing key.
+    pub key: Option<KeyId>,
+    /// Source address.
+    pub src: AddrId,
+    /// Source country.
+    pub country: Option<Country>,
+    /// Source ASN.
+    pub asn: Option<u32>,
+    /// Source AS name.
+    pub as_name: Option<AsNameId>,
+    /// User agent.
+    pub user_agent: Option<AgentId>,
+    /// Route template.
+    pub operation: OpId,
+    /// Answering service.
+    pub service: Option<ServiceId>,
+    /// Subjects the response carried.
+    pub subjects: SmallVec<[Subject; 2]>,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum What {
+    /// API Activity.
+    Call(Call),
+    /// Token issued.
+    Issuance(Issuance),
+    /// Principal offboarded.
+    Offboarding(Offboarding),
+    /// Another class (only its stream matters to the built-in detectors).
+    Other {
+        /// OCSF class, when given.
+        class_uid: Option<i64>,
+    },
+}
+
+/// One event in the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ev {
+    /// Event time.
+    pub time: Millis,
+    /// Which input it came from (index into the inputs, for the silence detector).
+    pub input: u16,
+    /// The event.
+    pub what: What,
+}
+
+impl Ev {
+    /// Copies a reader event. Events without a time (foreign JSON) return `None`.
+    pub fn from_event(e: &Event<'_>, input: u16) -> Option<Self> {
+        let what = match e {
+            Event::Access(a) => What::Call(Call::from(a)),
+            Event::Issuance(i) => What::Issuance(i.clone()),
+            Event::Offboarding(o) => What::Offboarding(o.clone()),
+            Event::Other(o) => What::Other { class_uid: o.class_uid },
+        };
+        Some(Self { time: e.time()?, input, what })
+    }
+
+    /// The OCSF class.
+    pub fn class_uid(&self) -> Option<i64> {
+        match &self.what {
+            What::Call(_) => Some(6003),
+            What::Issuance(_) => Some(3002),
+            What::Offboarding(_) => Some(3001),
+            What::Other { class_uid } => *class_uid,
+        }
+    }
+
+    /// Order among events of the same millisecond: issuance first (a token
+    /// is issued before it is used), then offboarding, calls, the rest.
+    pub fn rank(&self) -> u8 {
+        match self.what {
+            What::Issuance(_) => 0,
+            What::Offboarding(_) => 1,
+            What::Call(_) => 2,
+            What::Other { .. } => 3,
+        }
+    }
+}
+
+impl From<&Access<'_>> for Call {
+    fn from(a: &Access<'_>) -> Self {
+        Self {
+            time: a.time,
+            activity: a.activity,
+            success: a.success,
+            principal: a.principal,
+            principal_kind: a.principal_kind,
+            token: a.token,
+            key: a.key,
+            src: a.src,
+            country: a.country,
+            asn: a.asn,
+            as_name: a.as_name,
+            user_agent: a.user_agent,
+            operation: a.operation,
+            service: a.service,
+            subjects: a.subjects.iter().copied().collect(),
+        }
+    }
+}
