@@ -335,9 +335,9 @@ impl FanOut {
         let what = if self.classes.is_empty() { "personal data".to_owned() } else { self.classes.join("/") };
         let mut observables = vec![(dim.field(), name.clone())];
         if let Some((src, principal, asn)) = st.ctx {
-            match dim {
-                Dimension::SrcIp | Dimension::SrcPrefix | Dimension::Asn => {}
-                _ => observables.push(("src_endpoint.ip", cx.symbols.addrs.resolve(src).to_string())),
+            // The address of the latest read (for a prefix: the address inside it).
+            if !matches!(dim, Dimension::SrcIp | Dimension::Asn) {
+                observables.push(("src_endpoint.ip", cx.symbols.addrs.resolve(src).to_string()));
             }
             if matches!(dim, Dimension::Token) {
                 observables.push(("actor.user.uid", cx.symbols.principal_name(principal).to_owned()));
