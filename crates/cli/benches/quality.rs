@@ -91,7 +91,16 @@ fn main() {
     println!("quality: {customers} customers, {days} days, seed 1; piiwatch {bin}");
     println!(
         "{:<9} {:>11} {:>8} {:>9} {:>36} {:>8} {:>7} {:>8} {:>7} {:>9}",
-        "scenario", "events", "detect s", "events/s", "time to detect (from)", "exposed", "benign", "per M", "posture", "max RSS"
+        "scenario",
+        "events",
+        "detect s",
+        "events/s",
+        "time to detect (from)",
+        "exposed",
+        "benign",
+        "per M",
+        "posture",
+        "max RSS"
     );
     for scenario in ["coupang", "insider", "bola", "benign"] {
         let dir = root().join(format!("bench-data/quality/{scenario}-{customers}x{days}"));
@@ -131,7 +140,8 @@ fn main() {
             .expect("json summary on stderr");
         let events = summary["events"].as_u64().unwrap_or(0);
         let rss = std::fs::read_to_string(&timing).ok().as_deref().and_then(rss_kib);
-        let truth: Value = serde_json::from_slice(&std::fs::read(dir.join("truth.json")).expect("truth")).expect("json");
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("truth.json")).expect("truth")).expect("json");
         let findings: Vec<Value> = std::fs::read_to_string(&alerts)
             .expect("alerts")
             .lines()

@@ -51,7 +51,8 @@ pub struct Alert {
     pub severity: u8,
     /// Event time of the event that made the detector fire.
     pub time: Millis,
-    /// Event time the engine had reached when it reported (for time-to-detect).
+    /// Event time the engine's clock had reached when it reported (for
+    /// time to detect; independent of arrival order).
     pub reported_at: Millis,
     /// Span of the activity covered.
     pub first_seen: Millis,

@@ -36,7 +36,10 @@ pub struct Cx<'a> {
     pub world: &'a mut World,
     /// Where findings go.
     pub sink: &'a mut dyn Sink,
-    /// The latest event time seen: when a finding is reported.
+    /// The engine's event-time clock: the time of the event being
+    /// processed (or of the minute being ticked). A finding's `reported_at`
+    /// is this clock, which does not depend on arrival order; in wall-clock
+    /// terms the engine learns it up to the reordering lateness later.
     pub seen: Millis,
     /// Names of the inputs, by [`Ev::input`].
     pub inputs: &'a [String],
@@ -205,7 +208,7 @@ impl Engine {
     pub fn finish(&mut self, symbols: &Symbols, sink: &mut dyn Sink) {
         self.release(Millis::MAX, symbols, sink);
         let now = self.clock;
-        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.max_time, inputs: &self.inputs };
+        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.clock, inputs: &self.inputs };
         for d in &mut self.detectors {
             d.finish(now, &mut cx);
         }
@@ -225,7 +228,7 @@ impl Engine {
             Some(_) => return,
         };
         self.minute = Some(m);
-        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.max_time, inputs: &self.inputs };
+        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.clock, inputs: &self.inputs };
         for minute in from..=m {
             for d in &mut self.detectors {
                 d.tick(minute * MINUTE, &mut cx);
@@ -234,7 +237,7 @@ impl Engine {
     }
 
     fn dispatch(&mut self, ev: &Ev, symbols: &Symbols, sink: &mut dyn Sink) {
-        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.max_time, inputs: &self.inputs };
+        let mut cx = Cx { symbols, world: &mut self.world, sink, seen: self.clock.max(ev.time), inputs: &self.inputs };
         for d in &mut self.detectors {
             d.event(ev, &mut cx);
         }

@@ -69,6 +69,7 @@ pub struct FanOut {
     /// Only subjects whose returned fields include one of these count (`None`: any personal data).
     classes: Vec<String>,
     mask: Option<FieldSet>,
+    mask_known: usize,
     dims: Vec<Dim>,
     multiplier: f64,
     floors: Vec<Floor>,
@@ -140,6 +141,7 @@ impl FanOut {
             name,
             classes,
             mask: None,
+            mask_known: usize::MAX,
             dims,
             multiplier,
             floors,
@@ -208,7 +210,10 @@ impl FanOut {
         if !c.success || c.subjects.is_empty() {
             return;
         }
-        if self.mask.is_none() && !self.classes.is_empty() {
+        // Field classes are named as the input names them: rebuild the mask
+        // when a class appears that was not known yet.
+        if !self.classes.is_empty() && self.mask_known != cx.symbols.fields.len() {
+            self.mask_known = cx.symbols.fields.len();
             let mut m = FieldSet::default();
             for name in &self.classes {
                 if let Some(bit) = cx.symbols.fields.get(name) {

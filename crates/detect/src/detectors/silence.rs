@@ -93,19 +93,26 @@ impl Detector for Silence {
                 found.push((*s, st.last, st.longest_gap, limit, st.events));
             }
         }
-        found.sort();
-        for (s, last, longest, limit, events) in found {
-            let (field, value, what) = match s {
-                Stream::Class(c) => ("class_uid", c.to_string(), format!("class {c} events")),
-                Stream::Service(id) => {
-                    let n = cx.symbols.service_name(id).to_owned();
-                    ("api.service.name", n.clone(), format!("API calls answered by {n}"))
-                }
-                Stream::Input(i) => {
-                    let n = cx.inputs.get(usize::from(i)).cloned().unwrap_or_else(|| format!("input {i}"));
-                    ("metadata.log_name", n.clone(), format!("events from {n}"))
-                }
-            };
+        let mut named: Vec<_> = found
+            .into_iter()
+            .map(|(s, last, longest, limit, events)| {
+                let (field, value, what) = match s {
+                    Stream::Class(c) => ("class_uid", c.to_string(), format!("class {c} events")),
+                    Stream::Service(id) => {
+                        let n = cx.symbols.service_name(id).to_owned();
+                        ("api.service.name", n.clone(), format!("API calls answered by {n}"))
+                    }
+                    Stream::Input(i) => {
+                        let n = cx.inputs.get(usize::from(i)).cloned().unwrap_or_else(|| format!("input {i}"));
+                        ("metadata.log_name", n.clone(), format!("events from {n}"))
+                    }
+                };
+                (field, value, what, last, longest, limit, events)
+            })
+            .collect();
+        // By name, not by id: ids follow arrival order.
+        named.sort();
+        for (field, value, what, last, longest, limit, events) in named {
             cx.report(Alert {
                 uid: uid(NAME, &[field, &value, &last.to_string()]),
                 activity: Activity::Create,
