@@ -6,6 +6,9 @@ use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
 
+/// Lines with their event time, and the findings for them in sorted order.
+type Baseline = (Vec<(i64, Vec<u8>)>, String);
+
 /// Default `engine.lateness` (3 minutes); shuffles stay strictly inside it.
 const LATENESS_MS: i64 = 180_000;
 
@@ -59,7 +62,7 @@ proptest! {
 
     #[test]
     fn shuffled_within_the_lateness_gives_the_same_findings(seed in any::<u64>()) {
-        static SORTED: std::sync::OnceLock<(Vec<(i64, Vec<u8>)>, String)> = std::sync::OnceLock::new();
+        static SORTED: std::sync::OnceLock<Baseline> = std::sync::OnceLock::new();
         let (lines, expected) = SORTED.get_or_init(|| {
             let mut lines = lines_of_simulation();
             lines.sort_by_key(|l| l.0);
