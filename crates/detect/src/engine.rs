@@ -69,9 +69,11 @@ pub trait Detector {
     }
 }
 
+/// The heap orders small keys; events wait in a slab so that sifting moves
+/// 40 bytes instead of a whole event.
 struct Held {
     key: (Millis, u8, u64, u64),
-    ev: Ev,
+    slot: u32,
 }
 
 impl PartialEq for Held {
@@ -110,6 +112,8 @@ pub struct EngineStats {
 pub struct Engine {
     lateness: Millis,
     heap: BinaryHeap<Reverse<Held>>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
     seq: u64,
     max_time: Millis,
     clock: Millis,
@@ -133,6 +137,8 @@ impl Engine {
         Self {
             lateness: cfg.engine.lateness.0,
             heap: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             max_time: Millis::MIN,
             clock: Millis::MIN,
@@ -187,7 +193,18 @@ impl Engine {
         self.max_time = self.max_time.max(t);
         let fp = self.fingerprint(&ev, symbols);
         self.seq += 1;
-        self.heap.push(Reverse(Held { key: (t, ev.rank(), fp, self.seq), ev }));
+        let key = (t, ev.rank(), fp, self.seq);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse(Held { key, slot }));
         self.stats.max_buffered = self.stats.max_buffered.max(self.heap.len() as u64);
         self.release(self.max_time.saturating_sub(self.lateness), symbols, sink);
     }
@@ -196,9 +213,12 @@ impl Engine {
     /// that is followed goes quiet).
     pub fn release(&mut self, watermark: Millis, symbols: &Symbols, sink: &mut dyn Sink) {
         while self.heap.peek().is_some_and(|h| h.0.key.0 <= watermark) {
-            if let Some(Reverse(h)) = self.heap.pop() {
-                self.advance(h.ev.time, symbols, sink);
-                self.dispatch(&h.ev, symbols, sink);
+            if let Some(Reverse(h)) = self.heap.pop()
+                && let Some(ev) = self.slab[h.slot as usize].take()
+            {
+                self.free.push(h.slot);
+                self.advance(ev.time, symbols, sink);
+                self.dispatch(&ev, symbols, sink);
             }
         }
     }

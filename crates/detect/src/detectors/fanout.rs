@@ -26,6 +26,7 @@
 use crate::Map as HashMap;
 use model::{FieldSet, Millis, PrincipalKind};
 use serde_json::json;
+use smallvec::SmallVec;
 
 use crate::alert::{Alert, AnalyticKind, Episode, uid};
 use crate::config::{Dimension, Dur, Floor, floor_for};
@@ -52,7 +53,13 @@ struct KeyState {
     ctx: Option<(model::AddrId, model::PrincipalId, Option<u32>)>,
     /// When counts were last computed exactly.
     evaluated: Millis,
+    /// The lowest threshold of the key's windows, and the threshold epoch it was computed in.
+    lowest: (u32, u64),
+    /// Hour (event time) the key was last put on the active list.
+    active_hour: i64,
 }
+
+type PerWindow = SmallVec<[u64; 8]>;
 
 #[derive(Debug)]
 struct Dim {
@@ -60,6 +67,8 @@ struct Dim {
     windows: Vec<Dur>,
     horizon: Millis,
     keys: HashMap<u64, KeyState>,
+    /// Keys touched in the current hour (learned from at the hour's end).
+    active: Vec<u64>,
 }
 
 /// The fan-out or sensitive-fields detector.
@@ -78,7 +87,9 @@ pub struct FanOut {
     /// Learned: highest count per (dimension index, class, window index) on completed days.
     learned: HashMap<(usize, Class, usize), u64>,
     today: HashMap<(usize, Class, usize), u64>,
-    thresholds: HashMap<(usize, Class, usize), u64>,
+    thresholds: HashMap<(usize, Class), PerWindow>,
+    /// Bumped whenever thresholds may change (a day of learning completed).
+    epoch: u32,
     day: Option<i64>,
     next_sweep: Millis,
 }
@@ -134,7 +145,7 @@ impl FanOut {
                 windows.sort();
                 windows.dedup();
                 let horizon = windows.last().map_or(DAY, |w| w.0 + DAY);
-                Dim { dim, windows, horizon, keys: HashMap::default() }
+                Dim { dim, windows, horizon, keys: HashMap::default(), active: Vec::new() }
             })
             .collect();
         Self {
@@ -150,21 +161,28 @@ impl FanOut {
             learned: HashMap::default(),
             today: HashMap::default(),
             thresholds: HashMap::default(),
+            epoch: 1,
             day: None,
             next_sweep: Millis::MIN,
         }
     }
 
-    fn threshold(&mut self, di: usize, class: Class, wi: usize, cx: &Cx<'_>) -> u64 {
-        if let Some(&t) = self.thresholds.get(&(di, class, wi)) {
-            return t;
+    fn thresholds(&mut self, di: usize, class: Class, cx: &Cx<'_>) -> PerWindow {
+        if let Some(t) = self.thresholds.get(&(di, class)) {
+            return t.clone();
         }
         let d = &self.dims[di];
-        let floor =
-            floor_for(&self.floors, d.dim.name(), cx.world.class_name(class), d.windows[wi]).unwrap_or(u64::MAX);
-        let learned = self.learned.get(&(di, class, wi)).copied().unwrap_or(0);
-        let t = floor.max((learned as f64 * self.multiplier).ceil() as u64);
-        self.thresholds.insert((di, class, wi), t);
+        let t: PerWindow = d
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(wi, w)| {
+                let floor = floor_for(&self.floors, d.dim.name(), cx.world.class_name(class), *w).unwrap_or(u64::MAX);
+                let learned = self.learned.get(&(di, class, wi)).copied().unwrap_or(0);
+                floor.max((learned as f64 * self.multiplier).ceil() as u64)
+            })
+            .collect();
+        self.thresholds.insert((di, class), t.clone());
         t
     }
 
@@ -240,13 +258,25 @@ impl FanOut {
             let fresh_class =
                 if self.dims[di].keys.contains_key(&key) { None } else { Some(Self::class_of(dim, c, cx)) };
             let (horizon, nwin) = (self.dims[di].horizon, self.dims[di].windows.len());
-            let st = self.dims[di].keys.entry(key).or_default();
+            let close_after = self.dims[di].windows.last().map_or(DAY, |w| w.0).min(DAY);
+            let d = &mut self.dims[di];
+            let st = d.keys.entry(key).or_default();
             if let Some(class) = fresh_class {
                 st.class = class;
                 st.counts = vec![0; nwin];
             }
+            if st.episode.is_some() && c.time - st.last > close_after {
+                // The activity had stopped: this is a new burst, a new finding.
+                st.episode = None;
+                st.exceeded = 0;
+            }
             st.last = c.time;
             st.ctx = Some((c.src, c.principal, c.asn));
+            let hour = c.time.div_euclid(HOUR);
+            if st.active_hour != hour {
+                st.active_hour = hour;
+                d.active.push(key);
+            }
             let mut new = false;
             for s in c.subjects.iter().filter(|s| counted(s)) {
                 new |= st.reach.add(s.id.0, c.time, horizon);
@@ -259,14 +289,20 @@ impl FanOut {
     }
 
     fn evaluate(&mut self, di: usize, key: u64, now: Millis, cx: &mut Cx<'_>) {
-        let nwin = self.dims[di].windows.len();
-        let Some(class) = self.dims[di].keys.get(&key).map(|s| s.class) else { return };
-        let thresholds: Vec<u64> = (0..nwin).map(|wi| self.threshold(di, class, wi, cx)).collect();
+        let epoch = self.epoch;
+        let Some(st) = self.dims[di].keys.get(&key) else { return };
+        // Fast path: most keys are far below every threshold.
+        if st.episode.is_none() && st.lowest.0 == epoch && st.reach.bound().saturating_mul(2) < st.lowest.1 {
+            return;
+        }
+        let class = st.class;
+        let thresholds = self.thresholds(di, class, cx);
         let lowest = thresholds.iter().copied().min().unwrap_or(u64::MAX);
+        let nwin = thresholds.len();
         let dim = self.dims[di].dim;
-        let windows = self.dims[di].windows.clone();
+        let lens: SmallVec<[Millis; 8]> = self.dims[di].windows.iter().map(|w| w.0).collect();
         let Some(st) = self.dims[di].keys.get_mut(&key) else { return };
-        let lens: Vec<Millis> = windows.iter().map(|w| w.0).collect();
+        st.lowest = (epoch, lowest);
         let counts = match st.reach {
             Reach::Small(_) => {
                 if st.episode.is_none() && st.reach.bound().saturating_mul(2) < lowest {
@@ -335,7 +371,7 @@ impl FanOut {
         ep.last = now;
         let activity = ep.mark(figure, now);
         let class_name = cx.world.class_name(class).to_owned();
-        let w = windows[first_over];
+        let w = Dur(lens[first_over]);
         let n = st.counts[first_over];
         let what = if self.classes.is_empty() { "personal data".to_owned() } else { self.classes.join("/") };
         let mut observables = vec![(dim.field(), name.clone())];
@@ -352,10 +388,10 @@ impl FanOut {
             }
         }
         let severity = if cx.world.is_hosting(class) || n > thresholds[first_over].saturating_mul(10) { 4 } else { 3 };
-        let windows_json: Vec<_> = windows
+        let windows_json: Vec<_> = lens
             .iter()
             .enumerate()
-            .map(|(i, w)| json!({"window": w.to_string(), "subjects": st.counts[i], "threshold": thresholds[i]}))
+            .map(|(i, w)| json!({"window": Dur(*w).to_string(), "subjects": st.counts[i], "threshold": thresholds[i]}))
             .collect();
         let alert = Alert {
             uid: ep.uid.clone(),
@@ -400,6 +436,7 @@ impl FanOut {
                 *e = (*e).max(v);
             }
             self.thresholds.clear();
+            self.epoch += 1;
         }
         self.day = Some(day);
     }
@@ -422,33 +459,33 @@ impl Detector for FanOut {
 
     fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
         if now < self.next_sweep {
-            self.roll_day(now.div_euclid(DAY));
             return;
         }
         self.next_sweep = now + HOUR;
         // Learn: every key active in the last hour that is not alerting
         // contributes its counts to its kind's maximum for the day.
         for (di, d) in self.dims.iter_mut().enumerate() {
-            let (horizon, longest) = (d.horizon, d.windows.last().map_or(DAY, |w| w.0));
-            let lens: Vec<Millis> = d.windows.iter().map(|w| w.0).collect();
-            let today = &mut self.today;
-            d.keys.retain(|_, st| {
-                if st.episode.is_none() && now - st.last <= HOUR {
-                    for (wi, n) in st.reach.counts(now, &lens).into_iter().enumerate() {
-                        let e = today.entry((di, st.class, wi)).or_default();
-                        *e = (*e).max(n);
-                    }
+            let lens: SmallVec<[Millis; 8]> = d.windows.iter().map(|w| w.0).collect();
+            for key in d.active.drain(..) {
+                let Some(st) = d.keys.get_mut(&key) else { continue };
+                if st.episode.is_some() {
+                    continue;
                 }
-                let empty = st.reach.expire(now, horizon);
-                if st.episode.is_some() && now - st.last > longest.min(DAY) {
-                    // The activity stopped: a later burst is a new finding.
-                    st.episode = None;
-                    st.exceeded = 0;
+                for (wi, n) in st.reach.counts(now, &lens).into_iter().enumerate() {
+                    let e = self.today.entry((di, st.class, wi)).or_default();
+                    *e = (*e).max(n);
                 }
-                !(empty && st.episode.is_none())
-            });
+            }
         }
-        self.roll_day(now.div_euclid(DAY));
+        let day = now.div_euclid(DAY);
+        if self.day.is_some_and(|d| d != day) {
+            // Once a day: forget keys whose subjects all fell out of the longest window.
+            for d in &mut self.dims {
+                let horizon = d.horizon;
+                d.keys.retain(|_, st| !(st.reach.expire(now, horizon) && st.episode.is_none()));
+            }
+        }
+        self.roll_day(day);
     }
 
     fn state_bytes(&self) -> usize {
