@@ -15,7 +15,8 @@
 //! - subjects exposed before detection are the distinct subjects returned by
 //!   the attack's calls (selected by its indicators, every indicator field
 //!   matching, as an investigator would) with event time before that moment;
-//! - benign findings name no indicator of any attack.
+//! - benign findings name no indicator of any attack (each finding counted
+//!   once, not its updates).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -149,7 +150,9 @@ fn main() {
             .collect();
         let attacks = truth["attacks"].as_array().cloned().unwrap_or_default();
         let activity: Vec<&Value> = findings.iter().filter(|f| !is_posture(f)).collect();
-        let benign = activity.iter().filter(|f| !attacks.iter().any(|a| names_indicator(f, a))).count();
+        // A finding counts once (its updates carry the same uid).
+        let benign =
+            activity.iter().filter(|f| f["activity_id"] == 1 && !attacks.iter().any(|a| names_indicator(f, a))).count();
         let posture = findings.iter().filter(|f| is_posture(f) && f["activity_id"] == 1).count();
         let per_m = benign as f64 * 1e6 / events.max(1) as f64;
         let rss = rss.map_or("-".to_owned(), |k| format!("{} MiB", k / 1024));

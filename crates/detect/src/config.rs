@@ -334,8 +334,10 @@ pub struct Floor {
     pub min: u64,
 }
 
-/// Picks the most specific floor for (dimension, class, window): rules that
-/// name more of the three win, later rules win ties.
+/// Picks the most specific floor for (dimension, class, window): a rule that
+/// names the class beats one that names the dimension, which beats one that
+/// names the window; a rule naming more of them beats one naming fewer;
+/// later rules win ties.
 pub fn floor_for(rules: &[Floor], dim: &str, class: &str, window: Dur) -> Option<u64> {
     let mut best: Option<(usize, u64)> = None;
     for r in rules {
@@ -345,8 +347,8 @@ pub fn floor_for(rules: &[Floor], dim: &str, class: &str, window: Dur) -> Option
         if !matches {
             continue;
         }
-        let spec = usize::from(r.dimension.is_some()) * 4
-            + usize::from(r.class.is_some()) * 2
+        let spec = usize::from(r.class.is_some()) * 4
+            + usize::from(r.dimension.is_some()) * 2
             + usize::from(r.window.is_some());
         if best.is_none_or(|(s, _)| spec >= s) {
             best = Some((spec, r.min));
@@ -386,9 +388,9 @@ impl Default for FanOut {
         let (h, d) = (Some(Dur::hours(1)), Some(Dur::days(1)));
         Self {
             enabled: true,
-            dimensions: ["src_ip", "src_prefix", "principal", "token", "asn", "user_agent", "key"]
-                .map(String::from)
-                .to_vec(),
+            // `token` is available but off: a token's reach is its principal's
+            // (over a token's life), and one key per session costs memory.
+            dimensions: ["src_ip", "src_prefix", "principal", "asn", "user_agent", "key"].map(String::from).to_vec(),
             windows: vec![Dur::minutes(10), Dur::hours(1), Dur::days(1), Dur::days(30), Dur::days(150)],
             multiplier: 3.0,
             floor: vec![
@@ -397,18 +399,31 @@ impl Default for FanOut {
                 floor(None, None, d, 1_000),
                 floor(None, None, Some(Dur::days(30)), 5_000),
                 floor(None, None, Some(Dur::days(150)), 10_000),
+                // A /24 or /64 gathers many addresses: five times an address's floors.
+                floor(Some("src_prefix"), None, None, 1_000),
+                floor(Some("src_prefix"), None, Some(Dur::minutes(10)), 500),
+                floor(Some("src_prefix"), None, d, 5_000),
+                floor(Some("src_prefix"), None, Some(Dur::days(30)), 25_000),
+                floor(Some("src_prefix"), None, Some(Dur::days(150)), 50_000),
                 // A customer's own token and account reach themselves and their address book.
                 floor(Some("principal"), Some("customer"), None, 60),
                 floor(Some("token"), Some("customer"), None, 40),
                 floor(Some("principal"), Some("customer"), d, 100),
                 // Hosting networks serve VPN users reading their own data, never crowds.
-                floor(None, Some("hosting"), None, 60),
-                floor(None, Some("hosting"), h, 100),
-                floor(None, Some("hosting"), d, 300),
-                floor(None, Some("hosting"), Some(Dur::days(30)), 1_000),
-                floor(None, Some("hosting"), Some(Dur::days(150)), 2_000),
+                floor(Some("src_ip"), Some("hosting"), None, 60),
+                floor(Some("src_ip"), Some("hosting"), h, 100),
+                floor(Some("src_ip"), Some("hosting"), d, 300),
+                floor(Some("src_ip"), Some("hosting"), Some(Dur::days(30)), 1_000),
+                floor(Some("src_ip"), Some("hosting"), Some(Dur::days(150)), 2_000),
+                floor(Some("src_prefix"), Some("hosting"), None, 200),
+                floor(Some("src_prefix"), Some("hosting"), Some(Dur::minutes(10)), 100),
+                floor(Some("src_prefix"), Some("hosting"), d, 2_000),
+                floor(Some("src_prefix"), Some("hosting"), Some(Dur::days(30)), 10_000),
+                floor(Some("src_prefix"), Some("hosting"), Some(Dur::days(150)), 20_000),
                 // Shared infrastructure: learned baselines do the work; these guard the first day.
                 floor(None, Some("carrier-cgnat"), None, 20_000),
+                floor(Some("src_prefix"), Some("carrier-cgnat"), None, 200_000),
+                floor(None, Some("office"), None, 20_000),
                 floor(None, Some("internal"), None, 1_000_000),
                 floor(None, Some("service"), None, 1_000_000),
                 floor(Some("asn"), None, None, 1_000_000),
@@ -460,6 +475,8 @@ pub struct StaffPattern {
     pub enabled: bool,
     /// History needed before an employee is judged.
     pub min_history: Dur,
+    /// Reads on completed days the role's peer group needs before its hours mean anything.
+    pub min_role_reads: u64,
     /// Distinct customers in one local hour that make an off-hours read a finding.
     pub min_subjects_off_hours: u64,
     /// An hour is "usual" for the role when at least this share of the role's reads fall in it.
@@ -477,6 +494,7 @@ impl Default for StaffPattern {
         Self {
             enabled: true,
             min_history: Dur::hours(12),
+            min_role_reads: 100,
             min_subjects_off_hours: 10,
             role_min_share: 0.01,
             min_subjects_day: 150,
@@ -588,7 +606,11 @@ mod tests {
         assert_eq!(floor_for(&f, "src_ip", "hosting", Dur::hours(1)), Some(100));
         assert_eq!(floor_for(&f, "src_ip", "hosting", Dur::minutes(10)), Some(60));
         assert_eq!(floor_for(&f, "src_ip", "broadband", Dur::minutes(10)), Some(100));
+        assert_eq!(floor_for(&f, "src_prefix", "hosting", Dur::days(1)), Some(2_000));
+        assert_eq!(floor_for(&f, "src_prefix", "broadband", Dur::days(1)), Some(5_000));
         assert_eq!(floor_for(&f, "principal", "customer", Dur::days(1)), Some(100));
         assert_eq!(floor_for(&f, "asn", "carrier", Dur::days(1)), Some(1_000_000));
+        assert_eq!(floor_for(&f, "src_prefix", "internal", Dur::hours(1)), Some(1_000_000));
+        assert_eq!(floor_for(&f, "src_prefix", "office", Dur::days(1)), Some(20_000));
     }
 }

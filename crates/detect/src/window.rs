@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 
 use model::Millis;
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 
 /// Distinct subjects a key may reach before it moves from a list to bitmaps.
 pub const SMALL: usize = 24;
@@ -33,8 +34,8 @@ const DAY: Millis = 86_400_000;
 /// What one key reached, bucketed by time.
 #[derive(Clone, Debug)]
 pub enum Reach {
-    /// Few subjects: each with the last minute it was reached in.
-    Small(Vec<(u32, i64)>),
+    /// Few subjects: each with the last minute (since the epoch) it was reached in.
+    Small(SmallVec<[(u32, u32); 2]>),
     /// Many: bitmaps per bucket.
     Big(Box<Buckets>),
 }
@@ -52,12 +53,17 @@ pub struct Buckets {
 
 impl Default for Reach {
     fn default() -> Self {
-        Reach::Small(Vec::new())
+        Reach::Small(SmallVec::new())
     }
 }
 
 fn minute_of(t: Millis) -> i64 {
     t.div_euclid(MINUTE)
+}
+
+/// A minute as kept in a small list (event times are 1970..2200, see the reader).
+fn small_minute(m: i64) -> u32 {
+    m.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 impl Reach {
@@ -67,24 +73,25 @@ impl Reach {
         let m = minute_of(t);
         match self {
             Reach::Small(list) => {
+                let sm = small_minute(m);
                 if let Some(e) = list.iter_mut().find(|e| e.0 == subject) {
-                    let newer = m > e.1;
-                    e.1 = e.1.max(m);
+                    let newer = sm > e.1;
+                    e.1 = e.1.max(sm);
                     return newer;
                 }
                 if list.len() < SMALL {
-                    list.push((subject, m));
+                    list.push((subject, sm));
                     return true;
                 }
-                let cutoff = minute_of(t - horizon);
+                let cutoff = small_minute(minute_of(t - horizon));
                 list.retain(|e| e.1 >= cutoff);
                 if list.len() < SMALL {
-                    list.push((subject, m));
+                    list.push((subject, sm));
                     return true;
                 }
                 let mut b = Box::new(Buckets { horizon, ..Buckets::default() });
                 for &(s, at) in list.iter() {
-                    b.insert(s, at, m, horizon);
+                    b.insert(s, i64::from(at), m, horizon);
                 }
                 b.insert(subject, m, m, horizon);
                 *self = Reach::Big(b);
@@ -97,7 +104,7 @@ impl Reach {
     /// Exact distinct subjects reached in the window of `len` ending at `now`.
     pub fn count(&mut self, now: Millis, len: Millis) -> u64 {
         match self {
-            Reach::Small(list) => list.iter().filter(|e| in_window(e.1, now, len)).count() as u64,
+            Reach::Small(list) => list.iter().filter(|e| in_window(i64::from(e.1), now, len)).count() as u64,
             Reach::Big(b) => {
                 b.fresh = 0;
                 b.count(now, len)
@@ -156,7 +163,7 @@ impl Reach {
     pub fn expire(&mut self, now: Millis, horizon: Millis) -> bool {
         match self {
             Reach::Small(list) => {
-                let cutoff = minute_of(now - horizon);
+                let cutoff = small_minute(minute_of(now - horizon));
                 list.retain(|e| e.1 >= cutoff);
                 list.is_empty()
             }
@@ -170,7 +177,13 @@ impl Reach {
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Reach::Small(list) => list.capacity() * 16,
+            Reach::Small(list) => {
+                if list.spilled() {
+                    list.capacity() * 8
+                } else {
+                    0
+                }
+            }
             Reach::Big(b) => {
                 let bm =
                     |q: &VecDeque<(i64, RoaringBitmap)>| q.iter().map(|(_, r)| r.serialized_size() + 48).sum::<usize>();

@@ -676,7 +676,9 @@ fn agent_lookups(agent: &str, from: Millis) -> Vec<Value> {
 
 #[test]
 fn staff_pattern_reports_an_agent_reading_at_night() {
-    let cfg = Config::default();
+    let mut cfg = Config::default();
+    // Four agents read 64 times a day here; the default asks the role for 100.
+    cfg.staff_pattern.min_role_reads = 50;
     // 02:00 local on the third day.
     let night = T0 + DAY + 17 * HOUR;
     let alerts = run(staff_only(&cfg), office_days().into_iter().chain(agent_lookups("agent-2", night)));
@@ -689,8 +691,19 @@ fn staff_pattern_reports_an_agent_reading_at_night() {
 }
 
 #[test]
-fn staff_pattern_ignores_the_same_reads_in_working_hours() {
+fn staff_pattern_waits_until_the_role_has_a_completed_day() {
+    // The same night reads with only a few hours of peer history: no judgement yet.
     let cfg = Config::default();
+    let early: Vec<Value> = office_days().into_iter().take(20).collect();
+    let night = T0 + 17 * HOUR;
+    let alerts = run(staff_only(&cfg), early.into_iter().chain(agent_lookups("agent-2", night)));
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[test]
+fn staff_pattern_ignores_the_same_reads_in_working_hours() {
+    let mut cfg = Config::default();
+    cfg.staff_pattern.min_role_reads = 50;
     // 10:00 local on the third day.
     let morning = T0 + 2 * DAY + HOUR;
     let alerts = run(staff_only(&cfg), office_days().into_iter().chain(agent_lookups("agent-2", morning)));

@@ -129,7 +129,10 @@ impl LineParser {
             Ok(raw) => raw,
             Err(_) => match parse_slow(text) {
                 Slow::Known(raw) => *raw,
-                Slow::Other(class_uid, time) => return Ok(Event::Other(OtherEvent { class_uid, time, raw: text })),
+                Slow::Other(class_uid, time) => {
+                    let time = time.filter(|t| TIME_RANGE.contains(t));
+                    return Ok(Event::Other(OtherEvent { class_uid, time, raw: text }));
+                }
                 Slow::Bad(msg) => {
                     let kind = if msg.starts_with("invalid json") {
                         ReasonKind::InvalidJson
@@ -140,7 +143,9 @@ impl LineParser {
                 }
             },
         };
-        let other = || Ok(Event::Other(OtherEvent { class_uid: raw.class_uid, time: raw.time, raw: text }));
+        // A foreign event's time is kept only when it is plausible; it is not ours to quarantine.
+        let time = raw.time.filter(|t| TIME_RANGE.contains(t));
+        let other = || Ok(Event::Other(OtherEvent { class_uid: raw.class_uid, time, raw: text }));
         match raw.class_uid {
             Some(6003) => self.access(&raw, symbols),
             Some(3002) => match required_ids(&raw)? {
@@ -247,8 +252,22 @@ impl LineParser {
     }
 }
 
-fn check_access<'r, 'a>(line: &'r RawLine<'a>) -> Result<Checked<'r, 'a>, Reason> {
+/// Event times piiwatch accepts: 1970-01-01 to 2200-01-01 (epoch ms). A
+/// time outside is a broken or hostile line; letting it through would move
+/// event time centuries ahead and make every later event "late", or
+/// overflow window arithmetic.
+pub const TIME_RANGE: std::ops::Range<i64> = 0..7_258_118_400_000;
+
+fn event_time(line: &RawLine<'_>) -> Result<i64, Reason> {
     let time = line.time.ok_or_else(|| Reason::missing("time"))?;
+    if !TIME_RANGE.contains(&time) {
+        return Err(Reason::invalid("time", format!("{time} is outside 1970..2200 in epoch milliseconds")));
+    }
+    Ok(time)
+}
+
+fn check_access<'r, 'a>(line: &'r RawLine<'a>) -> Result<Checked<'r, 'a>, Reason> {
+    let time = event_time(line)?;
     let (activity_id, status_id) = required_ids(line)?;
     let principal = line
         .actor
@@ -292,12 +311,16 @@ fn non_empty<'c>(s: Option<&'c Str<'_>>) -> Option<&'c str> {
 }
 
 fn issuance(line: &RawLine<'_>, symbols: &mut Symbols) -> Result<Issuance, Reason> {
-    let time = line.time.ok_or_else(|| Reason::missing("time"))?;
+    let time = event_time(line)?;
     let user = line.user.as_ref().and_then(|u| u.uid.as_deref()).ok_or_else(|| Reason::missing("user.uid"))?;
     let session = line.session.as_ref();
     let token = session.and_then(|s| s.uid.as_deref()).ok_or_else(|| Reason::missing("session.uid"))?;
     if user.is_empty() || token.is_empty() {
         return Err(Reason::invalid(if user.is_empty() { "user.uid" } else { "session.uid" }, "empty"));
+    }
+    let expires = session.and_then(|s| s.expiration_time);
+    if expires.is_some_and(|e| !TIME_RANGE.contains(&e)) {
+        return Err(Reason::invalid("session.expiration_time", "outside 1970..2200 in epoch milliseconds"));
     }
     let src = match line.src_endpoint.as_ref().and_then(|e| e.ip.as_deref()) {
         Some(ip) => Some(parse_ip(ip, "src_endpoint.ip")?),
@@ -308,13 +331,13 @@ fn issuance(line: &RawLine<'_>, symbols: &mut Symbols) -> Result<Issuance, Reaso
         principal: symbols.principal(user),
         token: symbols.token(token),
         key: non_empty(session.and_then(|s| s.issuer.as_ref())).map(|k| symbols.key(k)),
-        expires: session.and_then(|s| s.expiration_time),
+        expires,
         src: src.map(|ip| symbols.addrs.intern(ip)),
     })
 }
 
 fn offboarding(line: &RawLine<'_>, kind: OffboardKind, symbols: &mut Symbols) -> Result<Offboarding, Reason> {
-    let time = line.time.ok_or_else(|| Reason::missing("time"))?;
+    let time = event_time(line)?;
     let user = line.user.as_ref().and_then(|u| u.uid.as_deref()).ok_or_else(|| Reason::missing("user.uid"))?;
     if user.is_empty() {
         return Err(Reason::invalid("user.uid", "empty"));

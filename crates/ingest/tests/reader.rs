@@ -314,3 +314,16 @@ fn an_api_line_with_metadata_nested_past_the_recursion_limit_is_still_an_event()
     assert_eq!((sum.events, sum.quarantined), (1, 0), "{out}");
     assert!(out.starts_with("1: access t=1000"), "{out}");
 }
+
+#[test]
+fn times_outside_1970_to_2200_are_quarantined_not_trusted() {
+    let far = API.replace(r#""time":1000"#, r#""time":9000000000000000000"#);
+    let negative = API.replace(r#""time":1000"#, r#""time":-5"#);
+    let expiry = r#"{"class_uid":3002,"activity_id":1,"status_id":1,"time":10,"user":{"uid":"c1"},"session":{"uid":"t","issuer":"k","expiration_time":9223372036854775807}}"#;
+    let foreign = r#"{"class_uid":4002,"time":9000000000000000000}"#;
+    let (out, sum) = read(&format!("{far}\n{negative}\n{expiry}\n{foreign}\n"), 1 << 20);
+    assert_eq!((sum.events, sum.quarantined), (1, 3), "{out}");
+    assert_eq!(out.matches("field `time`: ").count(), 2, "{out}");
+    assert!(out.contains("session.expiration_time"), "{out}");
+    assert!(out.contains("other class=Some(4002) time=None"), "{out}");
+}

@@ -44,13 +44,10 @@ struct KeyState {
     reach: Reach,
     class: Class,
     last: Millis,
-    episode: Option<Episode>,
-    /// Counts last computed, per window.
-    counts: Vec<u64>,
+    /// The finding while the key is reported (rare: boxed to keep keys small).
+    episode: Option<Box<Episode>>,
     /// Which windows exceeded their threshold in this episode.
     exceeded: u32,
-    /// Context of the latest call: source address and principal.
-    ctx: Option<(model::AddrId, model::PrincipalId, Option<u32>)>,
     /// When counts were last computed exactly.
     evaluated: Millis,
     /// The lowest threshold of the key's windows, and the threshold epoch it was computed in.
@@ -91,6 +88,7 @@ pub struct FanOut {
     /// Bumped whenever thresholds may change (a day of learning completed).
     epoch: u32,
     day: Option<i64>,
+    day_whole: bool,
     next_sweep: Millis,
 }
 
@@ -163,6 +161,7 @@ impl FanOut {
             thresholds: HashMap::default(),
             epoch: 1,
             day: None,
+            day_whole: false,
             next_sweep: Millis::MIN,
         }
     }
@@ -257,13 +256,12 @@ impl FanOut {
             let Some(key) = Self::key_of(dim, c, cx) else { continue };
             let fresh_class =
                 if self.dims[di].keys.contains_key(&key) { None } else { Some(Self::class_of(dim, c, cx)) };
-            let (horizon, nwin) = (self.dims[di].horizon, self.dims[di].windows.len());
+            let horizon = self.dims[di].horizon;
             let close_after = self.dims[di].windows.last().map_or(DAY, |w| w.0).min(DAY);
             let d = &mut self.dims[di];
             let st = d.keys.entry(key).or_default();
             if let Some(class) = fresh_class {
                 st.class = class;
-                st.counts = vec![0; nwin];
             }
             if st.episode.is_some() && c.time - st.last > close_after {
                 // The activity had stopped: this is a new burst, a new finding.
@@ -271,7 +269,6 @@ impl FanOut {
                 st.exceeded = 0;
             }
             st.last = c.time;
-            st.ctx = Some((c.src, c.principal, c.asn));
             let hour = c.time.div_euclid(HOUR);
             if st.active_hour != hour {
                 st.active_hour = hour;
@@ -284,11 +281,12 @@ impl FanOut {
             if !new {
                 continue;
             }
-            self.evaluate(di, key, c.time, cx);
+            self.evaluate(di, key, c, cx);
         }
     }
 
-    fn evaluate(&mut self, di: usize, key: u64, now: Millis, cx: &mut Cx<'_>) {
+    fn evaluate(&mut self, di: usize, key: u64, c: &Call, cx: &mut Cx<'_>) {
+        let now = c.time;
         let epoch = self.epoch;
         let Some(st) = self.dims[di].keys.get(&key) else { return };
         // Fast path: most keys are far below every threshold.
@@ -335,7 +333,6 @@ impl FanOut {
         };
         let mut over = Vec::new();
         for wi in 0..nwin {
-            st.counts[wi] = counts[wi];
             if counts[wi] > thresholds[wi] {
                 over.push(wi);
             }
@@ -343,21 +340,27 @@ impl FanOut {
         if st.episode.is_none() && over.is_empty() {
             for wi in 0..nwin {
                 let e = self.today.entry((di, class, wi)).or_default();
-                *e = (*e).max(st.counts[wi]);
+                *e = (*e).max(counts[wi]);
             }
             return;
         }
         for &wi in &over {
             st.exceeded |= 1 << wi;
         }
-        let figure = st.counts.iter().copied().max().unwrap_or(0);
-        let Some(first_over) = over.first().copied().or_else(|| (0..nwin).find(|w| st.exceeded & (1 << w) != 0)) else {
+        let figure = counts.iter().copied().max().unwrap_or(0);
+        // Name the window furthest over its threshold (or nearest, for an update).
+        let Some(first_over) =
+            (0..nwin).filter(|&w| over.contains(&w) || st.exceeded & (1 << w) != 0).max_by(|&a, &b| {
+                let ra = counts[a] as f64 / thresholds[a].max(1) as f64;
+                let rb = counts[b] as f64 / thresholds[b].max(1) as f64;
+                ra.total_cmp(&rb).then(b.cmp(&a))
+            })
+        else {
             return;
         };
         let name = Self::key_name(dim, key, cx);
         let due = st.episode.as_ref().is_none_or(|e| e.due(figure, now, self.update_every));
-        let ctx = st.ctx;
-        if dim == Dimension::Token && st.episode.is_none() && self.principal_alerting(ctx) {
+        if dim == Dimension::Token && st.episode.is_none() && self.principal_alerting(c.principal) {
             // One actor, one finding: the principal's finding already covers its tokens.
             return;
         }
@@ -366,16 +369,18 @@ impl FanOut {
             return;
         }
         let detector = self.name;
-        let ep =
-            st.episode.get_or_insert_with(|| Episode::new(uid(detector, &[dim.name(), &name, &now.to_string()]), now));
+        let ep = st
+            .episode
+            .get_or_insert_with(|| Box::new(Episode::new(uid(detector, &[dim.name(), &name, &now.to_string()]), now)));
         ep.last = now;
         let activity = ep.mark(figure, now);
         let class_name = cx.world.class_name(class).to_owned();
         let w = Dur(lens[first_over]);
-        let n = st.counts[first_over];
+        let n = counts[first_over];
         let what = if self.classes.is_empty() { "personal data".to_owned() } else { self.classes.join("/") };
         let mut observables = vec![(dim.field(), name.clone())];
-        if let Some((src, principal, asn)) = st.ctx {
+        {
+            let (src, principal, asn) = (c.src, c.principal, c.asn);
             // The address of the latest read (for a prefix: the address inside it).
             if !matches!(dim, Dimension::SrcIp | Dimension::Asn) {
                 observables.push(("src_endpoint.ip", cx.symbols.addrs.resolve(src).to_string()));
@@ -391,7 +396,7 @@ impl FanOut {
         let windows_json: Vec<_> = lens
             .iter()
             .enumerate()
-            .map(|(i, w)| json!({"window": Dur(*w).to_string(), "subjects": st.counts[i], "threshold": thresholds[i]}))
+            .map(|(i, w)| json!({"window": Dur(*w).to_string(), "subjects": counts[i], "threshold": thresholds[i]}))
             .collect();
         let alert = Alert {
             uid: ep.uid.clone(),
@@ -421,22 +426,32 @@ impl FanOut {
         cx.report(alert);
     }
 
-    fn principal_alerting(&self, ctx: Option<(model::AddrId, model::PrincipalId, Option<u32>)>) -> bool {
-        let Some((_, principal, _)) = ctx else { return false };
+    fn principal_alerting(&self, principal: model::PrincipalId) -> bool {
         self.dims
             .iter()
             .filter(|d| d.dim == Dimension::Principal)
             .any(|d| d.keys.get(&u64::from(principal.0)).is_some_and(|k| k.episode.is_some()))
     }
 
-    fn roll_day(&mut self, day: i64) {
-        if self.day.is_some_and(|d| d != day) {
-            for (k, v) in self.today.drain() {
-                let e = self.learned.entry(k).or_default();
-                *e = (*e).max(v);
+    /// At a new UTC day, yesterday's maxima become baselines, but only when
+    /// yesterday was watched whole: the first, partial day of a stream
+    /// (started at 15:00, say) has seen only the quiet hours.
+    fn roll_day(&mut self, day: i64, now: Millis) {
+        match self.day {
+            None => self.day_whole = now.rem_euclid(DAY) < HOUR,
+            Some(d) if d != day => {
+                if self.day_whole {
+                    for (k, v) in self.today.drain() {
+                        let e = self.learned.entry(k).or_default();
+                        *e = (*e).max(v);
+                    }
+                }
+                self.today.clear();
+                self.day_whole = true;
+                self.thresholds.clear();
+                self.epoch += 1;
             }
-            self.thresholds.clear();
-            self.epoch += 1;
+            Some(_) => {}
         }
         self.day = Some(day);
     }
@@ -485,7 +500,7 @@ impl Detector for FanOut {
                 d.keys.retain(|_, st| !(st.reach.expire(now, horizon) && st.episode.is_none()));
             }
         }
-        self.roll_day(day);
+        self.roll_day(day, now);
     }
 
     fn state_bytes(&self) -> usize {

@@ -52,13 +52,22 @@ pub struct ForeignAccess {
     countries: Vec<Country>,
     clusters: HashMap<Option<Country>, Cluster>,
     day: Option<i64>,
+    day_whole: bool,
 }
 
 impl ForeignAccess {
     /// With this configuration and home countries.
     pub fn new(cfg: config::ForeignAccess, home: &[String]) -> Self {
         let home = home.iter().filter_map(|c| Country::parse(c)).collect();
-        Self { cfg, home, seen: Vec::new(), countries: Vec::new(), clusters: HashMap::default(), day: None }
+        Self {
+            cfg,
+            home,
+            seen: Vec::new(),
+            countries: Vec::new(),
+            clusters: HashMap::default(),
+            day: None,
+            day_whole: false,
+        }
     }
 
     fn country_bit(&mut self, c: Country) -> u32 {
@@ -191,15 +200,24 @@ impl Detector for ForeignAccess {
 
     fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
         let day = now.div_euclid(DAY);
+        // Only a day watched whole teaches a baseline (see fan-out).
         let rolled = self.day.is_some_and(|d| d != day);
+        let learn = rolled && self.day_whole;
+        if self.day.is_none() {
+            self.day_whole = now.rem_euclid(DAY) < HOUR;
+        } else if rolled {
+            self.day_whole = true;
+        }
         self.day = Some(day);
         if now % HOUR != 0 {
             return;
         }
         let (window, hour) = (self.cfg.window.0, now.div_euclid(HOUR));
         for cl in self.clusters.values_mut() {
-            if rolled {
+            if learn {
                 cl.learned = cl.learned.max(cl.today_max);
+            }
+            if rolled {
                 cl.today_max = 0;
             }
             cl.reach.expire(now, window + HOUR);

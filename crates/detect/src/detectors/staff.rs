@@ -8,6 +8,7 @@
 //!   `max(min_subjects_day, multiplier × max(their busiest day, the role's busiest day))`.
 //!
 //! Off-hours reads are judged once the role's peer group has `min_history`
+//! and at least `min_role_reads` reads on completed days
 //! (a new employee has no history of their own, their peers do); volume once
 //! the employee has it too. History counts completed local days only, so
 //! tonight's reads never make tonight look usual. One finding per employee and local day, updated as it grows.
@@ -126,6 +127,10 @@ impl StaffPattern {
         *p.addrs.entry(c.src).or_default() += 1;
         let role_stats = self.roles.get(&p.role);
         let role_total: u64 = role_stats.map_or(0, |r| r.reads.iter().sum());
+        if role_total < self.cfg.min_role_reads {
+            // The peer group has no completed day yet: nothing is unusual.
+            return;
+        }
         let role_share = match role_stats {
             Some(r) if role_total > 0 => r.reads[hod] as f64 / role_total as f64,
             _ => 0.0,
