@@ -338,9 +338,9 @@ impl FanOut {
             }
         }
         if st.episode.is_none() && over.is_empty() {
-            for wi in 0..nwin {
+            for (wi, &n) in counts.iter().enumerate() {
                 let e = self.today.entry((di, class, wi)).or_default();
-                *e = (*e).max(counts[wi]);
+                *e = (*e).max(n);
             }
             return;
         }
