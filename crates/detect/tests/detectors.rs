@@ -240,6 +240,26 @@ fn forged_token_never_issued_is_reported_once_issuance_lateness_has_passed() {
     assert_eq!(h.finish().len(), 1, "finish reports the same token again");
 }
 
+/// Found by the `detect_stream` fuzz target: one unissued token presented
+/// with two different key ids lands in two findings, each timed by its own use.
+#[test]
+fn forged_token_used_with_two_key_ids_gives_two_findings_each_inside_its_span() {
+    let cfg = Config::default();
+    let mut h = forged_only(&cfg);
+    h.feed([
+        api(T0, "cust-1", "198.51.100.7").token("tok-x", "key-a"),
+        api(T0 + 20_000, "cust-1", "198.51.100.7").token("tok-x", "key-b"),
+    ]);
+    h.feed(clock(T0 + MIN, T0 + 5 * MIN));
+    let alerts = h.finish();
+    let c = creates(&alerts);
+    assert_eq!(c.len(), 2, "{alerts:#?}");
+    for a in &alerts {
+        assert!(a.first_seen <= a.time && a.time <= a.last_seen, "{a:#?}");
+    }
+    assert!(c.iter().any(|a| has(a, "actor.session.issuer", "key-b") && a.time == T0 + 20_000), "{c:#?}");
+}
+
 #[test]
 fn forged_token_pending_at_the_end_of_input_is_settled_by_finish() {
     let cfg = Config::default();

@@ -159,8 +159,10 @@ impl ForgedToken {
             let Some(first) = uses.first() else { continue };
             let forget_at = first.time + self.cfg.max_token_life.0;
             self.tokens.insert(token, Issued { principal: first.principal, expires: None, forget_at, forged: true });
+            // Each use is evidence at its own time (uses of one token may name
+            // different keys, and so land in different findings).
             for c in &uses {
-                self.count(Kind::NeverIssued, c, first.time, cx);
+                self.count(Kind::NeverIssued, c, c.time, cx);
             }
         }
     }
