@@ -48,6 +48,8 @@ pub struct Buckets {
     days: VecDeque<(i64, RoaringBitmap)>,
     /// Subjects added since the last exact count (a cheap bound for skipping counts).
     fresh: u64,
+    /// Sum of the buckets' sizes, kept as they change (an upper bound on any count).
+    total: u64,
     horizon: Millis,
 }
 
@@ -251,6 +253,7 @@ impl Buckets {
             bucket(&mut self.days, (at_minute * MINUTE).div_euclid(DAY)).insert(subject)
         };
         self.fresh += u64::from(fresh);
+        self.total += u64::from(fresh);
         fresh
     }
 
@@ -258,23 +261,35 @@ impl Buckets {
     fn roll(&mut self, now_minute: i64, horizon: Millis) {
         while self.minutes.front().is_some_and(|(m, _)| now_minute - m >= 60) {
             if let Some((m, bm)) = self.minutes.pop_front() {
-                *bucket(&mut self.hours, (m * MINUTE).div_euclid(HOUR)) |= bm;
+                let into = bucket(&mut self.hours, (m * MINUTE).div_euclid(HOUR));
+                let before = into.len() + bm.len();
+                *into |= bm;
+                self.total = self.total + into.len() - before;
             }
         }
         let now_hour = (now_minute * MINUTE).div_euclid(HOUR);
         while self.hours.front().is_some_and(|(h, _)| now_hour - h >= 24) {
             if let Some((h, bm)) = self.hours.pop_front() {
-                *bucket(&mut self.days, (h * HOUR).div_euclid(DAY)) |= bm;
+                let into = bucket(&mut self.days, (h * HOUR).div_euclid(DAY));
+                let before = into.len() + bm.len();
+                *into |= bm;
+                self.total = self.total + into.len() - before;
             }
         }
         let oldest_day = (now_minute * MINUTE - horizon).div_euclid(DAY);
         while self.days.front().is_some_and(|(d, _)| *d < oldest_day) {
-            self.days.pop_front();
+            if let Some((_, bm)) = self.days.pop_front() {
+                self.total -= bm.len();
+            }
         }
     }
 
     fn total(&self) -> u64 {
-        self.minutes.iter().chain(&self.hours).chain(&self.days).map(|(_, b)| b.len()).sum()
+        debug_assert_eq!(
+            self.total,
+            self.minutes.iter().chain(&self.hours).chain(&self.days).map(|(_, b)| b.len()).sum::<u64>()
+        );
+        self.total
     }
 
     fn counts(&mut self, now: Millis, lens: &[Millis]) -> Vec<u64> {

@@ -6,9 +6,11 @@
 //! before for the subject read. Reads are clustered, so one campaign across
 //! many addresses and providers is one finding that lists its addresses:
 //! all hosting reads form one cluster, foreign reads one cluster per country.
-//! A cluster alerts when its distinct subjects in `window` exceed
-//! `max(min_subjects, multiplier × its highest count on earlier days)`.
-//! Addresses that read at least `min_address_subjects` subjects are listed.
+//! A cluster alerts when the subjects it read from *busy* addresses (each of
+//! which read at least `min_address_subjects` new subjects in this hour and
+//! the last) exceed `max(min_subjects, multiplier × its highest such count
+//! on whole earlier days)`; the finding reports the cluster's exact distinct
+//! subjects in `window` and lists the busy addresses and their ASNs.
 //!
 //! Deliberately not: a single customer on a VPN or abroad (every busy
 //! platform has thousands); the baseline absorbs them.
@@ -130,21 +132,22 @@ impl ForeignAccess {
             *cl.asns.entry(a).or_default() += new;
         }
         let threshold = self.cfg.min_subjects.max((cl.learned as f64 * self.cfg.multiplier).ceil() as u64);
-        let bound = cl.reach.bound();
-        if cl.episode.is_none() && bound.saturating_mul(2) < threshold {
-            return;
-        }
-        if matches!(cl.reach, Reach::Big(_))
-            && (cl.reach.fresh() < (bound / 64).max(1) || c.time - cl.evaluated < 60_000)
-        {
+        // Judged at most once a minute of event time.
+        if c.time - cl.evaluated < 60_000 {
             return;
         }
         cl.evaluated = c.time;
-        let n = cl.reach.count(c.time, self.cfg.window.0);
-        if cl.episode.is_none() && n <= threshold {
-            cl.today_max = cl.today_max.max(n);
+        // A campaign is a crowd of subjects read from few addresses: count
+        // the subjects first read from addresses that each read at least
+        // `min_address_subjects` in this hour and the last. VPN users and
+        // travellers spread thinly over many addresses and count for little.
+        let min_addr = self.cfg.min_address_subjects;
+        let concentrated: u64 = cl.addrs.values().map(|e| e.1 + e.2).filter(|&n| n >= min_addr).sum();
+        if cl.episode.is_none() && concentrated <= threshold {
+            cl.today_max = cl.today_max.max(concentrated);
             return;
         }
+        let n = cl.reach.count(c.time, self.cfg.window.0);
         if !cl.episode.as_ref().is_none_or(|e| e.due(n, c.time, self.cfg.update_every.0)) {
             return;
         }
@@ -167,7 +170,7 @@ impl ForeignAccess {
             detector: NAME,
             analytic: AnalyticKind::Statistical,
             title: format!(
-                "Personal data of {n} distinct subjects read from {label} within {}, from {} addresses",
+                "Personal data of {n} distinct subjects read from {label} within {}, {} busy addresses",
                 self.cfg.window,
                 addrs.len()
             ),
@@ -182,7 +185,7 @@ impl ForeignAccess {
             count: n,
             observables,
             posture: false,
-            details: json!({"cluster": label, "threshold": threshold, "addresses_total": cl.addrs.len()}),
+            details: json!({"cluster": label, "threshold": threshold, "concentrated": concentrated, "addresses_total": cl.addrs.len()}),
         });
     }
 }

@@ -62,12 +62,13 @@ pub struct StaffPattern {
     offset: Millis,
     people: HashMap<PrincipalId, Person>,
     roles: HashMap<u16, Role>,
+    day: Option<i64>,
 }
 
 impl StaffPattern {
     /// With this configuration and local-time offset.
     pub fn new(cfg: config::StaffPattern, offset: Millis) -> Self {
-        Self { cfg, offset, people: HashMap::default(), roles: HashMap::default() }
+        Self { cfg, offset, people: HashMap::default(), roles: HashMap::default(), day: None }
     }
 
     fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
@@ -91,22 +92,7 @@ impl StaffPattern {
             ..Person::default()
         });
         if p.day != day {
-            // Fold the finished day into the person's and the role's history.
-            let r = self.roles.entry(p.role).or_default();
-            for h in 0..24 {
-                if p.today_reads[h] > 0 {
-                    p.usual |= 1 << h;
-                    r.reads[h] += u64::from(p.today_reads[h]);
-                }
-            }
-            p.busiest_day = p.busiest_day.max(p.today.len());
-            r.busiest_day = r.busiest_day.max(p.today.len());
-            p.today.clear();
-            p.today_reads = [0; 24];
-            p.day = day;
-            p.episode = None;
-            p.count = 0;
-            p.addrs.clear();
+            fold(p, self.roles.entry(p.role).or_default(), day);
         }
         if p.hour != hour {
             p.this_hour.clear();
@@ -187,6 +173,24 @@ impl StaffPattern {
     }
 }
 
+/// Folds a person's finished day into their and their role's history.
+fn fold(p: &mut Person, r: &mut Role, day: i64) {
+    for h in 0..24 {
+        if p.today_reads[h] > 0 {
+            p.usual |= 1 << h;
+            r.reads[h] += u64::from(p.today_reads[h]);
+        }
+    }
+    p.busiest_day = p.busiest_day.max(p.today.len());
+    r.busiest_day = r.busiest_day.max(p.today.len());
+    p.today.clear();
+    p.today_reads = [0; 24];
+    p.day = day;
+    p.episode = None;
+    p.count = 0;
+    p.addrs.clear();
+}
+
 impl Detector for StaffPattern {
     fn name(&self) -> &'static str {
         NAME
@@ -196,6 +200,20 @@ impl Detector for StaffPattern {
         if let What::Call(c) = &ev.what {
             self.on_call(c, cx);
         }
+    }
+
+    fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
+        // At local midnight everyone's day is folded, so tonight is judged
+        // against yesterday even for peers who have not worked yet today.
+        let day = (now + self.offset).div_euclid(DAY);
+        if self.day.is_some_and(|d| d != day) {
+            for p in self.people.values_mut() {
+                if p.day < day {
+                    fold(p, self.roles.entry(p.role).or_default(), day);
+                }
+            }
+        }
+        self.day = Some(day);
     }
 
     fn state_bytes(&self) -> usize {
