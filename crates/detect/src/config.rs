@@ -448,8 +448,10 @@ pub struct ForeignAccess {
     pub min_subjects: u64,
     /// See `min_subjects`.
     pub multiplier: f64,
-    /// An address is listed in the finding when it read at least this many subjects.
+    /// An address is busy (counts, and is listed) when it read at least this many subjects...
     pub min_address_subjects: u64,
+    /// ...and at least this many times the cluster's median address.
+    pub address_multiplier: f64,
     /// Report a growing finding again at least this often.
     pub update_every: Dur,
 }
@@ -462,6 +464,7 @@ impl Default for ForeignAccess {
             min_subjects: 300,
             multiplier: 3.0,
             min_address_subjects: 10,
+            address_multiplier: 4.0,
             update_every: Dur::hours(1),
         }
     }

@@ -141,8 +141,14 @@ impl ForeignAccess {
         // the subjects first read from addresses that each read at least
         // `min_address_subjects` in this hour and the last. VPN users and
         // travellers spread thinly over many addresses and count for little.
-        let min_addr = self.cfg.min_address_subjects;
-        let concentrated: u64 = cl.addrs.values().map(|e| e.1 + e.2).filter(|&n| n >= min_addr).sum();
+        // Busy means both at least `min_address_subjects` and several times
+        // the cluster's median address (a VPN exit serves many customers on
+        // a big platform; a crawler's address still stands out).
+        let mut per: Vec<u64> = cl.addrs.values().map(|e| e.1 + e.2).collect();
+        let mid = per.len() / 2;
+        let median = if per.is_empty() { 0 } else { *per.select_nth_unstable(mid).1 };
+        let min_addr = self.cfg.min_address_subjects.max((median as f64 * self.cfg.address_multiplier).ceil() as u64);
+        let concentrated: u64 = per.iter().copied().filter(|&n| n >= min_addr).sum();
         if cl.episode.is_none() && concentrated <= threshold {
             cl.today_max = cl.today_max.max(concentrated);
             return;
@@ -159,9 +165,8 @@ impl ForeignAccess {
         ep.last = c.time;
         let activity = ep.mark(n, c.time);
         let per_addr: HashMap<AddrId, u64> = cl.addrs.iter().map(|(a, e)| (*a, e.1 + e.2)).collect();
-        let addrs = top_addrs(&per_addr, cx.symbols, self.cfg.min_address_subjects);
-        let asns: Vec<String> =
-            top(&cl.asns, super::LIST, self.cfg.min_address_subjects).iter().map(u32::to_string).collect();
+        let addrs = top_addrs(&per_addr, cx.symbols, min_addr);
+        let asns: Vec<String> = top(&cl.asns, super::LIST, min_addr).iter().map(u32::to_string).collect();
         let mut observables = named("src_endpoint.ip", addrs.iter().cloned());
         observables.extend(named("src_endpoint.autonomous_system.number", asns));
         cx.report(Alert {
