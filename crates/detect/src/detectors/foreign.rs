@@ -142,11 +142,13 @@ impl ForeignAccess {
         // `min_address_subjects` in this hour and the last. VPN users and
         // travellers spread thinly over many addresses and count for little.
         // Busy means both at least `min_address_subjects` and several times
-        // the cluster's median address (a VPN exit serves many customers on
-        // a big platform; a crawler's address still stands out).
+        // the cluster's median address, once it has twenty (a VPN exit
+        // serves many customers on a big platform; a crawler's address
+        // still stands out).
         let mut per: Vec<u64> = cl.addrs.values().map(|e| e.1 + e.2).collect();
         let mid = per.len() / 2;
-        let median = if per.is_empty() { 0 } else { *per.select_nth_unstable(mid).1 };
+        // With a handful of addresses the median is the campaign itself.
+        let median = if per.len() < 20 { 0 } else { *per.select_nth_unstable(mid).1 };
         let min_addr = self.cfg.min_address_subjects.max((median as f64 * self.cfg.address_multiplier).ceil() as u64);
         let concentrated: u64 = per.iter().copied().filter(|&n| n >= min_addr).sum();
         if cl.episode.is_none() && concentrated <= threshold {
