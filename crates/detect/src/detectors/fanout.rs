@@ -37,7 +37,12 @@ use crate::world::Class;
 
 const DAY: Millis = 86_400_000;
 const HOUR: Millis = 3_600_000;
-const MINUTE: Millis = 60_000;
+/// How often a key with bitmaps is counted exactly: a union over its
+/// buckets costs in proportion to its subjects, so keys that reach
+/// thousands (carrier NAT addresses) are judged every few minutes, not per
+/// event. A key crosses into bitmaps at [`crate::window::SMALL`] subjects,
+/// so a fresh attacker is judged exactly on every read until then.
+const BIG_EVERY: Millis = 5 * 60_000;
 
 #[derive(Debug, Default)]
 struct KeyState {
@@ -312,7 +317,7 @@ impl FanOut {
                 // A key with bitmaps (thousands of subjects) is counted at most
                 // once a minute of event time, and only when the buckets' sizes
                 // say a threshold may be crossed: unions are the costly part.
-                if now - st.evaluated < MINUTE {
+                if now - st.evaluated < BIG_EVERY {
                     return;
                 }
                 st.evaluated = now;
@@ -486,7 +491,13 @@ impl Detector for FanOut {
                 if st.episode.is_some() {
                     continue;
                 }
-                for (wi, n) in st.reach.counts(now, &lens).into_iter().enumerate() {
+                // Big keys learn from their buckets' sizes (an upper bound, so
+                // baselines err high, towards fewer findings), not from unions.
+                let learned = match st.reach {
+                    Reach::Small(_) => st.reach.counts(now, &lens),
+                    Reach::Big(_) => st.reach.bounds(now, &lens),
+                };
+                for (wi, n) in learned.into_iter().enumerate() {
                     let e = self.today.entry((di, st.class, wi)).or_default();
                     *e = (*e).max(n);
                 }
