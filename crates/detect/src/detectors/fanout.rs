@@ -37,12 +37,12 @@ use crate::world::Class;
 
 const DAY: Millis = 86_400_000;
 const HOUR: Millis = 3_600_000;
-/// How often a key with bitmaps is counted exactly: a union over its
-/// buckets costs in proportion to its subjects, so keys that reach
-/// thousands (carrier NAT addresses) are judged every few minutes, not per
-/// event. A key crosses into bitmaps at [`crate::window::SMALL`] subjects,
-/// so a fresh attacker is judged exactly on every read until then.
+/// A key with bitmaps whose exact count found nothing is not counted again
+/// for this long: a union over its buckets costs in proportion to its
+/// subjects, and keys that reach thousands (carrier NAT addresses) sit near
+/// their bounds all day.
 const BIG_EVERY: Millis = 5 * 60_000;
+const MINUTE: Millis = 60_000;
 
 #[derive(Debug, Default)]
 struct KeyState {
@@ -53,8 +53,10 @@ struct KeyState {
     episode: Option<Box<Episode>>,
     /// Which windows exceeded their threshold in this episode.
     exceeded: u32,
-    /// When counts were last computed exactly.
+    /// When a big key's bounds were last checked.
     evaluated: Millis,
+    /// A big key counted exactly without result is not counted again before this.
+    quiet_until: Millis,
     /// The lowest threshold of the key's windows, and the threshold epoch it was computed in.
     lowest: (u32, u64),
     /// Hour (event time) the key was last put on the active list.
@@ -314,10 +316,12 @@ impl FanOut {
                 st.reach.counts(now, &lens)
             }
             Reach::Big(_) => {
-                // A key with bitmaps (thousands of subjects) is counted at most
-                // once a minute of event time, and only when the buckets' sizes
-                // say a threshold may be crossed: unions are the costly part.
-                if now - st.evaluated < BIG_EVERY {
+                // A key with bitmaps checks its buckets' sizes (an upper
+                // bound per window) at most once a minute of event time, and
+                // counts exactly (a union: the costly part) only when a bound
+                // crosses a threshold; after an exact count that found
+                // nothing, not again for `BIG_EVERY`.
+                if now - st.evaluated < MINUTE || now < st.quiet_until {
                     return;
                 }
                 st.evaluated = now;
@@ -333,7 +337,11 @@ impl FanOut {
                     }
                     _ => {}
                 }
-                st.reach.counts(now, &lens)
+                let exact = st.reach.counts(now, &lens);
+                if st.episode.is_none() && exact.iter().zip(&thresholds).all(|(n, t)| n <= t) {
+                    st.quiet_until = now + BIG_EVERY;
+                }
+                exact
             }
         };
         let mut over = Vec::new();
