@@ -388,9 +388,12 @@ impl Default for FanOut {
         let (h, d) = (Some(Dur::hours(1)), Some(Dur::days(1)));
         Self {
             enabled: true,
-            // `token` is available but off: a token's reach is its principal's
-            // (over a token's life), and one key per session costs memory.
-            dimensions: ["src_ip", "src_prefix", "principal", "asn", "user_agent", "key"].map(String::from).to_vec(),
+            // Also available, off by default: `token` (a token's reach is its
+            // principal's over the token's life, at one key per session) and
+            // `asn`, `user_agent`, `key` (each reaches a large share of all
+            // customers, so their thresholds are in the millions; their
+            // bitmaps cost gigabytes at 10 M customers and say little).
+            dimensions: ["src_ip", "src_prefix", "principal"].map(String::from).to_vec(),
             windows: vec![Dur::minutes(10), Dur::hours(1), Dur::days(1), Dur::days(30), Dur::days(150)],
             multiplier: 3.0,
             floor: vec![
