@@ -1,20 +1,13 @@
 //! The `piiwatch` binary driven as a user drives it.
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-fn piiwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_piiwatch")).args(args).output().expect("piiwatch runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = piiwatch(args);
-    assert!(out.status.success(), "piiwatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use support::{ok, piiwatch};
 
 fn simulate(dir: &Path, scenario: &str, customers: u32, days: u32, seed: u64) {
     let out = dir.to_str().expect("utf-8 path");

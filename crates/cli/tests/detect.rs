@@ -6,20 +6,11 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn piiwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_piiwatch")).args(args).output().expect("piiwatch runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = piiwatch(args);
-    assert!(out.status.success(), "piiwatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use support::{ok, piiwatch};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use detect::{Alert, Config, Engine, Sink, World};
-use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Reader, ReaderOptions, Step, Visitor};
+use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Step, Visitor};
 use model::{Directory, Event, Millis, Symbols};
 
-use crate::commands::stats::load_datamap;
+use crate::commands::stats::ReadArgs;
 use crate::ui::{self, Format};
 
 /// Arguments of `piiwatch detect`.
@@ -47,15 +47,8 @@ pub struct Args {
     /// Format of the end-of-run summary on standard error.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-    /// Where to write quarantined lines (replaced, and only if there are any).
-    #[arg(long, default_value = "piiwatch-quarantine.jsonl")]
-    quarantine: PathBuf,
-    /// Data map (TOML) giving the field classes of operations whose events carry no labels.
-    #[arg(long)]
-    data_map: Option<PathBuf>,
-    /// Longest accepted line in bytes; longer lines are quarantined.
-    #[arg(long, default_value_t = ingest::reader::DEFAULT_MAX_LINE)]
-    max_line_bytes: usize,
+    #[command(flatten)]
+    read: ReadArgs,
 }
 
 #[derive(Default, serde::Serialize)]
@@ -163,8 +156,7 @@ pub fn run(args: Args) -> Result<()> {
     let world = World::new(directory, &cfg.engine.hosting_labels);
     let mut engine = Engine::new(&cfg, world)?;
     engine.set_inputs(inputs.iter().map(Input::name).collect());
-    let datamap = load_datamap(args.data_map.as_ref())?;
-    let mut reader = Reader::new(ReaderOptions { datamap, max_line: args.max_line_bytes });
+    let mut reader = args.read.reader()?;
     let idle = args.follow.then(|| Duration::from_secs_f64(args.idle_flush.max(0.05)));
     let open = OpenOptions { follow: args.follow, idle };
     let mut cursors = Vec::new();
@@ -178,7 +170,7 @@ pub fn run(args: Args) -> Result<()> {
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let mut sink = AlertWriter { out, flush_each: args.follow, per: BTreeMap::new(), error: None };
-    let mut quarantine = QuarantineFile::create(&args.quarantine);
+    let mut quarantine = QuarantineFile::create(&args.read.quarantine);
     let total: Option<u64> = if args.follow { None } else { inputs.iter().map(Input::size).sum() };
     let bar = ui::bar(total, "detecting", true);
     let progress = reader.progress();
@@ -229,11 +221,11 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(e) = sink.error.take() {
         return Err(e).context("cannot write findings");
     }
-    quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.quarantine.display()))?;
+    quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.read.quarantine.display()))?;
     let secs = started.elapsed().as_secs_f64();
     summary(&engine, &sink, quarantined, secs, args.format);
     if quarantined > 0 {
-        eprintln!("{quarantined} lines quarantined to {}", args.quarantine.display());
+        eprintln!("{quarantined} lines quarantined to {}", args.read.quarantine.display());
     }
     Ok(())
 }

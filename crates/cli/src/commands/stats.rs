@@ -17,15 +17,30 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+/// How inputs are read: the options every command that reads logs shares.
+#[derive(clap::Args)]
+pub struct ReadArgs {
     /// Where to write quarantined lines (replaced, and only if there are any).
     #[arg(long, default_value = "piiwatch-quarantine.jsonl")]
-    quarantine: PathBuf,
+    pub quarantine: PathBuf,
     /// Data map (TOML) giving the field classes of operations whose events carry no labels.
     #[arg(long)]
-    data_map: Option<PathBuf>,
+    pub data_map: Option<PathBuf>,
     /// Longest accepted line in bytes; longer lines are quarantined.
     #[arg(long, default_value_t = ingest::reader::DEFAULT_MAX_LINE)]
-    max_line_bytes: usize,
+    pub max_line_bytes: usize,
+}
+
+impl ReadArgs {
+    /// A reader with these options (reading the data map file if one is given).
+    pub fn reader(&self) -> Result<Reader> {
+        let datamap = load_datamap(self.data_map.as_ref())?;
+        Ok(Reader::new(ReaderOptions { datamap, max_line: self.max_line_bytes }))
+    }
 }
 
 /// Reads a data map file, or the built-in one.
@@ -73,13 +88,12 @@ pub fn run(args: Args) -> Result<()> {
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("standard input (`-`) can be named only once");
     }
-    let datamap = load_datamap(args.data_map.as_ref())?;
-    let mut reader = Reader::new(ReaderOptions { datamap, max_line: args.max_line_bytes });
+    let mut reader = args.read.reader()?;
     let total: Option<u64> = inputs.iter().map(Input::size).sum();
     let bar = ui::bar(total, "reading", true);
     let mut visitor = StatsVisitor {
         tally: Tally::default(),
-        quarantine: QuarantineFile::create(&args.quarantine),
+        quarantine: QuarantineFile::create(&args.read.quarantine),
         progress: reader.progress(),
         bar: bar.clone(),
         events: 0,
@@ -93,7 +107,10 @@ pub fn run(args: Args) -> Result<()> {
         lines += sum.lines;
     }
     bar.finish_and_clear();
-    visitor.quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.quarantine.display()))?;
+    visitor
+        .quarantine
+        .finish()
+        .with_context(|| format!("cannot write quarantine {}", args.read.quarantine.display()))?;
     let report = visitor.tally.report(&symbols);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -102,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!("read {lines} lines in {secs:.2}s ({:.0} events/s)", report.events as f64 / secs.max(1e-9));
     if report.quarantined > 0 {
-        eprintln!("{} lines quarantined to {}", report.quarantined, args.quarantine.display());
+        eprintln!("{} lines quarantined to {}", report.quarantined, args.read.quarantine.display());
     }
     Ok(())
 }
