@@ -27,6 +27,10 @@ use ingest::{Input, LineRef, Quarantined, Reader, ReaderOptions, Visitor};
 use model::{Event, Symbols};
 use serde_json::Value;
 
+#[path = "../tests/support/findings.rs"]
+mod findings;
+use findings::{is_posture, names_indicator};
+
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -63,19 +67,6 @@ impl Visitor for Exposure<'_> {
         }
     }
     fn quarantined(&mut self, _q: &Quarantined<'_>) {}
-}
-
-fn names_indicator(f: &Value, attack: &Value) -> bool {
-    f["observables"].as_array().is_some_and(|obs| {
-        obs.iter().any(|o| {
-            let (Some(n), Some(v)) = (o["name"].as_str(), o["value"].as_str()) else { return false };
-            attack["indicators"][n].as_array().is_some_and(|vals| vals.iter().any(|x| x.as_str() == Some(v)))
-        })
-    })
-}
-
-fn is_posture(f: &Value) -> bool {
-    f["finding_info"]["types"].as_array().is_some_and(|t| t.iter().any(|x| x == "posture"))
 }
 
 fn rss_kib(time_report: &str) -> Option<u64> {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::findings::{is_posture, names_indicator};
 use support::{ok, piiwatch};
 
 fn path(p: &Path) -> &str {
@@ -36,19 +37,6 @@ fn scenario(dir: &Path, name: &str, customers: u32) -> (Value, Vec<Value>, Strin
     let text = std::fs::read_to_string(&alerts).expect("alerts");
     let findings = text.lines().map(|l| serde_json::from_str(l).expect("each finding is one JSON object")).collect();
     (truth, findings, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn is_posture(f: &Value) -> bool {
-    f["finding_info"]["types"].as_array().is_some_and(|t| t.iter().any(|x| x == "posture"))
-}
-
-/// Whether a finding names one of an attack's indicators.
-fn names_indicator(f: &Value, attack: &Value) -> bool {
-    let Some(obs) = f["observables"].as_array() else { return false };
-    obs.iter().any(|o| {
-        let (Some(name), Some(value)) = (o["name"].as_str(), o["value"].as_str()) else { return false };
-        attack["indicators"][name].as_array().is_some_and(|vals| vals.iter().any(|v| v.as_str() == Some(value)))
-    })
 }
 
 fn check_findings_shape(findings: &[Value]) {

@@ -173,10 +173,6 @@ pub struct Episode {
     pub uid: String,
     /// First event covered.
     pub first: Millis,
-    /// Last event covered.
-    pub last: Millis,
-    /// Events covered.
-    pub count: u64,
     /// The figure last reported (count, subjects...).
     pub reported: u64,
     /// Event time of the last report.
@@ -186,7 +182,7 @@ pub struct Episode {
 impl Episode {
     /// A new episode.
     pub fn new(uid: String, first: Millis) -> Self {
-        Self { uid, first, last: first, count: 0, reported: 0, reported_at: i64::MIN }
+        Self { uid, first, reported: 0, reported_at: i64::MIN }
     }
 
     /// Whether `figure` (now at `now`) is worth an update: it doubled, or it

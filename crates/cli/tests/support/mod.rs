@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests (`mod support;`).
 
+pub mod findings;
 pub mod ocsf;
 
 use std::process::{Command, Output};

@@ -10,11 +10,11 @@
 //! leaver held are the key-hygiene detector's business.
 
 use crate::Map as HashMap;
-use model::{Millis, PrincipalId};
+use model::{Millis, PrincipalId, TokenId};
 use serde_json::json;
 
 use super::{Tally, named};
-use crate::alert::{Alert, AnalyticKind, Episode, uid};
+use crate::alert::{Alert, AnalyticKind, uid};
 use crate::config;
 use crate::engine::{Cx, Detector};
 use crate::ev::{Call, Ev, What};
@@ -43,7 +43,7 @@ impl Departed {
         }
     }
 
-    fn activity(&mut self, p: PrincipalId, time: Millis, call: Option<&Call>, token: Option<&str>, cx: &mut Cx<'_>) {
+    fn activity(&mut self, p: PrincipalId, time: Millis, call: Option<&Call>, token: Option<TokenId>, cx: &mut Cx<'_>) {
         let Some(left) = self.left_at(p, cx) else { return };
         if time <= left + self.cfg.grace.0 {
             return;
@@ -51,26 +51,13 @@ impl Departed {
         let g = self.tallies.entry(p).or_default();
         match call {
             Some(c) => g.add(c),
-            None => {
-                if g.count == 0 {
-                    g.first = time;
-                }
-                g.count += 1;
-                g.first = g.first.min(time);
-                g.last = g.last.max(time);
-            }
+            None => g.add_at(time),
         }
         if let Some(t) = token {
-            g.sample(t, 5);
-        }
-        let due = g.episode.as_ref().is_none_or(|e| e.due(g.count, time, self.cfg.update_every.0));
-        if !due {
-            return;
+            g.sample(cx.symbols.token_name(t), 5);
         }
         let who = cx.symbols.principal_name(p).to_owned();
-        let ep = g.episode.get_or_insert_with(|| Episode::new(uid(NAME, &[&who]), g.first));
-        let activity = ep.mark(g.count, time);
-        let ep_uid = ep.uid.clone();
+        let Some((ep_uid, activity)) = g.due(time, self.cfg.update_every.0, || uid(NAME, &[&who])) else { return };
         let mut observables = vec![("actor.user.uid", who.clone())];
         observables.extend(named("src_endpoint.ip", g.top_addrs(cx.symbols)));
         observables.extend(named("actor.session.uid", g.samples.iter().cloned()));
@@ -106,14 +93,8 @@ impl Detector for Departed {
                 let e = self.offboarded.entry(o.principal).or_insert(o.time);
                 *e = (*e).min(o.time);
             }
-            What::Call(c) => {
-                let token = c.token.map(|t| cx.symbols.token_name(t));
-                self.activity(c.principal, c.time, Some(c), token, cx);
-            }
-            What::Issuance(i) => {
-                let token = cx.symbols.token_name(i.token);
-                self.activity(i.principal, i.time, None, Some(token), cx);
-            }
+            What::Call(c) => self.activity(c.principal, c.time, Some(c), c.token, cx),
+            What::Issuance(i) => self.activity(i.principal, i.time, None, Some(i.token), cx),
             What::Other { .. } => {}
         }
     }

@@ -385,7 +385,6 @@ impl FanOut {
         let ep = st
             .episode
             .get_or_insert_with(|| Box::new(Episode::new(uid(detector, &[dim.name(), &name, &now.to_string()]), now)));
-        ep.last = now;
         let activity = ep.mark(figure, now);
         let class_name = cx.world.class_name(class).to_owned();
         let w = Dur(lens[first_over]);

@@ -40,7 +40,6 @@ struct Cluster {
     learned: u64,
     episode: Option<Episode>,
     last: Millis,
-    count: u64,
     evaluated: Millis,
 }
 
@@ -122,7 +121,6 @@ impl ForeignAccess {
         }
         let Some(cl) = self.clusters.get_mut(&cluster_key) else { return };
         cl.last = c.time;
-        cl.count += 1;
         let e = cl.addrs.entry(c.src).or_insert((hour, 0, 0));
         if e.0 != hour {
             *e = (hour, 0, if e.0 == hour - 1 { e.1 } else { 0 });
@@ -164,7 +162,6 @@ impl ForeignAccess {
             Some(cc) => format!("{} (a country never seen for these subjects)", cc.as_str()),
         };
         let ep = cl.episode.get_or_insert_with(|| Episode::new(uid(NAME, &[&label, &c.time.to_string()]), c.time));
-        ep.last = c.time;
         let activity = ep.mark(n, c.time);
         let per_addr: HashMap<AddrId, u64> = cl.addrs.iter().map(|(a, e)| (*a, e.1 + e.2)).collect();
         let addrs = top_addrs(&per_addr, cx.symbols, min_addr);

@@ -24,7 +24,7 @@ use model::{KeyId, Millis, PrincipalId, TokenId};
 use serde_json::json;
 
 use super::{Tally, human, named};
-use crate::alert::{Alert, AnalyticKind, Episode, uid};
+use crate::alert::{Alert, AnalyticKind, uid};
 use crate::config;
 use crate::engine::{Cx, Detector};
 use crate::ev::{Call, Ev, What};
@@ -79,22 +79,13 @@ impl ForgedToken {
         if let Some(t) = c.token {
             g.sample(cx.symbols.token_name(t), 5);
         }
-        let due = match &g.episode {
-            None => true,
-            Some(e) => e.due(g.count, trigger, every),
-        };
-        if !due {
-            return;
-        }
         let key = c.key.map(|k| cx.symbols.key_name(k).to_owned());
-        let ep = g.episode.get_or_insert_with(|| {
-            Episode::new(
-                uid(NAME, &[&format!("{kind:?}"), key.as_deref().unwrap_or("-"), &g.first.to_string()]),
-                g.first,
-            )
-        });
-        let activity = ep.mark(g.count, trigger);
-        let ep_uid = ep.uid.clone();
+        let first = g.first;
+        let Some((ep_uid, activity)) = g.due(trigger, every, || {
+            uid(NAME, &[&format!("{kind:?}"), key.as_deref().unwrap_or("-"), &first.to_string()])
+        }) else {
+            return;
+        };
         let key_text = key.as_deref().unwrap_or("no key id");
         let tokens = g.samples.len();
         let (title, desc, severity) = match kind {

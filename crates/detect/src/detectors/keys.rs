@@ -19,7 +19,7 @@ use model::{Country, KeyId, Millis, TokenId};
 use serde_json::json;
 
 use super::{Tally, human, named};
-use crate::alert::{Alert, AnalyticKind, Episode, uid};
+use crate::alert::{Alert, AnalyticKind, uid};
 use crate::config;
 use crate::engine::{Cx, Detector};
 use crate::ev::{Call, Ev, What};
@@ -105,14 +105,10 @@ impl KeyHygiene {
         let Some(st) = self.keys.get_mut(&key) else { return };
         let g = &mut st.misuse;
         g.add(c);
-        let due = g.episode.as_ref().is_none_or(|e| e.due(g.count, c.time, self.cfg.update_every.0));
-        if !due {
-            return;
-        }
         let name = cx.symbols.key_name(key).to_owned();
-        let ep = g.episode.get_or_insert_with(|| Episode::new(uid(NAME, &[why, &name]), g.first));
-        let activity = ep.mark(g.count, c.time);
-        let ep_uid = ep.uid.clone();
+        let Some((ep_uid, activity)) = g.due(c.time, self.cfg.update_every.0, || uid(NAME, &[why, &name])) else {
+            return;
+        };
         let mut observables = vec![("actor.session.issuer", name.clone())];
         observables.extend(named("src_endpoint.ip", g.top_addrs(cx.symbols)));
         cx.report(Alert {
@@ -165,8 +161,7 @@ impl KeyHygiene {
         }
         let Some(g) = st.escalated.get_mut(&class) else { return };
         g.add(c);
-        let due = g.episode.as_ref().is_none_or(|e| e.due(g.count, c.time, every));
-        if !due {
+        if !g.episode.as_ref().is_none_or(|e| e.due(g.count, c.time, every)) {
             return;
         }
         let name = cx.symbols.key_name(key).to_owned();
@@ -176,9 +171,9 @@ impl KeyHygiene {
             Some(cc) => format!("{label} networks in {cc}"),
             None => format!("{label} networks"),
         };
-        let ep = g.episode.get_or_insert_with(|| Episode::new(uid(NAME, &["escalated", &name, &where_]), g.first));
-        let activity = ep.mark(g.count, c.time);
-        let ep_uid = ep.uid.clone();
+        let Some((ep_uid, activity)) = g.due(c.time, every, || uid(NAME, &["escalated", &name, &where_])) else {
+            return;
+        };
         let mut observables = vec![("actor.session.issuer", name.clone())];
         observables.extend(named("src_endpoint.ip", g.top_addrs(cx.symbols)));
         observables.extend(named("src_endpoint.autonomous_system.number", g.top_asns()));

@@ -4,7 +4,7 @@
 use crate::Map as HashMap;
 use model::{AddrId, Millis, Symbols};
 
-use crate::alert::Episode;
+use crate::alert::{Activity, Episode};
 use crate::config::{Config, ConfigError};
 use crate::engine::Detector;
 use crate::ev::Call;
@@ -72,14 +72,19 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one call.
-    pub fn add(&mut self, c: &Call) {
+    /// Counts one event at `time` that is not a call (a token issuance, say).
+    pub fn add_at(&mut self, time: Millis) {
         if self.count == 0 {
-            self.first = c.time;
+            self.first = time;
         }
         self.count += 1;
-        self.first = self.first.min(c.time);
-        self.last = self.last.max(c.time);
+        self.first = self.first.min(time);
+        self.last = self.last.max(time);
+    }
+
+    /// Counts one call.
+    pub fn add(&mut self, c: &Call) {
+        self.add_at(c.time);
         if self.addrs.len() < TRACK || self.addrs.contains_key(&c.src) {
             *self.addrs.entry(c.src).or_default() += 1;
         }
@@ -88,6 +93,19 @@ impl Tally {
         {
             *self.asns.entry(a).or_default() += 1;
         }
+    }
+
+    /// Whether the finding is due a report at `now` (new, or grown enough
+    /// since the last one; see [`Episode::due`]). If so, marks it reported
+    /// and returns its uid (`uid` names it the first time) and activity.
+    pub fn due(&mut self, now: Millis, every: Millis, uid: impl FnOnce() -> String) -> Option<(String, Activity)> {
+        if !self.episode.as_ref().is_none_or(|e| e.due(self.count, now, every)) {
+            return None;
+        }
+        let first = self.first;
+        let ep = self.episode.get_or_insert_with(|| Episode::new(uid(), first));
+        let activity = ep.mark(self.count, now);
+        Some((ep.uid.clone(), activity))
     }
 
     /// Keeps an example value (at most `max`).

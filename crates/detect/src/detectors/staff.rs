@@ -138,7 +138,6 @@ impl StaffPattern {
         }
         let who = cx.symbols.principal_name(c.principal).to_owned();
         let ep = p.episode.get_or_insert_with(|| Episode::new(uid(NAME, &[&who, &day.to_string()]), c.time));
-        ep.last = c.time;
         let activity = ep.mark(figure, c.time);
         let role_name = cx.world.role_name(p.role).to_owned();
         let usual: Vec<usize> = (0..24).filter(|h| p.usual & (1 << h) != 0).collect();
