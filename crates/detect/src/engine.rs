@@ -16,7 +16,7 @@
 //! The engine does no I/O: findings go to a [`Sink`].
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
 use model::{Event, Millis, Symbols};
@@ -112,6 +112,7 @@ pub struct EngineStats {
 pub struct Engine {
     lateness: Millis,
     heap: BinaryHeap<Reverse<Held>>,
+    run: VecDeque<Held>,
     slab: Vec<Option<Ev>>,
     free: Vec<u32>,
     seq: u64,
@@ -122,7 +123,6 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     inputs: Vec<String>,
     stats: EngineStats,
-    hasher: foldhash::fast::FixedState,
 }
 
 impl Engine {
@@ -137,6 +137,7 @@ impl Engine {
         Self {
             lateness: cfg.engine.lateness.0,
             heap: BinaryHeap::new(),
+            run: VecDeque::new(),
             slab: Vec::new(),
             free: Vec::new(),
             seq: 0,
@@ -147,7 +148,6 @@ impl Engine {
             detectors,
             inputs: Vec::new(),
             stats: EngineStats::default(),
-            hasher: foldhash::fast::FixedState::with_seed(7),
         }
     }
 
@@ -159,6 +159,11 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// Counts events without a time that were passed by before reaching the engine.
+    pub fn add_untimed(&mut self, n: u64) {
+        self.stats.untimed += n;
     }
 
     /// The latest event time seen.
@@ -178,6 +183,15 @@ impl Engine {
             self.stats.untimed += 1;
             return;
         };
+        let digest = digest(&ev, symbols);
+        self.push_owned(ev, digest, symbols, sink);
+    }
+
+    /// Takes one event already copied (see [`Ev::from_event`]) with its
+    /// [`digest`], computed where the full symbol tables are (a
+    /// parsing thread); `symbols` may then be a replica (see
+    /// [`model::Delta`]). Releases whatever the watermark now allows.
+    pub fn push_owned(&mut self, ev: Ev, digest: u64, symbols: &Symbols, sink: &mut dyn Sink) {
         self.stats.events += 1;
         let t = ev.time;
         self.stats.span = Some(match self.stats.span {
@@ -191,9 +205,8 @@ impl Engine {
             return;
         }
         self.max_time = self.max_time.max(t);
-        let fp = self.fingerprint(&ev, symbols);
         self.seq += 1;
-        let key = (t, ev.rank(), fp, self.seq);
+        let key = (t, ev.rank(), digest, self.seq);
         let slot = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(ev);
@@ -204,18 +217,41 @@ impl Engine {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.heap.push(Reverse(Held { key, slot }));
-        self.stats.max_buffered = self.stats.max_buffered.max(self.heap.len() as u64);
+        // Most events arrive in order: they queue at the back of the run,
+        // and only the others pay for the heap.
+        let held = Held { key, slot };
+        if self.run.back().is_none_or(|b| b.key <= held.key) {
+            self.run.push_back(held);
+        } else {
+            self.heap.push(Reverse(held));
+        }
+        let buffered = (self.heap.len() + self.run.len()) as u64;
+        self.stats.max_buffered = self.stats.max_buffered.max(buffered);
         self.release(self.max_time.saturating_sub(self.lateness), symbols, sink);
+    }
+
+    /// The next held event in order, if it is not after `watermark`.
+    fn pop_until(&mut self, watermark: Millis) -> Option<Held> {
+        let from_run = match (self.run.front(), self.heap.peek()) {
+            (Some(r), Some(h)) => r.key <= h.0.key,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        if from_run {
+            if self.run.front().is_some_and(|r| r.key.0 <= watermark) { self.run.pop_front() } else { None }
+        } else if self.heap.peek().is_some_and(|h| h.0.key.0 <= watermark) {
+            self.heap.pop().map(|r| r.0)
+        } else {
+            None
+        }
     }
 
     /// Releases every held event up to `watermark` (used when an input
     /// that is followed goes quiet).
     pub fn release(&mut self, watermark: Millis, symbols: &Symbols, sink: &mut dyn Sink) {
-        while self.heap.peek().is_some_and(|h| h.0.key.0 <= watermark) {
-            if let Some(Reverse(h)) = self.heap.pop()
-                && let Some(ev) = self.slab[h.slot as usize].take()
-            {
+        while let Some(h) = self.pop_until(watermark) {
+            if let Some(ev) = self.slab[h.slot as usize].take() {
                 self.free.push(h.slot);
                 self.advance(ev.time, symbols, sink);
                 self.dispatch(&ev, symbols, sink);
@@ -262,33 +298,35 @@ impl Engine {
             d.event(ev, &mut cx);
         }
     }
+}
 
-    /// Orders events of the same millisecond by what they say, so the order
-    /// does not depend on arrival (ids do: they are given in arrival order).
-    fn fingerprint(&self, ev: &Ev, symbols: &Symbols) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        match &ev.what {
-            What::Call(c) => {
-                h.write(symbols.principal_name(c.principal).as_bytes());
-                if let Some(t) = c.token {
-                    h.write(symbols.token_name(t).as_bytes());
-                }
-                h.write(symbols.operation_name(c.operation).as_bytes());
-                std::hash::Hash::hash(&symbols.addrs.resolve(c.src), &mut h);
-                for s in c.subjects.iter().take(2) {
-                    h.write(symbols.subject_name(s.id).as_bytes());
-                }
-                h.write_usize(c.subjects.len());
-                h.write_u8(u8::from(c.success));
+/// A digest of what an event says, which orders events of the same
+/// millisecond so that the order does not depend on arrival (ids do: they
+/// are given in arrival order). Needs the full symbol tables, subjects
+/// included.
+pub fn digest(ev: &Ev, symbols: &Symbols) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(7).build_hasher();
+    match &ev.what {
+        What::Call(c) => {
+            h.write(symbols.principal_name(c.principal).as_bytes());
+            if let Some(t) = c.token {
+                h.write(symbols.token_name(t).as_bytes());
             }
-            What::Issuance(i) => {
-                h.write(symbols.principal_name(i.principal).as_bytes());
-                h.write(symbols.token_name(i.token).as_bytes());
+            h.write(symbols.operation_name(c.operation).as_bytes());
+            std::hash::Hash::hash(&symbols.addrs.resolve(c.src), &mut h);
+            for s in c.subjects.iter().take(2) {
+                h.write(symbols.subject_name(s.id).as_bytes());
             }
-            What::Offboarding(o) => h.write(symbols.principal_name(o.principal).as_bytes()),
-            What::Other { class_uid } => h.write_i64(class_uid.unwrap_or(-1)),
+            h.write_usize(c.subjects.len());
+            h.write_u8(u8::from(c.success));
         }
-        h.write_u16(ev.input);
-        h.finish()
+        What::Issuance(i) => {
+            h.write(symbols.principal_name(i.principal).as_bytes());
+            h.write(symbols.token_name(i.token).as_bytes());
+        }
+        What::Offboarding(o) => h.write(symbols.principal_name(o.principal).as_bytes()),
+        What::Other { class_uid } => h.write_i64(class_uid.unwrap_or(-1)),
     }
+    h.write_u16(ev.input);
+    h.finish()
 }

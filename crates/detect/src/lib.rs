@@ -18,7 +18,8 @@ pub mod world;
 
 pub use alert::{Alert, Sink};
 pub use config::Config;
-pub use engine::{Detector, Engine, EngineStats};
+pub use engine::{Detector, Engine, EngineStats, digest};
+pub use ev::Ev;
 pub use world::World;
 
 /// Hash maps with a fixed seed: the same input gives the same iteration order.

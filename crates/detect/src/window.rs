@@ -1,54 +1,64 @@
 //! Exact distinct-subject counts per key over sliding windows from minutes
 //! to months.
 //!
-//! Each key (a source address, a principal, a signing key...) holds the
-//! subjects it reached in time buckets: one-minute buckets for the last hour,
-//! hourly buckets for the last day, daily buckets up to the longest window.
-//! As time passes, minute buckets are folded into their hour and hours into
-//! their day, and what falls out of the longest window is dropped, so memory
-//! is proportional to distinct (key, subject, bucket) triples, not to events.
+//! Each key (a source address, a principal, a signing key...) remembers, for
+//! every subject it reached, the last minute it reached it. A subject counts
+//! in a window when that last sighting's time bucket lies inside the window.
+//! Buckets are one minute wide for the last hour, an hour wide for the last
+//! day, and a day wide up to the longest window; as time passes, minutes fold
+//! into their hour and hours into their day, and what falls out of the
+//! longest window is dropped.
+//!
+//! Because each subject sits in exactly one bucket (its latest), a key keeps
+//! only a *count* per bucket, and the exact number of distinct subjects in a
+//! window is a sum of bucket counts: no set unions, whatever the window. A
+//! new sighting moves the subject from its old bucket to the current one.
+//! Memory is proportional to distinct (key, subject) pairs within the longest
+//! window, not to events.
 //!
 //! The count for a window of length `W` is the exact number of distinct
-//! subjects in the buckets that cover `[now - W, now]`: the window's far edge
-//! is aligned to its bucket size (a minute up to one hour, an hour up to one
-//! day, a day beyond), so a window may reach back up to one bucket further
-//! than `W`, or up to a minute short of it.
+//! subjects whose last sighting's bucket starts inside `[now - W, now]`: the
+//! window's far edge is aligned to its bucket size (a minute up to one hour,
+//! an hour up to one day, a day beyond), so a window may reach back up to one
+//! bucket further than `W`, or up to a minute short of it.
 //!
 //! Keys that reached few subjects (most of them: a household's address, a
 //! customer's own token) keep a short list of `(subject, last minute seen)`
-//! instead of bitmaps, exact at minute granularity, and are promoted to
-//! bitmaps when the list grows past [`SMALL`].
+//! instead, and are promoted to a map with bucket counts when the list grows
+//! past [`SMALL`].
 
 use std::collections::VecDeque;
 
+use foldhash::fast::FixedState;
 use model::Millis;
-use roaring::RoaringBitmap;
 use smallvec::SmallVec;
 
-/// Distinct subjects a key may reach before it moves from a list to bitmaps.
+/// Distinct subjects a key may reach before it moves from a list to a map.
 pub const SMALL: usize = 24;
 const MINUTE: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 86_400_000;
 
-/// What one key reached, bucketed by time.
+/// What one key reached.
 #[derive(Clone, Debug)]
 pub enum Reach {
     /// Few subjects: each with the last minute (since the epoch) it was reached in.
     Small(SmallVec<[(u32, u32); 2]>),
-    /// Many: bitmaps per bucket.
+    /// Many: a map of last sightings and a count per time bucket.
     Big(Box<Buckets>),
 }
 
-/// Bitmaps per minute (last hour), hour (last day) and day (older).
-#[derive(Clone, Debug, Default)]
+/// Last sighting per subject, and how many subjects' last sighting falls in
+/// each minute (last hour), hour (last day) and day (older) bucket.
+#[derive(Clone, Debug)]
 pub struct Buckets {
-    minutes: VecDeque<(i64, RoaringBitmap)>,
-    hours: VecDeque<(i64, RoaringBitmap)>,
-    days: VecDeque<(i64, RoaringBitmap)>,
-    /// Subjects added since the last exact count (a cheap bound for skipping counts).
-    fresh: u64,
-    /// Sum of the buckets' sizes, kept as they change (an upper bound on any count).
+    last: hashbrown::HashMap<u32, u32, FixedState>,
+    minutes: VecDeque<(i64, u32)>,
+    hours: VecDeque<(i64, u32)>,
+    days: VecDeque<(i64, u32)>,
+    /// The minute the buckets are rolled to (the latest sighting's).
+    at: i64,
+    /// Sum of the bucket counts: distinct subjects within the horizon.
     total: u64,
     horizon: Millis,
 }
@@ -63,14 +73,14 @@ fn minute_of(t: Millis) -> i64 {
     t.div_euclid(MINUTE)
 }
 
-/// A minute as kept in a small list (event times are 1970..2200, see the reader).
+/// A minute as kept in a small list or map (event times are 1970..2200, see the reader).
 fn small_minute(m: i64) -> u32 {
     m.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 impl Reach {
-    /// Records that `subject` was reached at `t`. Returns whether the subject
-    /// is new to the current minute (false: nothing changed for any count).
+    /// Records that `subject` was reached at `t`. Returns whether the
+    /// subject's last sighting moved to a later minute (false: no count changed).
     pub fn add(&mut self, subject: u32, t: Millis, horizon: Millis) -> bool {
         let m = minute_of(t);
         match self {
@@ -91,15 +101,21 @@ impl Reach {
                     list.push((subject, sm));
                     return true;
                 }
-                let mut b = Box::new(Buckets { horizon, ..Buckets::default() });
+                let mut b = Box::new(Buckets::new(horizon));
+                let latest = list.iter().map(|e| i64::from(e.1)).max().unwrap_or(m).max(m);
+                b.roll(latest);
                 for &(s, at) in list.iter() {
-                    b.insert(s, i64::from(at), m, horizon);
+                    b.insert(s, i64::from(at));
                 }
-                b.insert(subject, m, m, horizon);
+                b.insert(subject, m);
                 *self = Reach::Big(b);
                 true
             }
-            Reach::Big(b) => b.insert(subject, m, m, horizon),
+            Reach::Big(b) => {
+                b.horizon = horizon;
+                b.roll(m);
+                b.insert(subject, m)
+            }
         }
     }
 
@@ -108,56 +124,31 @@ impl Reach {
         match self {
             Reach::Small(list) => list.iter().filter(|e| in_window(i64::from(e.1), now, len)).count() as u64,
             Reach::Big(b) => {
-                b.fresh = 0;
+                b.roll(minute_of(now));
                 b.count(now, len)
             }
         }
     }
 
-    /// Exact counts for several windows ending at `now`, `lens` in ascending
-    /// order: one pass over the buckets, since the windows nest.
-    pub fn counts(&mut self, now: Millis, lens: &[Millis]) -> Vec<u64> {
+    /// Exact counts for several windows ending at `now`.
+    pub fn counts(&mut self, now: Millis, lens: &[Millis]) -> SmallVec<[u64; 8]> {
         match self {
-            Reach::Small(_) => lens.iter().map(|&l| self.count(now, l)).collect(),
+            Reach::Small(list) => lens
+                .iter()
+                .map(|&len| list.iter().filter(|e| in_window(i64::from(e.1), now, len)).count() as u64)
+                .collect(),
             Reach::Big(b) => {
-                b.fresh = 0;
-                b.counts(now, lens)
+                b.roll(minute_of(now));
+                lens.iter().map(|&len| b.count(now, len)).collect()
             }
         }
     }
 
-    /// Upper bounds on the counts of [`Reach::counts`] (the sums of the
-    /// buckets' sizes, no unions): cheap.
-    pub fn bounds(&mut self, now: Millis, lens: &[Millis]) -> Vec<u64> {
-        match self {
-            Reach::Small(_) => self.counts(now, lens),
-            Reach::Big(b) => {
-                b.roll(minute_of(now), b.horizon);
-                lens.iter()
-                    .map(|&l| {
-                        let (m0, h0, d0) = window_start(now, l);
-                        b.minutes.iter().filter(|(m, _)| *m >= m0).map(|(_, x)| x.len()).sum::<u64>()
-                            + b.hours.iter().filter(|(h, _)| *h >= h0).map(|(_, x)| x.len()).sum::<u64>()
-                            + b.days.iter().filter(|(d, _)| *d >= d0).map(|(_, x)| x.len()).sum::<u64>()
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// An upper bound on [`Reach::count`] for any window: cheap.
+    /// Distinct subjects within the horizon, an upper bound on any count: O(1).
     pub fn bound(&self) -> u64 {
         match self {
             Reach::Small(list) => list.len() as u64,
-            Reach::Big(b) => b.total(),
-        }
-    }
-
-    /// Subjects added since the last exact count (for big keys).
-    pub fn fresh(&self) -> u64 {
-        match self {
-            Reach::Small(_) => u64::MAX,
-            Reach::Big(b) => b.fresh,
+            Reach::Big(b) => b.total,
         }
     }
 
@@ -170,8 +161,12 @@ impl Reach {
                 list.is_empty()
             }
             Reach::Big(b) => {
-                b.roll(minute_of(now), horizon);
-                b.minutes.is_empty() && b.hours.is_empty() && b.days.is_empty()
+                b.horizon = horizon;
+                b.roll(minute_of(now));
+                let cutoff = small_minute(b.first_minute());
+                b.last.retain(|_, m| *m >= cutoff);
+                b.last.shrink_to_fit();
+                b.total == 0
             }
         }
     }
@@ -187,9 +182,9 @@ impl Reach {
                 }
             }
             Reach::Big(b) => {
-                let bm =
-                    |q: &VecDeque<(i64, RoaringBitmap)>| q.iter().map(|(_, r)| r.serialized_size() + 48).sum::<usize>();
-                std::mem::size_of::<Buckets>() + bm(&b.minutes) + bm(&b.hours) + bm(&b.days)
+                std::mem::size_of::<Buckets>()
+                    + b.last.capacity() * 9
+                    + (b.minutes.capacity() + b.hours.capacity() + b.days.capacity()) * 16
             }
         }
     }
@@ -223,123 +218,148 @@ fn window_start(now: Millis, len: Millis) -> (i64, i64, i64) {
     (minute_of(from) + 1, h0, d0)
 }
 
-fn bucket(q: &mut VecDeque<(i64, RoaringBitmap)>, idx: i64) -> &mut RoaringBitmap {
+/// The count of bucket `idx` in a tier, created (at its place in order) when absent.
+fn cell(q: &mut VecDeque<(i64, u32)>, idx: i64) -> &mut u32 {
     // Buckets arrive almost always in order; an older one goes where it belongs.
     let pos = q.iter().rposition(|(i, _)| *i <= idx);
     match pos {
         Some(p) if q[p].0 == idx => &mut q[p].1,
         Some(p) => {
-            q.insert(p + 1, (idx, RoaringBitmap::new()));
+            q.insert(p + 1, (idx, 0));
             &mut q[p + 1].1
         }
         None => {
-            q.push_front((idx, RoaringBitmap::new()));
+            q.push_front((idx, 0));
             &mut q[0].1
         }
     }
 }
 
+fn find(q: &mut VecDeque<(i64, u32)>, idx: i64) -> Option<&mut u32> {
+    q.iter_mut().rev().find(|(i, _)| *i == idx).map(|(_, c)| c)
+}
+
+/// Which tier holds a minute, given the minute the buckets are rolled to.
+enum Tier {
+    Minute(i64),
+    Hour(i64),
+    Day(i64),
+    Gone,
+}
+
 impl Buckets {
-    fn insert(&mut self, subject: u32, at_minute: i64, now_minute: i64, horizon: Millis) -> bool {
-        self.horizon = horizon;
-        self.roll(now_minute, horizon);
-        let age = now_minute - at_minute;
-        let hour_age = (now_minute * MINUTE).div_euclid(HOUR) - (at_minute * MINUTE).div_euclid(HOUR);
-        let fresh = if age < 60 {
-            bucket(&mut self.minutes, at_minute).insert(subject)
-        } else if hour_age < 24 {
-            bucket(&mut self.hours, (at_minute * MINUTE).div_euclid(HOUR)).insert(subject)
-        } else {
-            bucket(&mut self.days, (at_minute * MINUTE).div_euclid(DAY)).insert(subject)
+    fn new(horizon: Millis) -> Self {
+        Self {
+            last: hashbrown::HashMap::with_capacity_and_hasher(2 * SMALL, FixedState::with_seed(11)),
+            minutes: VecDeque::new(),
+            hours: VecDeque::new(),
+            days: VecDeque::new(),
+            at: i64::MIN,
+            total: 0,
+            horizon,
+        }
+    }
+
+    /// The oldest minute still inside the horizon.
+    fn first_minute(&self) -> i64 {
+        (self.at * MINUTE - self.horizon).div_euclid(DAY) * (DAY / MINUTE)
+    }
+
+    /// The bucket a sighting in minute `m` belongs to now: the same rules
+    /// as [`Buckets::roll`] applies to whole buckets.
+    fn tier(&self, m: i64) -> Tier {
+        if self.at - m < 60 {
+            return Tier::Minute(m);
+        }
+        let h = (m * MINUTE).div_euclid(HOUR);
+        if (self.at * MINUTE).div_euclid(HOUR) - h < 24 {
+            return Tier::Hour(h);
+        }
+        let d = (m * MINUTE).div_euclid(DAY);
+        if d >= (self.at * MINUTE - self.horizon).div_euclid(DAY) { Tier::Day(d) } else { Tier::Gone }
+    }
+
+    /// Moves `subject`'s last sighting to minute `m` if that is later.
+    /// The buckets must be rolled to at least `m`.
+    fn insert(&mut self, subject: u32, m: i64) -> bool {
+        let new_tier = self.tier(m);
+        if matches!(new_tier, Tier::Gone) {
+            return false;
+        }
+        let sm = small_minute(m);
+        let old = match self.last.entry(subject) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                if *e.get() >= sm {
+                    return false;
+                }
+                Some(std::mem::replace(e.get_mut(), sm))
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(sm);
+                None
+            }
         };
-        self.fresh += u64::from(fresh);
-        self.total += u64::from(fresh);
-        fresh
-    }
-
-    /// Folds minutes older than an hour into hours, hours older than a day into days, drops old days.
-    fn roll(&mut self, now_minute: i64, horizon: Millis) {
-        while self.minutes.front().is_some_and(|(m, _)| now_minute - m >= 60) {
-            if let Some((m, bm)) = self.minutes.pop_front() {
-                let into = bucket(&mut self.hours, (m * MINUTE).div_euclid(HOUR));
-                let before = into.len() + bm.len();
-                *into |= bm;
-                self.total = self.total + into.len() - before;
+        if let Some(old) = old {
+            // The old bucket may have fallen out of the horizon already.
+            let c = match self.tier(i64::from(old)) {
+                Tier::Minute(i) => find(&mut self.minutes, i),
+                Tier::Hour(i) => find(&mut self.hours, i),
+                Tier::Day(i) => find(&mut self.days, i),
+                Tier::Gone => None,
+            };
+            if let Some(c) = c {
+                *c -= 1;
+                self.total -= 1;
             }
         }
-        let now_hour = (now_minute * MINUTE).div_euclid(HOUR);
+        let c = match new_tier {
+            Tier::Minute(i) => cell(&mut self.minutes, i),
+            Tier::Hour(i) => cell(&mut self.hours, i),
+            Tier::Day(i) => cell(&mut self.days, i),
+            Tier::Gone => return false,
+        };
+        *c += 1;
+        self.total += 1;
+        true
+    }
+
+    /// Moves the clock to minute `now` (never back): folds minutes older
+    /// than an hour into hours, hours older than a day into days, and drops
+    /// days past the horizon.
+    fn roll(&mut self, now: i64) {
+        if now <= self.at {
+            return;
+        }
+        self.at = now;
+        while self.minutes.front().is_some_and(|(m, _)| now - m >= 60) {
+            if let Some((m, c)) = self.minutes.pop_front()
+                && c > 0
+            {
+                *cell(&mut self.hours, (m * MINUTE).div_euclid(HOUR)) += c;
+            }
+        }
+        let now_hour = (now * MINUTE).div_euclid(HOUR);
         while self.hours.front().is_some_and(|(h, _)| now_hour - h >= 24) {
-            if let Some((h, bm)) = self.hours.pop_front() {
-                let into = bucket(&mut self.days, (h * HOUR).div_euclid(DAY));
-                let before = into.len() + bm.len();
-                *into |= bm;
-                self.total = self.total + into.len() - before;
+            if let Some((h, c)) = self.hours.pop_front()
+                && c > 0
+            {
+                *cell(&mut self.days, (h * HOUR).div_euclid(DAY)) += c;
             }
         }
-        let oldest_day = (now_minute * MINUTE - horizon).div_euclid(DAY);
+        let oldest_day = (now * MINUTE - self.horizon).div_euclid(DAY);
         while self.days.front().is_some_and(|(d, _)| *d < oldest_day) {
-            if let Some((_, bm)) = self.days.pop_front() {
-                self.total -= bm.len();
+            if let Some((_, c)) = self.days.pop_front() {
+                self.total -= u64::from(c);
             }
         }
     }
 
-    fn total(&self) -> u64 {
-        debug_assert_eq!(
-            self.total,
-            self.minutes.iter().chain(&self.hours).chain(&self.days).map(|(_, b)| b.len()).sum::<u64>()
-        );
-        self.total
-    }
-
-    fn counts(&mut self, now: Millis, lens: &[Millis]) -> Vec<u64> {
-        self.roll(minute_of(now), self.horizon);
-        let mut acc = RoaringBitmap::new();
-        let mut out = Vec::with_capacity(lens.len());
-        // Windows nest, so each tier's buckets are taken newest first and a
-        // longer window only adds older ones: one union pass in all.
-        let tiers = [&self.minutes, &self.hours, &self.days];
-        let mut next = [0usize; 3];
-        for &len in lens {
-            let (m0, h0, d0) = window_start(now, len);
-            for (t, first) in [m0, h0, d0].into_iter().enumerate() {
-                let q = tiers[t];
-                while next[t] < q.len() {
-                    let (i, b) = &q[q.len() - 1 - next[t]];
-                    if *i < first {
-                        break;
-                    }
-                    acc |= b;
-                    next[t] += 1;
-                }
-            }
-            out.push(acc.len());
-        }
-        out
-    }
-
-    fn count(&mut self, now: Millis, len: Millis) -> u64 {
-        self.roll(minute_of(now), self.horizon);
+    fn count(&self, now: Millis, len: Millis) -> u64 {
         let (m0, h0, d0) = window_start(now, len);
-        let parts: Vec<&RoaringBitmap> = self
-            .minutes
-            .iter()
-            .filter(|(m, _)| *m >= m0)
-            .chain(self.hours.iter().filter(|(h, _)| *h >= h0))
-            .chain(self.days.iter().filter(|(d, _)| *d >= d0))
-            .map(|(_, b)| b)
-            .collect();
-        match parts.as_slice() {
-            [] => 0,
-            [one] => one.len(),
-            _ => {
-                let mut acc = parts[0].clone();
-                for p in &parts[1..] {
-                    acc |= *p;
-                }
-                acc.len()
-            }
-        }
+        let sum = |q: &VecDeque<(i64, u32)>, first: i64| {
+            q.iter().rev().take_while(|(i, _)| *i >= first).map(|(_, c)| u64::from(*c)).sum::<u64>()
+        };
+        sum(&self.minutes, m0) + sum(&self.hours, h0) + sum(&self.days, d0)
     }
 }
 
@@ -379,7 +399,37 @@ mod tests {
                 proptest::prop_assert_eq!(got, naive(&seen, t, len));
                 let all = r.counts(t, &lens);
                 let each: Vec<u64> = lens.iter().map(|&l| naive(&seen, t, l)).collect();
-                proptest::prop_assert_eq!(all, each);
+                proptest::prop_assert_eq!(all.to_vec(), each);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Sightings that arrive late (up to ten minutes behind the latest),
+        /// counted at the latest time, with a horizon short enough to expire.
+        #[test]
+        fn late_sightings_and_expiry_keep_counts_exact(
+            steps in proptest::collection::vec((0u32..80, -10i64..(10 * 60), 0u8..4), 1..600),
+        ) {
+            let lens = [10 * MINUTE, HOUR, DAY, 2 * DAY];
+            let horizon = 2 * DAY;
+            let mut r = Reach::default();
+            let mut t = 1_700_000_000_000i64;
+            let mut max = t;
+            let mut seen = Vec::new();
+            for (s, dt, what) in steps {
+                // Mostly forward in minutes; `dt` < 0 is a late arrival.
+                t = if dt < 0 { max + dt * MINUTE } else { max + dt * MINUTE / 4 };
+                max = max.max(t);
+                r.add(s, t, horizon);
+                seen.push((s, t));
+                if what == 0 && r.expire(max, horizon) {
+                    proptest::prop_assert_eq!(naive(&seen, max, horizon), 0);
+                }
+                let all = r.counts(max, &lens);
+                let each: Vec<u64> = lens.iter().map(|&l| naive(&seen, max, l)).collect();
+                proptest::prop_assert_eq!(all.to_vec(), each);
+                proptest::prop_assert!(r.bound() >= naive(&seen, max, horizon));
             }
         }
     }

@@ -19,6 +19,9 @@ pub struct LineRef<'a> {
     pub source: &'a str,
     /// 1-based line number within that input.
     pub line: u64,
+    /// The line's bytes, without its newline; empty for a line never read
+    /// whole (too long, or the stream failed).
+    pub text: &'a [u8],
 }
 
 /// A line that could not be read as an event.
@@ -312,7 +315,7 @@ impl Reader {
                     c.summary.lines += 1;
                     c.summary.quarantined += 1;
                     let reason = Reason::input_error(e);
-                    let at = LineRef { source: &c.name, line: c.summary.lines };
+                    let at = LineRef { source: &c.name, line: c.summary.lines, text: b"" };
                     visitor.quarantined(&Quarantined { at, reason: &reason, excerpt: b"" });
                     c.ended = true;
                     return Step::Line;
@@ -343,7 +346,7 @@ impl Reader {
         c.summary.quarantined += 1;
         let reason = Reason::too_long(len, self.max_line);
         visitor.quarantined(&Quarantined {
-            at: LineRef { source: &c.name, line: c.summary.lines },
+            at: LineRef { source: &c.name, line: c.summary.lines, text: b"" },
             reason: &reason,
             excerpt: b"",
         });
@@ -362,7 +365,7 @@ impl Reader {
         if let [rest @ .., b'\r'] = line {
             line = rest;
         }
-        let at = LineRef { source: name, line: sum.lines };
+        let at = LineRef { source: name, line: sum.lines, text: line };
         if line.len() > self.max_line {
             sum.quarantined += 1;
             let reason = Reason::too_long(line.len(), self.max_line);

@@ -254,6 +254,105 @@ typed_interner! {
     as_names: AsNameId, as_name, as_name_name;
 }
 
+/// How far a replica of [`Symbols`] has been brought: the length of each
+/// table when the last [`Delta`] was taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    strings: [usize; REPLICATED],
+    addrs: usize,
+    fields: usize,
+}
+
+/// The string tables a replica carries: every one but subjects, in the order
+/// of [`Symbols::replicated`].
+const REPLICATED: usize = 7;
+
+/// What was interned since some [`Marks`], in id order. Applied to a replica
+/// in another thread (one that only resolves ids, such as a detection
+/// thread fed by a parsing thread), the replica gives every id the same
+/// string as the original.
+///
+/// Subject ids are not carried: a replica resolves every table but
+/// subjects, whose names nothing downstream of the parser needs and which
+/// are the largest table by far.
+#[derive(Clone, Debug, Default)]
+pub struct Delta {
+    /// Per table: the new strings' bytes, back to back, and where each ends.
+    strings: [(String, Vec<u32>); REPLICATED],
+    addrs: Vec<IpAddr>,
+    fields: Vec<String>,
+}
+
+impl Delta {
+    /// Whether nothing new was interned.
+    pub fn is_empty(&self) -> bool {
+        self.strings.iter().all(|(_, e)| e.is_empty()) && self.addrs.is_empty() && self.fields.is_empty()
+    }
+}
+
+impl Interner {
+    /// The strings with ids from `from` on, back to back, and where each ends (relative).
+    fn since(&self, from: usize) -> (String, Vec<u32>) {
+        let start = if from == 0 { 0 } else { self.ends[from - 1] as usize };
+        let bytes = self.bytes[start..].to_owned();
+        let ends = self.ends[from..].iter().map(|&e| (e as usize - start) as u32).collect();
+        (bytes, ends)
+    }
+}
+
+impl Symbols {
+    fn replicated(&self) -> [&Interner; REPLICATED] {
+        [&self.principals, &self.tokens, &self.keys, &self.operations, &self.services, &self.agents, &self.as_names]
+    }
+
+    fn replicated_mut(&mut self) -> [&mut Interner; REPLICATED] {
+        [
+            &mut self.principals,
+            &mut self.tokens,
+            &mut self.keys,
+            &mut self.operations,
+            &mut self.services,
+            &mut self.agents,
+            &mut self.as_names,
+        ]
+    }
+
+    /// What was interned since `marks`, and the marks to take the next delta from.
+    pub fn delta(&self, marks: &Marks) -> (Delta, Marks) {
+        let mut delta = Delta::default();
+        let mut next = *marks;
+        for (i, t) in self.replicated().into_iter().enumerate() {
+            if t.len() > marks.strings[i] {
+                delta.strings[i] = t.since(marks.strings[i]);
+                next.strings[i] = t.len();
+            }
+        }
+        delta.addrs = self.addrs.addrs[marks.addrs..].to_vec();
+        next.addrs = self.addrs.len();
+        delta.fields = self.fields.all().skip(marks.fields).map(str::to_owned).collect();
+        next.fields = marks.fields + delta.fields.len();
+        (delta, next)
+    }
+
+    /// Brings a replica up to date with a delta of the original. Deltas must
+    /// be applied in the order they were taken.
+    pub fn apply(&mut self, delta: &Delta) {
+        for (t, (bytes, ends)) in self.replicated_mut().into_iter().zip(&delta.strings) {
+            let mut start = 0;
+            for &end in ends {
+                t.intern(&bytes[start..end as usize]);
+                start = end as usize;
+            }
+        }
+        for &ip in &delta.addrs {
+            self.addrs.intern(ip);
+        }
+        for f in &delta.fields {
+            self.fields.bit(f);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +369,41 @@ mod tests {
         assert_eq!(i.get("a"), Some(1));
         assert_eq!(i.get("c"), None);
         assert_eq!(i.len(), 3);
+    }
+
+    #[test]
+    fn a_replica_fed_deltas_resolves_every_id_but_subjects_alike() {
+        let mut a = Symbols::default();
+        let mut b = Symbols::default();
+        let mut marks = Marks::default();
+        for round in 0..3u32 {
+            for i in 0..50u32 {
+                a.principal(&format!("p{}", i % (7 + round)));
+                a.token(&format!("token-{round}-{i}"));
+                a.subject(&format!("c{i}"));
+                a.addrs.intern(IpAddr::from([10, 0, round as u8, (i % 9) as u8]));
+                a.fields.bit(&format!("f{}", i % (2 + round)));
+            }
+            a.key("k");
+            let (delta, next) = a.delta(&marks);
+            assert!(!delta.is_empty());
+            b.apply(&delta);
+            marks = next;
+            assert!(a.delta(&marks).0.is_empty());
+        }
+        assert_eq!(b.principals.len(), a.principals.len());
+        assert_eq!(b.tokens.len(), a.tokens.len());
+        for id in 0..a.tokens.len() as u32 {
+            assert_eq!(b.token_name(TokenId(id)), a.token_name(TokenId(id)));
+        }
+        for id in 0..a.principals.len() as u32 {
+            assert_eq!(b.principal_name(PrincipalId(id)), a.principal_name(PrincipalId(id)));
+        }
+        assert_eq!(b.addrs.len(), a.addrs.len());
+        assert_eq!(b.addrs.resolve(AddrId(5)), a.addrs.resolve(AddrId(5)));
+        assert_eq!(b.fields.all().collect::<Vec<_>>(), a.fields.all().collect::<Vec<_>>());
+        assert_eq!(b.key_name(KeyId(0)), "k");
+        assert!(b.subjects.is_empty());
     }
 
     proptest! {

@@ -21,4 +21,4 @@ pub use datamap::DataMap;
 pub use directory::Directory;
 pub use event::*;
 pub use fields::{FieldClasses, FieldSet};
-pub use intern::Symbols;
+pub use intern::{Delta, Marks, Symbols};

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use detect::{Alert, Config, Engine, Sink, World};
+use std::hash::BuildHasher;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use detect::{Alert, Config, Engine, Ev, Sink, World};
 use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Step, Visitor};
-use model::{Directory, Event, Millis, Symbols};
+use model::{Delta, Directory, Event, Marks, Millis, Symbols};
 
 use crate::commands::stats::ReadArgs;
 use crate::ui::{self, Format};
@@ -84,28 +87,119 @@ impl Sink for AlertWriter {
     }
 }
 
-struct DetectVisitor<'a> {
-    engine: &'a mut Engine,
-    sink: &'a mut AlertWriter,
+/// Events per message from the parsing thread to the detection thread.
+const BATCH: usize = 4096;
+/// With --follow, a batch waits at most this long for more events.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+
+/// From the parsing thread to the detection thread.
+enum Msg {
+    /// Events in input order, each with its ordering digest; the symbols
+    /// interned while parsing them; events without a time passed by.
+    Batch { events: Vec<(Ev, u64)>, delta: Delta, untimed: u64 },
+    /// Every input is quiet: release what is held and flush the findings.
+    Idle,
+}
+
+/// The parsing side: turns the reader's events into owned events for the engine.
+struct Feeder<'a> {
+    batch: Vec<(Ev, u64)>,
+    untimed: u64,
+    started: Option<std::time::Instant>,
     quarantine: &'a mut QuarantineFile,
     quarantined: u64,
     input: u16,
     last: Vec<Millis>,
+    hasher: foldhash::fast::FixedState,
 }
 
-impl Visitor for DetectVisitor<'_> {
-    fn event(&mut self, _at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols) {
+impl Visitor for Feeder<'_> {
+    fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, _symbols: &Symbols) {
         if let Some(t) = event.time() {
             let l = &mut self.last[usize::from(self.input)];
             *l = (*l).max(t);
         }
-        self.engine.push(event, self.input, symbols, self.sink);
+        match Ev::from_event(event, self.input) {
+            Some(ev) => {
+                // Ties in event time are ordered by the line's content (and
+                // input), never by arrival.
+                let d = self.hasher.hash_one((at.text, self.input));
+                self.batch.push((ev, d));
+            }
+            None => self.untimed += 1,
+        }
+        self.started.get_or_insert_with(std::time::Instant::now);
     }
 
     fn quarantined(&mut self, q: &Quarantined<'_>) {
         self.quarantined += 1;
         self.quarantine.write(q);
     }
+}
+
+impl Feeder<'_> {
+    /// Sends what is batched, with the symbols interned since the last send.
+    /// False when the detection thread has stopped.
+    fn send(&mut self, tx: &SyncSender<Msg>, symbols: &Symbols, marks: &mut Marks) -> bool {
+        let (delta, next) = symbols.delta(marks);
+        if self.batch.is_empty() && self.untimed == 0 && delta.is_empty() {
+            return true;
+        }
+        *marks = next;
+        self.started = None;
+        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        tx.send(Msg::Batch { events, delta, untimed: std::mem::take(&mut self.untimed) }).is_ok()
+    }
+}
+
+/// What the detection thread reports when the input has ended.
+struct Detected {
+    stats: detect::EngineStats,
+    state: u64,
+    per: BTreeMap<&'static str, PerDetector>,
+}
+
+/// The detection thread: the engine over a replica of the parser's symbols.
+fn detect_thread(
+    cfg: &Config,
+    world: World,
+    inputs: Vec<String>,
+    out: Option<std::fs::File>,
+    follow: bool,
+    rx: Receiver<Msg>,
+) -> Result<Detected> {
+    let mut engine = Engine::new(cfg, world)?;
+    engine.set_inputs(inputs);
+    let out: Box<dyn Write> = match out {
+        Some(f) => Box::new(BufWriter::new(f)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None };
+    let mut symbols = Symbols::default();
+    for msg in rx {
+        match msg {
+            Msg::Batch { events, delta, untimed } => {
+                symbols.apply(&delta);
+                engine.add_untimed(untimed);
+                for (ev, digest) in events {
+                    engine.push_owned(ev, digest, &symbols, &mut sink);
+                }
+            }
+            Msg::Idle => {
+                if let Some(t) = engine.max_time() {
+                    engine.release(t, &symbols, &mut sink);
+                }
+                let _ = sink.out.flush();
+            }
+        }
+    }
+    engine.finish(&symbols, &mut sink);
+    sink.out.flush().context("cannot write findings")?;
+    if let Some(e) = sink.error.take() {
+        return Err(e).context("cannot write findings");
+    }
+    let state = engine.state_bytes().iter().map(|s| s.1 as u64).sum();
+    Ok(Detected { stats: engine.stats().clone(), state, per: sink.per })
 }
 
 /// Reads the configuration file, or the defaults.
@@ -154,8 +248,8 @@ pub fn run(args: Args) -> Result<()> {
         anyhow::bail!("standard input (`-`) can be named only once");
     }
     let world = World::new(directory, &cfg.engine.hosting_labels);
-    let mut engine = Engine::new(&cfg, world)?;
-    engine.set_inputs(inputs.iter().map(Input::name).collect());
+    // Checked here, before any thread starts, so a bad setting is a one-line error.
+    drop(detect::detectors::all(&cfg)?);
     let mut reader = args.read.reader()?;
     let idle = args.follow.then(|| Duration::from_secs_f64(args.idle_flush.max(0.05)));
     let open = OpenOptions { follow: args.follow, idle };
@@ -163,88 +257,108 @@ pub fn run(args: Args) -> Result<()> {
     for input in &inputs {
         cursors.push(reader.open(input, open).with_context(|| format!("cannot read {}", input.name()))?);
     }
-    let out: Box<dyn Write> = match &args.out {
-        Some(p) => {
-            Box::new(BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?))
-        }
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+    let out = match &args.out {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        None => None,
     };
-    let mut sink = AlertWriter { out, flush_each: args.follow, per: BTreeMap::new(), error: None };
     let mut quarantine = QuarantineFile::create(&args.read.quarantine);
     let total: Option<u64> = if args.follow { None } else { inputs.iter().map(Input::size).sum() };
     let bar = ui::bar(total, "detecting", true);
     let progress = reader.progress();
-    let mut symbols = Symbols::default();
     let started = std::time::Instant::now();
-    let mut visitor = DetectVisitor {
-        engine: &mut engine,
-        sink: &mut sink,
-        quarantine: &mut quarantine,
-        quarantined: 0,
-        input: 0,
-        last: vec![Millis::MIN; cursors.len()],
-    };
-    let mut idle_now = vec![false; cursors.len()];
-    let mut steps = 0u64;
-    loop {
-        // Step the input that is furthest behind in event time, so several
-        // inputs interleave in (roughly) event-time order before reordering.
-        let next =
-            (0..cursors.len()).filter(|&i| !cursors[i].is_done() && !idle_now[i]).min_by_key(|&i| (visitor.last[i], i));
-        let Some(i) = next else {
-            if cursors.iter().all(|c| c.is_done()) {
-                break;
-            }
-            // Every live input is quiet: release what is held and show it.
-            if let Some(t) = visitor.engine.max_time() {
-                visitor.engine.release(t, &symbols, visitor.sink);
-            }
-            let _ = visitor.sink.out.flush();
-            idle_now.fill(false);
-            continue;
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    // Two threads: this one reads, parses and interns; the other runs the
+    // engine over a replica of the symbol tables, fed in batches.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+    let (detected, quarantined) = std::thread::scope(|scope| {
+        let cfg = &cfg;
+        let follow = args.follow;
+        let detector = std::thread::Builder::new()
+            .name("piiwatch-detect".into())
+            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, rx))
+            .context("cannot start the detection thread")?;
+        let mut symbols = Symbols::default();
+        let mut marks = Marks::default();
+        let mut feeder = Feeder {
+            batch: Vec::with_capacity(BATCH),
+            untimed: 0,
+            started: None,
+            quarantine: &mut quarantine,
+            quarantined: 0,
+            input: 0,
+            last: vec![Millis::MIN; cursors.len()],
+            hasher: foldhash::fast::FixedState::with_seed(7),
         };
-        visitor.input = i as u16;
-        match reader.step(&mut cursors[i], &mut symbols, &mut visitor) {
-            Step::Line => idle_now.fill(false),
-            Step::Idle => idle_now[i] = true,
-            Step::End => {}
+        let mut idle_now = vec![false; cursors.len()];
+        let mut steps = 0u64;
+        let mut open = true;
+        while open {
+            // Step the input that is furthest behind in event time, so several
+            // inputs interleave in (roughly) event-time order before reordering.
+            let next = (0..cursors.len())
+                .filter(|&i| !cursors[i].is_done() && !idle_now[i])
+                .min_by_key(|&i| (feeder.last[i], i));
+            let Some(i) = next else {
+                if cursors.iter().all(|c| c.is_done()) {
+                    break;
+                }
+                // Every live input is quiet: release what is held and show it.
+                open = feeder.send(&tx, &symbols, &mut marks) && tx.send(Msg::Idle).is_ok();
+                idle_now.fill(false);
+                continue;
+            };
+            feeder.input = i as u16;
+            match reader.step(&mut cursors[i], &mut symbols, &mut feeder) {
+                Step::Line => idle_now.fill(false),
+                Step::Idle => idle_now[i] = true,
+                Step::End => {}
+            }
+            let full = feeder.batch.len() >= BATCH;
+            let waited = args.follow && feeder.started.is_some_and(|s| s.elapsed() >= BATCH_WAIT);
+            if full || waited {
+                open = feeder.send(&tx, &symbols, &mut marks);
+            }
+            steps += 1;
+            if steps.is_multiple_of(65_536) {
+                bar.set_position(progress.bytes());
+            }
         }
-        steps += 1;
-        if steps.is_multiple_of(65_536) {
-            bar.set_position(progress.bytes());
+        if open {
+            feeder.send(&tx, &symbols, &mut marks);
         }
-    }
-    let quarantined = visitor.quarantined;
-    engine.finish(&symbols, &mut sink);
+        drop(tx);
+        let quarantined = feeder.quarantined;
+        let detected = match detector.join() {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!("the detection thread failed"),
+        };
+        anyhow::Ok((detected, quarantined))
+    })?;
     bar.finish_and_clear();
-    sink.out.flush().context("cannot write findings")?;
-    if let Some(e) = sink.error.take() {
-        return Err(e).context("cannot write findings");
-    }
     quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.read.quarantine.display()))?;
     let secs = started.elapsed().as_secs_f64();
-    summary(&engine, &sink, quarantined, secs, args.format);
+    summary(&detected, quarantined, secs, args.format);
     if quarantined > 0 {
         eprintln!("{quarantined} lines quarantined to {}", args.read.quarantine.display());
     }
     Ok(())
 }
 
-fn summary(engine: &Engine, sink: &AlertWriter, quarantined: u64, secs: f64, format: Format) {
-    let st = engine.stats();
-    let state: u64 = engine.state_bytes().iter().map(|s| s.1 as u64).sum();
+fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format) {
+    let st = &d.stats;
+    let state = d.state;
     match format {
         Format::Json => {
             let v = serde_json::json!({
                 "events": st.events, "untimed": st.untimed, "late": st.late, "max_buffered": st.max_buffered,
                 "quarantined": quarantined, "first_time": st.span.map(|s| s.0), "last_time": st.span.map(|s| s.1),
-                "seconds": secs, "state_bytes": state, "detectors": sink.per,
+                "seconds": secs, "state_bytes": state, "detectors": d.per,
             });
             eprintln!("{v}");
         }
         Format::Table => {
             let mut t = ui::table(&["detector", "findings", "updates", "max severity"]);
-            for (name, p) in &sink.per {
+            for (name, p) in &d.per {
                 t.add_row(vec![
                     name.to_string(),
                     p.findings.to_string(),
@@ -252,7 +366,7 @@ fn summary(engine: &Engine, sink: &AlertWriter, quarantined: u64, secs: f64, for
                     p.max_severity.to_string(),
                 ]);
             }
-            if sink.per.is_empty() {
+            if d.per.is_empty() {
                 t.add_row(vec!["(none)".to_owned(), "0".into(), "0".into(), "-".into()]);
             }
             eprintln!("{t}");

@@ -37,11 +37,6 @@ use crate::world::Class;
 
 const DAY: Millis = 86_400_000;
 const HOUR: Millis = 3_600_000;
-/// A key with bitmaps whose exact count found nothing is not counted again
-/// for this long: a union over its buckets costs in proportion to its
-/// subjects, and keys that reach thousands (carrier NAT addresses) sit near
-/// their bounds all day.
-const BIG_EVERY: Millis = 5 * 60_000;
 const MINUTE: Millis = 60_000;
 
 #[derive(Debug, Default)]
@@ -53,10 +48,8 @@ struct KeyState {
     episode: Option<Box<Episode>>,
     /// Which windows exceeded their threshold in this episode.
     exceeded: u32,
-    /// When a big key's bounds were last checked.
+    /// When a big key was last counted.
     evaluated: Millis,
-    /// A big key counted exactly without result is not counted again before this.
-    quiet_until: Millis,
     /// The lowest threshold of the key's windows, and the threshold epoch it was computed in.
     lowest: (u32, u64),
     /// Hour (event time) the key was last put on the active list.
@@ -308,42 +301,24 @@ impl FanOut {
         let lens: SmallVec<[Millis; 8]> = self.dims[di].windows.iter().map(|w| w.0).collect();
         let Some(st) = self.dims[di].keys.get_mut(&key) else { return };
         st.lowest = (epoch, lowest);
-        let counts = match st.reach {
-            Reach::Small(_) => {
-                if st.episode.is_none() && st.reach.bound().saturating_mul(2) < lowest {
-                    return;
-                }
-                st.reach.counts(now, &lens)
+        // A key with many subjects counts at most once a minute of event
+        // time (its counts are sums over up to a few hundred buckets);
+        // while reported, only when an update may be due.
+        if matches!(st.reach, Reach::Big(_)) {
+            if now - st.evaluated < MINUTE {
+                return;
             }
-            Reach::Big(_) => {
-                // A key with bitmaps checks its buckets' sizes (an upper
-                // bound per window) at most once a minute of event time, and
-                // counts exactly (a union: the costly part) only when a bound
-                // crosses a threshold; after an exact count that found
-                // nothing, not again for `BIG_EVERY`.
-                if now - st.evaluated < MINUTE || now < st.quiet_until {
-                    return;
-                }
-                st.evaluated = now;
-                let bounds = st.reach.bounds(now, &lens);
-                match &st.episode {
-                    None if bounds.iter().zip(&thresholds).all(|(b, t)| b <= t) => return,
-                    // An open finding is recounted only when an update may be due.
-                    Some(e)
-                        if now - e.reported_at < self.update_every
-                            && bounds.iter().copied().max().unwrap_or(0) < e.reported.saturating_mul(2) =>
-                    {
-                        return;
-                    }
-                    _ => {}
-                }
-                let exact = st.reach.counts(now, &lens);
-                if st.episode.is_none() && exact.iter().zip(&thresholds).all(|(n, t)| n <= t) {
-                    st.quiet_until = now + BIG_EVERY;
-                }
-                exact
+            st.evaluated = now;
+            if let Some(e) = &st.episode
+                && now - e.reported_at < self.update_every
+                && st.reach.bound() < e.reported.saturating_mul(2)
+            {
+                return;
             }
-        };
+        } else if st.episode.is_none() && st.reach.bound().saturating_mul(2) < lowest {
+            return;
+        }
+        let counts = st.reach.counts(now, &lens);
         let mut over = Vec::new();
         for wi in 0..nwin {
             if counts[wi] > thresholds[wi] {
@@ -498,12 +473,7 @@ impl Detector for FanOut {
                 if st.episode.is_some() {
                     continue;
                 }
-                // Big keys learn from their buckets' sizes (an upper bound, so
-                // baselines err high, towards fewer findings), not from unions.
-                let learned = match st.reach {
-                    Reach::Small(_) => st.reach.counts(now, &lens),
-                    Reach::Big(_) => st.reach.bounds(now, &lens),
-                };
+                let learned = st.reach.counts(now, &lens);
                 for (wi, n) in learned.into_iter().enumerate() {
                     let e = self.today.entry((di, st.class, wi)).or_default();
                     *e = (*e).max(n);
