@@ -96,7 +96,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(50);
 enum Msg {
     /// Events in input order, each with its ordering digest; the symbols
     /// interned while parsing them; events without a time passed by.
-    Batch { events: Vec<(Ev, u64)>, delta: Delta, untimed: u64 },
+    Batch { events: Vec<(Ev, u64)>, delta: Box<Delta>, untimed: u64 },
     /// Every input is quiet: release what is held and flush the findings.
     Idle,
 }
@@ -148,7 +148,7 @@ impl Feeder<'_> {
         *marks = next;
         self.started = None;
         let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        tx.send(Msg::Batch { events, delta, untimed: std::mem::take(&mut self.untimed) }).is_ok()
+        tx.send(Msg::Batch { events, delta: Box::new(delta), untimed: std::mem::take(&mut self.untimed) }).is_ok()
     }
 }
 
