@@ -48,6 +48,8 @@ pub struct Interner {
     ends: Vec<u64>,
     table: HashTable<Slot>,
     hasher: FixedState,
+    /// A replica's copy: ids resolve, but there is no table to look strings up in.
+    resolve_only: bool,
 }
 
 impl Default for Interner {
@@ -70,6 +72,7 @@ impl Interner {
             ends: Vec::new(),
             table: HashTable::new(),
             hasher: FixedState::with_seed(HASH_SEED),
+            resolve_only: false,
         }
     }
 
@@ -115,8 +118,9 @@ impl Interner {
     /// panic says so rather than wrapping silently.
     #[inline]
     pub fn intern(&mut self, s: &str) -> u32 {
+        assert!(!self.resolve_only, "a replica's symbol table resolves ids only");
         let hash = self.hasher.hash_one(s.as_bytes());
-        let Self { bytes, ends, table, hasher } = self;
+        let Self { bytes, ends, table, hasher, .. } = self;
         let entry = table.entry(
             hash,
             |slot| Self::matches(bytes, ends, slot, s),
@@ -141,6 +145,7 @@ impl Interner {
 
     /// The id of `s` if it was interned.
     pub fn get(&self, s: &str) -> Option<u32> {
+        assert!(!self.resolve_only, "a replica's symbol table resolves ids only");
         let hash = self.hasher.hash_one(s.as_bytes());
         self.table.find(hash, |slot| Self::matches(&self.bytes, &self.ends, slot, s)).map(|slot| slot.id)
     }
@@ -291,6 +296,15 @@ impl Delta {
 }
 
 impl Interner {
+    /// Appends strings (back to back, with where each ends) as the next
+    /// ids, without indexing them: from then on this interner only resolves.
+    fn append_resolve_only(&mut self, bytes: &str, ends: &[u32]) {
+        self.resolve_only = true;
+        let base = self.bytes.len() as u64;
+        self.bytes.push_str(bytes);
+        self.ends.extend(ends.iter().map(|&e| base + u64::from(e)));
+    }
+
     /// The strings with ids from `from` on, back to back, and where each ends (relative).
     fn since(&self, from: usize) -> (String, Vec<u32>) {
         let start = if from == 0 { 0 } else { self.ends[from - 1] as usize };
@@ -335,14 +349,12 @@ impl Symbols {
     }
 
     /// Brings a replica up to date with a delta of the original. Deltas must
-    /// be applied in the order they were taken.
+    /// be applied in the order they were taken. A replica resolves ids to
+    /// strings but cannot look strings up (no hash tables: half the memory);
+    /// interning into its replicated tables panics.
     pub fn apply(&mut self, delta: &Delta) {
         for (t, (bytes, ends)) in self.replicated_mut().into_iter().zip(&delta.strings) {
-            let mut start = 0;
-            for &end in ends {
-                t.intern(&bytes[start..end as usize]);
-                start = end as usize;
-            }
+            t.append_resolve_only(bytes, ends);
         }
         for &ip in &delta.addrs {
             self.addrs.intern(ip);
@@ -404,6 +416,8 @@ mod tests {
         assert_eq!(b.fields.all().collect::<Vec<_>>(), a.fields.all().collect::<Vec<_>>());
         assert_eq!(b.key_name(KeyId(0)), "k");
         assert!(b.subjects.is_empty());
+        let replica = std::panic::catch_unwind(move || b.principal("p0"));
+        assert!(replica.is_err(), "a replica must refuse to intern");
     }
 
     proptest! {
