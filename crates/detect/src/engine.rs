@@ -27,6 +27,8 @@ use crate::ev::{Ev, What};
 use crate::world::World;
 
 const MINUTE: Millis = 60_000;
+/// How far back in the in-order run an arriving event is slotted in.
+const NEAR: usize = 32;
 
 /// What a detector gets besides the event.
 pub struct Cx<'a> {
@@ -219,11 +221,15 @@ impl Engine {
         };
         // Most events arrive in order: they queue at the back of the run,
         // and only the others pay for the heap.
+        // An event a little out of order is slotted in near the back of the
+        // run (a short scan and move); one further back goes to the heap.
         let held = Held { key, slot };
-        if self.run.back().is_none_or(|b| b.key <= held.key) {
-            self.run.push_back(held);
-        } else {
-            self.heap.push(Reverse(held));
+        let len = self.run.len();
+        let from = len.saturating_sub(NEAR);
+        match (from..len).rev().find(|&i| self.run[i].key <= held.key) {
+            Some(i) => self.run.insert(i + 1, held),
+            None if from == 0 => self.run.push_front(held),
+            None => self.heap.push(Reverse(held)),
         }
         let buffered = (self.heap.len() + self.run.len()) as u64;
         self.stats.max_buffered = self.stats.max_buffered.max(buffered);

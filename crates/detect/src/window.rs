@@ -73,6 +73,12 @@ fn minute_of(t: Millis) -> i64 {
     t.div_euclid(MINUTE)
 }
 
+/// The first minute kept for a horizon ending at `now`: the start of the
+/// day `horizon` back, as day buckets are whole days.
+fn first_minute(now: Millis, horizon: Millis) -> i64 {
+    (now - horizon).div_euclid(DAY) * (DAY / MINUTE)
+}
+
 /// A minute as kept in a small list or map (event times are 1970..2200, see the reader).
 fn small_minute(m: i64) -> u32 {
     m.clamp(0, i64::from(u32::MAX)) as u32
@@ -95,7 +101,7 @@ impl Reach {
                     list.push((subject, sm));
                     return true;
                 }
-                let cutoff = small_minute(minute_of(t - horizon));
+                let cutoff = small_minute(first_minute(t, horizon));
                 list.retain(|e| e.1 >= cutoff);
                 if list.len() < SMALL {
                     list.push((subject, sm));
@@ -156,14 +162,14 @@ impl Reach {
     pub fn expire(&mut self, now: Millis, horizon: Millis) -> bool {
         match self {
             Reach::Small(list) => {
-                let cutoff = small_minute(minute_of(now - horizon));
+                let cutoff = small_minute(first_minute(now, horizon));
                 list.retain(|e| e.1 >= cutoff);
                 list.is_empty()
             }
             Reach::Big(b) => {
                 b.horizon = horizon;
                 b.roll(minute_of(now));
-                let cutoff = small_minute(b.first_minute());
+                let cutoff = small_minute(first_minute(b.at * MINUTE, b.horizon));
                 b.last.retain(|_, m| *m >= cutoff);
                 b.last.shrink_to_fit();
                 b.total == 0
@@ -258,11 +264,6 @@ impl Buckets {
             total: 0,
             horizon,
         }
-    }
-
-    /// The oldest minute still inside the horizon.
-    fn first_minute(&self) -> i64 {
-        (self.at * MINUTE - self.horizon).div_euclid(DAY) * (DAY / MINUTE)
     }
 
     /// The bucket a sighting in minute `m` belongs to now: the same rules
