@@ -565,6 +565,40 @@ fn fan_out_holds_carrier_nat_addresses_to_their_own_floor() {
     assert!(alerts.is_empty(), "{alerts:#?}");
 }
 
+#[test]
+fn fan_out_with_a_zero_floor_reports_a_key_that_reached_one_subject() {
+    // Keys that reached one subject are kept in a compact form that cannot
+    // alert; a floor of 0 must still make them findings.
+    let cfg = Config::parse("[[fan_out.floor]]\nmin = 0\n").unwrap();
+    let alerts =
+        run(Harness::only(&cfg, fanout::FanOut::distinct_subjects(&cfg.fan_out)), crawl("198.51.100.9", 1, &["name"]));
+    assert!(alerts.iter().any(|a| has(a, "src_endpoint.ip", "198.51.100.9") && a.count == 1), "{alerts:#?}");
+}
+
+#[test]
+fn fan_out_counts_the_first_subject_of_a_key_once_it_reaches_more() {
+    // The same address: one customer's data, then (an hour later) 70 others in ten minutes.
+    let cfg = Config::default();
+    let mut events =
+        vec![Value::from(api(T0, "cust-x", "198.51.100.8").kind("customer").read("subj-first", &["name"]))];
+    events.extend((0..70).map(|i| {
+        Value::from(
+            api(T0 + HOUR + i * 8 * SEC, &format!("cust-{i}"), "198.51.100.8")
+                .kind("customer")
+                .read(&format!("subj-{i}"), &["name"]),
+        )
+    }));
+    let alerts = run(Harness::only(&cfg, fanout::FanOut::distinct_subjects(&cfg.fan_out)), events);
+    let on_ip: Vec<&Alert> = alerts.iter().filter(|a| has(a, "src_endpoint.ip", "198.51.100.8")).collect();
+    assert!(!on_ip.is_empty(), "{alerts:#?}");
+    let last = on_ip.last().unwrap();
+    let windows = last.details["windows"].as_array().unwrap();
+    let day = windows.iter().find(|w| w["window"] == "1d").unwrap();
+    let ten = windows.iter().find(|w| w["window"] == "10m").unwrap();
+    // The first subject is in the day's count but not in the last ten minutes'.
+    assert_eq!(day["subjects"].as_u64().unwrap(), ten["subjects"].as_u64().unwrap() + 1, "{windows:#?}");
+}
+
 // ------------------------------------------------------- sensitive-fields
 
 fn sensitive_only(cfg: &Config) -> Harness {

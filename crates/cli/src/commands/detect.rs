@@ -59,6 +59,8 @@ struct PerDetector {
     findings: u64,
     updates: u64,
     max_severity: u8,
+    /// The detector's own estimate of the state it holds at the end.
+    state_bytes: u64,
 }
 
 struct AlertWriter {
@@ -198,8 +200,13 @@ fn detect_thread(
     if let Some(e) = sink.error.take() {
         return Err(e).context("cannot write findings");
     }
-    let state = engine.state_bytes().iter().map(|s| s.1 as u64).sum();
-    Ok(Detected { stats: engine.stats().clone(), state, per: sink.per })
+    let mut per = sink.per;
+    let mut state = 0;
+    for (name, bytes) in engine.state_bytes() {
+        per.entry(name).or_default().state_bytes = bytes as u64;
+        state += bytes as u64;
+    }
+    Ok(Detected { stats: engine.stats().clone(), state, per })
 }
 
 /// Reads the configuration file, or the defaults.
@@ -357,17 +364,19 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format) {
             eprintln!("{v}");
         }
         Format::Table => {
-            let mut t = ui::table(&["detector", "findings", "updates", "max severity"]);
+            let mut t = ui::table(&["detector", "findings", "updates", "max severity", "state MiB"]);
             for (name, p) in &d.per {
+                let severity = if p.findings + p.updates == 0 { "-".to_owned() } else { p.max_severity.to_string() };
                 t.add_row(vec![
                     name.to_string(),
                     p.findings.to_string(),
                     p.updates.to_string(),
-                    p.max_severity.to_string(),
+                    severity,
+                    format!("{:.1}", p.state_bytes as f64 / f64::from(1 << 20)),
                 ]);
             }
             if d.per.is_empty() {
-                t.add_row(vec!["(none)".to_owned(), "0".into(), "0".into(), "-".into()]);
+                t.add_row(vec!["(none)".to_owned(), "0".into(), "0".into(), "-".into(), "0".into()]);
             }
             eprintln!("{t}");
             eprintln!(

@@ -42,18 +42,34 @@ const MINUTE: Millis = 60_000;
 #[derive(Debug, Default)]
 struct KeyState {
     reach: Reach,
-    class: Class,
-    last: Millis,
     /// The finding while the key is reported (rare: boxed to keep keys small).
     episode: Option<Box<Episode>>,
+    /// Minute (since the epoch) of the key's latest read.
+    last: u32,
+    /// Minute a big key was last counted.
+    evaluated: u32,
+    /// The lowest threshold of the key's windows (saturated to `u32`), and
+    /// the threshold epoch it was computed in.
+    lowest: (u32, u32),
+    /// Hour (since the epoch) the key was last put on the active list.
+    active_hour: u32,
     /// Which windows exceeded their threshold in this episode.
     exceeded: u32,
-    /// When a big key was last counted.
-    evaluated: Millis,
-    /// The lowest threshold of the key's windows, and the threshold epoch it was computed in.
-    lowest: (u32, u64),
-    /// Hour (event time) the key was last put on the active list.
-    active_hour: i64,
+    class: Class,
+}
+
+/// A key that has reached one subject so far: all it holds until a second
+/// (most keys: a customer's own principal and token, a household's
+/// address). It cannot be over any threshold, and does not teach baselines.
+#[derive(Clone, Copy, Debug)]
+struct Single {
+    subject: u32,
+    minute: u32,
+    class: Class,
+}
+
+fn minute32(t: Millis) -> u32 {
+    t.div_euclid(MINUTE).clamp(0, i64::from(u32::MAX)) as u32
 }
 
 type PerWindow = SmallVec<[u64; 8]>;
@@ -64,6 +80,8 @@ struct Dim {
     windows: Vec<Dur>,
     horizon: Millis,
     keys: HashMap<u64, KeyState>,
+    /// Keys that reached a single subject so far (not in `keys`).
+    singles: HashMap<u64, Single>,
     /// Keys touched in the current hour (learned from at the hour's end).
     active: Vec<u64>,
 }
@@ -143,7 +161,7 @@ impl FanOut {
                 windows.sort();
                 windows.dedup();
                 let horizon = windows.last().map_or(DAY, |w| w.0 + DAY);
-                Dim { dim, windows, horizon, keys: HashMap::default(), active: Vec::new() }
+                Dim { dim, windows, horizon, keys: HashMap::default(), singles: HashMap::default(), active: Vec::new() }
             })
             .collect();
         Self {
@@ -183,6 +201,10 @@ impl FanOut {
             .collect();
         self.thresholds.insert((di, class), t.clone());
         t
+    }
+
+    fn lowest_threshold(&mut self, di: usize, class: Class, cx: &Cx<'_>) -> u64 {
+        self.thresholds(di, class, cx).iter().copied().min().unwrap_or(u64::MAX)
     }
 
     fn class_of(dim: Dimension, c: &Call, cx: &mut Cx<'_>) -> Class {
@@ -254,22 +276,49 @@ impl FanOut {
                 continue;
             }
             let Some(key) = Self::key_of(dim, c, cx) else { continue };
-            let fresh_class =
-                if self.dims[di].keys.contains_key(&key) { None } else { Some(Self::class_of(dim, c, cx)) };
+            let mut promoted = None;
+            let mut fresh_class = None;
+            if !self.dims[di].keys.contains_key(&key) {
+                // A key stays a `Single` while it has reached one subject,
+                // unless a threshold of 0 would make even that a finding.
+                let mut ids = c.subjects.iter().filter(|s| counted(s)).map(|s| s.id.0);
+                let first = ids.next().unwrap_or_default();
+                let one = ids.next().is_none();
+                let minute = minute32(c.time);
+                match self.dims[di].singles.get_mut(&key) {
+                    Some(s) if one && s.subject == first => {
+                        s.minute = s.minute.max(minute);
+                        continue;
+                    }
+                    Some(_) => promoted = self.dims[di].singles.remove(&key),
+                    None => {
+                        let class = Self::class_of(dim, c, cx);
+                        if one && self.lowest_threshold(di, class, cx) > 0 {
+                            self.dims[di].singles.insert(key, Single { subject: first, minute, class });
+                            continue;
+                        }
+                        fresh_class = Some(class);
+                    }
+                }
+            }
             let horizon = self.dims[di].horizon;
             let close_after = self.dims[di].windows.last().map_or(DAY, |w| w.0).min(DAY);
             let d = &mut self.dims[di];
             let st = d.keys.entry(key).or_default();
-            if let Some(class) = fresh_class {
+            if let Some(one) = promoted {
+                st.class = one.class;
+                st.reach.add(one.subject, i64::from(one.minute) * MINUTE, horizon);
+            } else if let Some(class) = fresh_class {
                 st.class = class;
             }
-            if st.episode.is_some() && c.time - st.last > close_after {
+            let minute = minute32(c.time);
+            if st.episode.is_some() && i64::from(minute.saturating_sub(st.last)) * MINUTE > close_after {
                 // The activity had stopped: this is a new burst, a new finding.
                 st.episode = None;
                 st.exceeded = 0;
             }
-            st.last = c.time;
-            let hour = c.time.div_euclid(HOUR);
+            st.last = minute;
+            let hour = (c.time.div_euclid(HOUR)).clamp(0, i64::from(u32::MAX)) as u32;
             if st.active_hour != hour {
                 st.active_hour = hour;
                 d.active.push(key);
@@ -290,7 +339,7 @@ impl FanOut {
         let epoch = self.epoch;
         let Some(st) = self.dims[di].keys.get(&key) else { return };
         // Fast path: most keys are far below every threshold.
-        if st.episode.is_none() && st.lowest.0 == epoch && st.reach.bound().saturating_mul(2) < st.lowest.1 {
+        if st.episode.is_none() && st.lowest.0 == epoch && st.reach.bound().saturating_mul(2) < u64::from(st.lowest.1) {
             return;
         }
         let class = st.class;
@@ -300,15 +349,15 @@ impl FanOut {
         let dim = self.dims[di].dim;
         let lens: SmallVec<[Millis; 8]> = self.dims[di].windows.iter().map(|w| w.0).collect();
         let Some(st) = self.dims[di].keys.get_mut(&key) else { return };
-        st.lowest = (epoch, lowest);
+        st.lowest = (epoch, u32::try_from(lowest).unwrap_or(u32::MAX));
         // A key with many subjects counts at most once a minute of event
         // time (its counts are sums over up to a few hundred buckets);
         // while reported, only when an update may be due.
         if matches!(st.reach, Reach::Big(_)) {
-            if now - st.evaluated < MINUTE {
+            if minute32(now) == st.evaluated {
                 return;
             }
-            st.evaluated = now;
+            st.evaluated = minute32(now);
             if let Some(e) = &st.episode
                 && now - e.reported_at < self.update_every
                 && st.reach.bound() < e.reported.saturating_mul(2)
@@ -486,12 +535,23 @@ impl Detector for FanOut {
             for d in &mut self.dims {
                 let horizon = d.horizon;
                 d.keys.retain(|_, st| !(st.reach.expire(now, horizon) && st.episode.is_none()));
+                let cutoff = minute32(now - horizon);
+                d.singles.retain(|_, s| s.minute >= cutoff);
+                d.singles.shrink_to_fit();
             }
         }
         self.roll_day(day, now);
     }
 
     fn state_bytes(&self) -> usize {
-        self.dims.iter().map(|d| d.keys.values().map(|k| 96 + k.reach.heap_bytes()).sum::<usize>()).sum()
+        let slot = |key: usize| key + 8 + 1;
+        self.dims
+            .iter()
+            .map(|d| {
+                d.keys.capacity() * slot(std::mem::size_of::<KeyState>())
+                    + d.keys.values().map(|k| k.reach.heap_bytes()).sum::<usize>()
+                    + d.singles.capacity() * slot(std::mem::size_of::<Single>())
+            })
+            .sum()
     }
 }

@@ -32,12 +32,26 @@ use crate::ev::{Call, Ev, What};
 const NAME: &str = "forged-token";
 const HOUR: Millis = 3_600_000;
 
+/// One token, kept in 16 bytes: there is one per session.
 #[derive(Clone, Copy, Debug)]
 struct Issued {
     principal: PrincipalId,
-    expires: Option<Millis>,
-    forget_at: Millis,
+    /// Expiry in seconds since the epoch, rounded up; 0 when none was given.
+    expires_s: u32,
+    /// Minute (since the epoch, rounded up) after which the token is forgotten.
+    forget_min: u32,
     forged: bool,
+}
+
+/// Milliseconds to whole units of `unit`, rounded up, saturating to `u32`.
+fn ceil_u32(t: Millis, unit: Millis) -> u32 {
+    (t.max(0) + unit - 1).div_euclid(unit).min(i64::from(u32::MAX)) as u32
+}
+
+impl Issued {
+    fn expires(&self) -> Option<Millis> {
+        (self.expires_s != 0).then(|| i64::from(self.expires_s) * 1000)
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,7 +163,8 @@ impl ForgedToken {
             let Some(uses) = self.pending.remove(&token) else { continue };
             let Some(first) = uses.first() else { continue };
             let forget_at = first.time + self.cfg.max_token_life.0;
-            self.tokens.insert(token, Issued { principal: first.principal, expires: None, forget_at, forged: true });
+            let forget_min = ceil_u32(forget_at, 60_000);
+            self.tokens.insert(token, Issued { principal: first.principal, expires_s: 0, forget_min, forged: true });
             // Each use is evidence at its own time (uses of one token may name
             // different keys, and so land in different findings).
             for c in &uses {
@@ -169,8 +184,15 @@ impl Detector for ForgedToken {
             What::Issuance(i) => {
                 let life = i.expires.map_or(self.cfg.max_token_life.0, |e| (e - i.time).max(0));
                 let forget_at = i.time + life + self.cfg.expiry_grace.0 + HOUR;
-                self.tokens
-                    .insert(i.token, Issued { principal: i.principal, expires: i.expires, forget_at, forged: false });
+                self.tokens.insert(
+                    i.token,
+                    Issued {
+                        principal: i.principal,
+                        expires_s: i.expires.map_or(0, |e| ceil_u32(e, 1000).max(1)),
+                        forget_min: ceil_u32(forget_at, 60_000),
+                        forged: false,
+                    },
+                );
                 self.pending.remove(&i.token);
             }
             What::Call(c) => {
@@ -180,7 +202,7 @@ impl Detector for ForgedToken {
                     Some(tok) => {
                         if tok.principal != c.principal {
                             self.count(Kind::WrongPrincipal, c, c.time, cx);
-                        } else if tok.expires.is_some_and(|e| c.time > e + self.cfg.expiry_grace.0) {
+                        } else if tok.expires().is_some_and(|e| c.time > e + self.cfg.expiry_grace.0) {
                             self.count(Kind::Expired, c, c.time, cx);
                         }
                     }
@@ -203,7 +225,8 @@ impl Detector for ForgedToken {
         self.settle(now, cx);
         if now >= self.next_sweep {
             self.next_sweep = now + HOUR;
-            self.tokens.retain(|_, t| t.forget_at > now);
+            let now_min = ceil_u32(now, 60_000);
+            self.tokens.retain(|_, t| t.forget_min > now_min);
         }
     }
 
