@@ -25,6 +25,12 @@ enum Command {
     /// Run every built-in detector over the inputs in event-time order and
     /// write findings as OCSF Detection Finding JSON lines.
     Detect(commands::detect::Args),
+    /// Detect as `detect` does, and append every event (pseudonymised) to
+    /// the evidence store; an input already ingested is not counted twice.
+    Ingest(commands::ingest::Args),
+    /// Check a store: every record's hash, every segment's link, the end
+    /// against what was acknowledged; non-zero exit naming any damage.
+    Verify(commands::verify::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Stats(args) => commands::stats::run(args),
         Command::Detect(args) => commands::detect::run(args),
+        Command::Ingest(args) => commands::ingest::run(args),
+        Command::Verify(args) => commands::verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -329,6 +329,11 @@ fn issuance(line: &RawLine<'_>, symbols: &mut Symbols) -> Result<Issuance, Reaso
     Ok(Issuance {
         time,
         principal: symbols.principal(user),
+        principal_kind: line
+            .user
+            .as_ref()
+            .and_then(|u| u.kind.as_deref())
+            .map_or(PrincipalKind::Unknown, PrincipalKind::parse),
         token: symbols.token(token),
         key: non_empty(session.and_then(|s| s.issuer.as_ref())).map(|k| symbols.key(k)),
         expires,
@@ -342,7 +347,9 @@ fn offboarding(line: &RawLine<'_>, kind: OffboardKind, symbols: &mut Symbols) ->
     if user.is_empty() {
         return Err(Reason::invalid("user.uid", "empty"));
     }
-    Ok(Offboarding { time, principal: symbols.principal(user), kind })
+    let principal_kind =
+        line.user.as_ref().and_then(|u| u.kind.as_deref()).map_or(PrincipalKind::Unknown, PrincipalKind::parse);
+    Ok(Offboarding { time, principal: symbols.principal(user), principal_kind, kind })
 }
 
 /// The field classes of one subject, borrowed from the line.

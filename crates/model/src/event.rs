@@ -216,6 +216,8 @@ pub struct Issuance {
     pub time: Millis,
     /// To whom.
     pub principal: PrincipalId,
+    /// What the event says the principal is (`user.type`).
+    pub principal_kind: PrincipalKind,
     /// The token id.
     pub token: TokenId,
     /// Signing key, when logged.
@@ -242,6 +244,8 @@ pub struct Offboarding {
     pub time: Millis,
     /// Who.
     pub principal: PrincipalId,
+    /// What the event says the principal is (`user.type`).
+    pub principal_kind: PrincipalKind,
     /// Disable or delete.
     pub kind: OffboardKind,
 }

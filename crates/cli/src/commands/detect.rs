@@ -113,10 +113,85 @@ struct Feeder<'a> {
     input: u16,
     last: Vec<Millis>,
     hasher: foldhash::fast::FixedState,
+    ingest: Option<Ingesting<'a>>,
 }
 
+/// `piiwatch ingest`: the store events are appended to, and per input where
+/// this run resumes and how far it has read.
+pub struct Ingesting<'a> {
+    /// The store.
+    pub store: &'a mut store::Store,
+    /// Per input: its identity and the lines already stored (`None`: standard input).
+    pub resume: Vec<Option<store::Resume>>,
+    /// Input names, for the marks.
+    pub names: Vec<String>,
+    /// Per input: the last line number read.
+    pub lines: Vec<u64>,
+    /// Events appended in this run.
+    pub stored: u64,
+    /// Lines skipped as already stored.
+    pub skipped: u64,
+    /// The first storage error (the run stops at the next batch).
+    pub error: Option<store::Error>,
+    /// Events between commits.
+    pub commit_every: u64,
+}
+
+impl Ingesting<'_> {
+    /// Whether line `line` of input `i` is already in the store (and notes how far input `i` got).
+    fn seen(&mut self, i: usize, line: u64) -> bool {
+        self.lines[i] = self.lines[i].max(line);
+        let done = self.resume[i].as_ref().is_some_and(|r| line <= r.skip_lines);
+        self.skipped += u64::from(done);
+        done
+    }
+
+    fn store(&mut self, event: &Event<'_>, symbols: &Symbols) {
+        if self.error.is_some() {
+            return;
+        }
+        let stored = store::StoredEvent::from_event(event, symbols, self.store.secret());
+        match self.store.append(&stored) {
+            Ok(()) => self.stored += 1,
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Commits what was appended, with each input's progress.
+    fn commit(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e).context("cannot store events");
+        }
+        let marks: Vec<store::InputMark> = self
+            .resume
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let r = r.as_ref()?;
+                Some(store::InputMark {
+                    input: self.names[i].clone(),
+                    prefix_len: r.prefix_len,
+                    prefix_sha256: r.prefix_sha256.clone(),
+                    lines: self.lines[i].max(r.skip_lines),
+                })
+            })
+            .collect();
+        self.store.commit(&marks).context("cannot commit to the store")?;
+        Ok(())
+    }
+}
+
+/// Events appended between commits of `piiwatch ingest`, by default.
+pub const COMMIT_EVERY: u64 = 1 << 20;
+
 impl Visitor for Feeder<'_> {
-    fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, _symbols: &Symbols) {
+    fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols) {
+        if let Some(ing) = &mut self.ingest {
+            if ing.seen(usize::from(self.input), at.line) {
+                return;
+            }
+            ing.store(event, symbols);
+        }
         if let Some(t) = event.time() {
             let l = &mut self.last[usize::from(self.input)];
             *l = (*l).max(t);
@@ -134,6 +209,11 @@ impl Visitor for Feeder<'_> {
     }
 
     fn quarantined(&mut self, q: &Quarantined<'_>) {
+        if let Some(ing) = &mut self.ingest
+            && ing.seen(usize::from(self.input), q.at.line)
+        {
+            return;
+        }
         self.quarantined += 1;
         self.quarantine.write(q);
     }
@@ -209,6 +289,13 @@ fn detect_thread(
     Ok(Detected { stats: engine.stats().clone(), state, per })
 }
 
+impl Args {
+    /// The inputs as named on the command line.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+}
+
 /// Reads the configuration file, or the defaults.
 pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     match path {
@@ -233,6 +320,11 @@ pub fn load_directory(path: Option<&PathBuf>) -> Result<Directory> {
 
 /// Runs detect.
 pub fn run(args: Args) -> Result<()> {
+    pipeline(&args, None)
+}
+
+/// Detection over the inputs, and with `ingest` the events appended to a store.
+pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
     if args.print_config {
         print!("{}", Config::defaults_toml());
         return Ok(());
@@ -278,6 +370,9 @@ pub fn run(args: Args) -> Result<()> {
     // engine over a replica of the symbol tables, fed in batches.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
     let (detected, quarantined) = std::thread::scope(|scope| {
+        // Owned here, so that any early return drops it and the detection
+        // thread ends instead of waiting for more.
+        let tx = tx;
         let cfg = &cfg;
         let follow = args.follow;
         let detector = std::thread::Builder::new()
@@ -295,6 +390,7 @@ pub fn run(args: Args) -> Result<()> {
             input: 0,
             last: vec![Millis::MIN; cursors.len()],
             hasher: foldhash::fast::FixedState::with_seed(7),
+            ingest: ingest.take(),
         };
         let mut idle_now = vec![false; cursors.len()];
         let mut steps = 0u64;
@@ -324,6 +420,11 @@ pub fn run(args: Args) -> Result<()> {
             let waited = args.follow && feeder.started.is_some_and(|s| s.elapsed() >= BATCH_WAIT);
             if full || waited {
                 open = feeder.send(&tx, &symbols, &mut marks);
+                if let Some(ing) = &mut feeder.ingest
+                    && (ing.error.is_some() || ing.store.pending() >= ing.commit_every)
+                {
+                    ing.commit()?;
+                }
             }
             steps += 1;
             if steps.is_multiple_of(65_536) {
@@ -334,24 +435,35 @@ pub fn run(args: Args) -> Result<()> {
             feeder.send(&tx, &symbols, &mut marks);
         }
         drop(tx);
+        let stored = match &mut feeder.ingest {
+            Some(ing) => {
+                ing.commit()?;
+                Some(serde_json::json!({
+                    "store": ing.store.dir().display().to_string(), "stored": ing.stored,
+                    "skipped_already_stored": ing.skipped, "ledger_records": ing.store.head().records,
+                }))
+            }
+            None => None,
+        };
         let quarantined = feeder.quarantined;
         let detected = match detector.join() {
             Ok(r) => r?,
             Err(_) => anyhow::bail!("the detection thread failed"),
         };
-        anyhow::Ok((detected, quarantined))
+        anyhow::Ok((detected, (quarantined, stored)))
     })?;
+    let (quarantined, stored) = quarantined;
     bar.finish_and_clear();
     quarantine.finish().with_context(|| format!("cannot write quarantine {}", args.read.quarantine.display()))?;
     let secs = started.elapsed().as_secs_f64();
-    summary(&detected, quarantined, secs, args.format);
+    summary(&detected, quarantined, secs, args.format, stored);
     if quarantined > 0 {
         eprintln!("{quarantined} lines quarantined to {}", args.read.quarantine.display());
     }
     Ok(())
 }
 
-fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format) {
+fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format, stored: Option<serde_json::Value>) {
     let st = &d.stats;
     let state = d.state;
     match format {
@@ -359,7 +471,7 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format) {
             let v = serde_json::json!({
                 "events": st.events, "untimed": st.untimed, "late": st.late, "max_buffered": st.max_buffered,
                 "quarantined": quarantined, "first_time": st.span.map(|s| s.0), "last_time": st.span.map(|s| s.1),
-                "seconds": secs, "state_bytes": state, "detectors": d.per,
+                "seconds": secs, "state_bytes": state, "detectors": d.per, "store": stored,
             });
             eprintln!("{v}");
         }
@@ -389,6 +501,15 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format) {
                 st.events as f64 / secs.max(1e-9),
                 state >> 20
             );
+            if let Some(st) = stored {
+                eprintln!(
+                    "stored {} events in {} ({} lines skipped as already stored); the ledger holds {} records",
+                    st["stored"],
+                    st["store"].as_str().unwrap_or_default(),
+                    st["skipped_already_stored"],
+                    st["ledger_records"]
+                );
+            }
         }
     }
 }

@@ -1,0 +1,53 @@
+//! `piiwatch verify`: recomputes every hash of a store and names what was
+//! altered, removed, reordered or truncated.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::ui::Format;
+
+/// Arguments of `piiwatch verify`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Output format of the report (on standard output).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Runs verify: exit 0 when intact, non-zero naming each problem otherwise.
+pub fn run(args: Args) -> Result<()> {
+    let (report, events) = store::verify(&args.store)?;
+    match args.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "ok": report.problems.is_empty(), "segments": report.segments, "records": report.records,
+                "acknowledged": report.acknowledged, "events": events,
+                "problems": report.problems, "notes": report.notes,
+            });
+            println!("{v}");
+        }
+        Format::Table => {
+            for p in &report.problems {
+                println!("DAMAGED: {p}");
+            }
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+            println!(
+                "{} segments, {} records ({} events){}",
+                report.segments,
+                report.records,
+                events,
+                if report.problems.is_empty() { ": every hash and link checks" } else { "" }
+            );
+        }
+    }
+    if !report.problems.is_empty() {
+        bail!("store {} is damaged: {} problem(s)", args.store.display(), report.problems.len());
+    }
+    Ok(())
+}

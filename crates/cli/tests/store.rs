@@ -1,0 +1,314 @@
+//! `piiwatch ingest` and `piiwatch verify` driven as a user drives them:
+//! what is stored, that an input is never counted twice, that any tampering
+//! with the ledger is named, and that `kill -9` loses nothing acknowledged.
+
+// The helpers below panic on unexpected I/O the way tests do: as a failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{ok, piiwatch};
+
+/// A small simulation, decompressed to a plain file (so tests can cut it).
+fn sample(dir: &Path, customers: u32) -> PathBuf {
+    let sim = dir.join("sim");
+    let d = sim.to_str().unwrap();
+    ok(&["simulate", "--scenario", "coupang", "--out", d, "--customers", &customers.to_string(), "--days", "2"]);
+    let gz = fs::read(sim.join("events.jsonl.gz")).unwrap();
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut text).unwrap();
+    let plain = dir.join("events.jsonl");
+    fs::write(&plain, text).unwrap();
+    plain
+}
+
+/// `ingest` with small segments, returning its JSON summary.
+fn ingest(store: &Path, input: &Path, extra: &[&str]) -> Value {
+    let q = store.with_extension("quarantine.jsonl");
+    let out = store.with_extension("findings.jsonl");
+    let mut args = vec![
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        "--segment-bytes",
+        "300000",
+        "--format",
+        "json",
+        "--quarantine",
+        q.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(input.to_str().unwrap());
+    let o = ok(&args);
+    summary(&o.stderr)
+}
+
+fn summary(stderr: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no summary in {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn verify(store: &Path) -> (bool, Value) {
+    let o = piiwatch(&["verify", "--store", store.to_str().unwrap(), "--format", "json"]);
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.success(), v["ok"].as_bool().unwrap(), "{v}");
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    }
+    (o.status.success(), v)
+}
+
+fn problems(v: &Value) -> String {
+    v["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join(" | ")
+}
+
+/// Record frames of a segment: (offset, length of the whole frame).
+fn frames(seg: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 48;
+    while pos + 37 <= seg.len() {
+        let len = u32::from_le_bytes(seg[pos..pos + 4].try_into().unwrap()) as usize;
+        out.push((pos, 37 + len));
+        pos += 37 + len;
+    }
+    out
+}
+
+fn segments(store: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(store.join("ledger"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to.join("ledger")).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    for e in fs::read_dir(from.join("ledger")).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, to.join("ledger").join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn ingest_stores_every_event_pseudonymised_and_never_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sample(tmp.path(), 500);
+    let store = tmp.path().join("store");
+    let first = ingest(&store, &input, &[]);
+    let stored = first["store"]["stored"].as_u64().unwrap();
+    // Every event the reader produced (timed or not) is stored.
+    let stats = ok(&["stats", "--format", "json", input.to_str().unwrap()]);
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stored, stats["events"].as_u64().unwrap(), "{first}\n{stats}");
+    assert_eq!(stored, first["events"].as_u64().unwrap() + first["untimed"].as_u64().unwrap());
+    let (intact, v) = verify(&store);
+    assert!(intact, "{v}");
+    assert_eq!(v["events"].as_u64().unwrap(), stored);
+    assert!(segments(&store).len() > 3, "small segments roll over");
+
+    // No subject id appears in the ledger; pseudonyms do.
+    let all: Vec<u8> = segments(&store).iter().flat_map(|p| fs::read(p).unwrap()).collect();
+    let text = String::from_utf8_lossy(&all);
+    let raw = String::from_utf8_lossy(&fs::read(&input).unwrap()).into_owned();
+    let subject = raw.split("\"resources\":[{\"uid\":\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(!text.contains(&format!("\"{subject}\"")), "subject id {subject} stored in clear");
+    assert!(text.contains("\"subjects\":[{\"id\":\""));
+
+    // The same input again (under another name, too): nothing new.
+    let again = ingest(&store, &input, &[]);
+    assert_eq!(again["store"]["stored"].as_u64(), Some(0), "{again}");
+    let renamed = tmp.path().join("renamed.jsonl");
+    fs::copy(&input, &renamed).unwrap();
+    assert_eq!(ingest(&store, &renamed, &[])["store"]["stored"].as_u64(), Some(0));
+    let (intact, v) = verify(&store);
+    assert!(intact, "{v}");
+    assert_eq!(v["events"].as_u64().unwrap(), stored);
+
+    // An input that grew: only its new lines are stored.
+    let grown_store = tmp.path().join("grown");
+    let bytes = fs::read(&input).unwrap();
+    let cut = bytes[..bytes.len() / 2].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let half = tmp.path().join("growing.jsonl");
+    fs::write(&half, &bytes[..cut]).unwrap();
+    let a = ingest(&grown_store, &half, &[])["store"]["stored"].as_u64().unwrap();
+    fs::write(&half, &bytes).unwrap();
+    let b = ingest(&grown_store, &half, &[])["store"]["stored"].as_u64().unwrap();
+    assert!(a > 0 && b > 0);
+    assert_eq!(a + b, stored);
+    assert!(verify(&grown_store).0);
+}
+
+#[test]
+fn verify_names_every_kind_of_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sample(tmp.path(), 500);
+    let store = tmp.path().join("store");
+    ingest(&store, &input, &[]);
+    assert!(verify(&store).0);
+    let segs = segments(&store);
+    assert!(segs.len() >= 4);
+
+    let mut case = 0;
+    let mut damaged = |what: &str, expect: &str, tamper: &dyn Fn(&Path)| {
+        case += 1;
+        let copy = tmp.path().join(format!("case{case}"));
+        copy_dir(&store, &copy);
+        tamper(&copy);
+        let (intact, v) = verify(&copy);
+        assert!(!intact, "{what}: not detected");
+        let p = problems(&v);
+        assert!(p.contains(expect), "{what}: expected {expect:?} in {p}");
+    };
+    let seg = |store: &Path, i: usize| segments(store)[i].clone();
+
+    damaged("a flipped byte in a record", "00000002.seg: record 3 at byte", &|s| {
+        let p = seg(s, 1);
+        let mut b = fs::read(&p).unwrap();
+        let (off, len) = frames(&b)[3];
+        b[off + len / 2] ^= 0x20;
+        fs::write(&p, b).unwrap();
+    });
+    damaged("a record removed", "00000002.seg: record 5", &|s| {
+        let p = seg(s, 1);
+        let mut b = fs::read(&p).unwrap();
+        let (off, len) = frames(&b)[5];
+        b.drain(off..off + len);
+        fs::write(&p, b).unwrap();
+    });
+    damaged("two records swapped", "00000003.seg: record 7", &|s| {
+        let p = seg(s, 2);
+        let b = fs::read(&p).unwrap();
+        let f = frames(&b);
+        let ((o1, l1), (o2, l2)) = (f[7], f[8]);
+        let mut out = b[..o1].to_vec();
+        out.extend_from_slice(&b[o2..o2 + l2]);
+        out.extend_from_slice(&b[o1..o1 + l1]);
+        out.extend_from_slice(&b[o2 + l2..]);
+        fs::write(&p, out).unwrap();
+    });
+    damaged("a segment cut inside a record", "truncated", &|s| {
+        let p = seg(s, 1);
+        let b = fs::read(&p).unwrap();
+        fs::write(&p, &b[..b.len() - 10]).unwrap();
+    });
+    damaged("the last records cut at a record boundary", "HEAD acknowledges", &|s| {
+        let segs = segments(s);
+        let p = segs.last().unwrap();
+        let b = fs::read(p).unwrap();
+        let f = frames(&b);
+        let (off, _) = f[f.len() - 2];
+        fs::write(p, &b[..off]).unwrap();
+    });
+    damaged("the last segment removed", "HEAD acknowledges", &|s| {
+        fs::remove_file(segments(s).last().unwrap()).unwrap();
+    });
+    damaged("a segment removed", "00000002.seg is missing", &|s| {
+        fs::remove_file(seg(s, 1)).unwrap();
+    });
+    damaged("two segments swapped", "renamed or reordered", &|s| {
+        let (a, b) = (seg(s, 1), seg(s, 2));
+        let tmp = a.with_extension("x");
+        fs::rename(&a, &tmp).unwrap();
+        fs::rename(&b, &a).unwrap();
+        fs::rename(&tmp, &b).unwrap();
+    });
+    damaged("a segment header altered", "does not continue", &|s| {
+        let p = seg(s, 2);
+        let mut b = fs::read(&p).unwrap();
+        b[20] ^= 1;
+        fs::write(&p, b).unwrap();
+    });
+    damaged("HEAD removed", "HEAD is missing", &|s| {
+        fs::remove_file(s.join("ledger/HEAD")).unwrap();
+    });
+
+    // Any single flipped byte, anywhere in any segment, is named.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let copy = tmp.path().join("flips");
+    copy_dir(&store, &copy);
+    for _ in 0..60 {
+        let segs = segments(&copy);
+        let p = &segs[(next() % segs.len() as u64) as usize];
+        let original = fs::read(p).unwrap();
+        let mut b = original.clone();
+        let at = (next() % b.len() as u64) as usize;
+        b[at] ^= 1 << (next() % 8);
+        fs::write(p, &b).unwrap();
+        assert!(!verify(&copy).0, "flip at byte {at} of {} not detected", p.display());
+        fs::write(p, &original).unwrap();
+    }
+    assert!(verify(&copy).0);
+}
+
+#[test]
+fn kill_9_during_ingest_loses_nothing_acknowledged_and_counts_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    // About 130 K lines: an ingest runs long enough to be interrupted.
+    let input = sample(tmp.path(), 20_000);
+    let clean = tmp.path().join("clean");
+    let expected = ingest(&clean, &input, &[])["store"]["stored"].as_u64().unwrap();
+
+    let store = tmp.path().join("store");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut killed = 0;
+    let mut acknowledged = 0u64;
+    for round in 0..8 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
+            .args(["ingest", "--store", store.to_str().unwrap(), "--segment-bytes", "300000", "--commit-every", "5000"])
+            .args(["--quarantine", tmp.path().join("q.jsonl").to_str().unwrap()])
+            .args(["--out", tmp.path().join(format!("f{round}.jsonl")).to_str().unwrap()])
+            .arg(&input)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + rng % 900));
+        if child.try_wait().unwrap().is_none() {
+            // SIGKILL: no destructor, no flush.
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        // What HEAD acknowledged is there, whole, and intact.
+        let (intact, v) = verify(&store);
+        assert!(intact, "round {round}: {v}");
+        let now = v["acknowledged"].as_u64().unwrap_or(0);
+        assert!(now >= acknowledged, "round {round}: acknowledged records went back from {acknowledged} to {now}");
+        acknowledged = now;
+    }
+    assert!(killed > 0, "no run was interrupted: the test proves nothing");
+    // A last run to the end: exactly the clean count, nothing twice.
+    ingest(&store, &input, &[]);
+    let (intact, v) = verify(&store);
+    assert!(intact, "{v}");
+    assert_eq!(v["events"].as_u64().unwrap(), expected, "{v}");
+}

@@ -1,0 +1,476 @@
+//! The ledger: append-only segment files of hash-chained records.
+//!
+//! A segment (`ledger/00000001.seg`, ...) starts with a 48-byte header:
+//! the magic `PIIWLED1`, its sequence number (u64 LE) and the hash of the
+//! last record of the segment before (zeros for the first), so segments are
+//! chained to each other. Then records, each framed as
+//!
+//! ```text
+//! len: u32 LE | kind: u8 | payload: len bytes | hash: 32 bytes
+//! hash = SHA-256(previous record's hash | kind | len | payload)
+//! ```
+//!
+//! Appends go to the newest segment, which rolls over past a size bound.
+//! [`Ledger::commit`] makes what was appended durable (flush, fsync) and only
+//! then moves `HEAD` (record count, segment, offset and tip hash, replaced
+//! atomically by rename). What `HEAD` names is what the store acknowledged:
+//! on the next open anything after it (a torn record, records written but
+//! never committed) is cut back, so a crash loses nothing acknowledged and
+//! leaves nothing half-counted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// First bytes of every segment.
+pub const MAGIC: &[u8; 8] = b"PIIWLED1";
+/// Bytes of a segment header.
+pub const HEADER: u64 = 48;
+/// Bytes a record adds to its payload (length, kind, hash).
+pub const FRAME: u64 = 4 + 1 + 32;
+/// The largest payload a record may have.
+pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Segments roll over once they reach this size (unless configured).
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// A 32-byte SHA-256.
+pub type Hash = [u8; 32];
+
+/// Errors opening or writing a ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file system failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        what: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The ledger is not in a state it can be appended to; `verify` says more.
+    #[error("{0} (run `piiwatch verify` for details)")]
+    Corrupt(String),
+    /// A record too large to append.
+    #[error("record of {0} bytes exceeds the limit of {MAX_PAYLOAD} bytes")]
+    TooLarge(usize),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// Where the ledger ends: how many records, and the hash of the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Records in the ledger.
+    pub records: u64,
+    /// Sequence number of the newest segment.
+    pub segment: u64,
+    /// Byte length of the newest segment.
+    pub offset: u64,
+    /// Hash of the last record (or the zero hash).
+    pub hash: Hash,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HeadFile {
+    records: u64,
+    segment: u64,
+    offset: u64,
+    hash: String,
+}
+
+impl Head {
+    fn empty() -> Self {
+        Self { records: 0, segment: 1, offset: HEADER, hash: [0; 32] }
+    }
+}
+
+/// The path of segment `seq` in `dir`.
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:08}.seg"))
+}
+
+/// Reads `HEAD` from the ledger directory; `None` when there is none.
+pub fn read_head(dir: &Path) -> Result<Option<Head>, Error> {
+    let path = dir.join("HEAD");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
+    };
+    let f: HeadFile = serde_json::from_str(&text)
+        .map_err(|e| Error::Corrupt(format!("{} is not a valid HEAD: {e}", path.display())))?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&f.hash, &mut hash)
+        .map_err(|_| Error::Corrupt(format!("{}: hash is not 64 hex digits", path.display())))?;
+    Ok(Some(Head { records: f.records, segment: f.segment, offset: f.offset, hash }))
+}
+
+/// Writes a file atomically: a temporary file, fsync, rename, fsync of the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io_err(format!("cannot write {}", tmp.display())))?;
+    f.write_all(bytes).map_err(io_err(format!("cannot write {}", tmp.display())))?;
+    f.sync_all().map_err(io_err(format!("cannot sync {}", tmp.display())))?;
+    fs::rename(&tmp, &path).map_err(io_err(format!("cannot replace {}", path.display())))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(format!("cannot sync {}", dir.display())))
+}
+
+fn write_head(dir: &Path, h: &Head) -> Result<(), Error> {
+    let f = HeadFile { records: h.records, segment: h.segment, offset: h.offset, hash: hex::encode(h.hash) };
+    let text = serde_json::to_string(&f).map_err(|e| Error::Corrupt(e.to_string()))?;
+    write_atomic(dir, "HEAD", text.as_bytes())
+}
+
+/// The hash chaining a record to the one before.
+pub fn chain(prev: &Hash, kind: u8, payload: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update([kind]);
+    h.update((payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    h.finalize().into()
+}
+
+fn header(seq: u64, prev: &Hash) -> [u8; HEADER as usize] {
+    let mut b = [0u8; HEADER as usize];
+    b[..8].copy_from_slice(MAGIC);
+    b[8..16].copy_from_slice(&seq.to_le_bytes());
+    b[16..48].copy_from_slice(prev);
+    b
+}
+
+/// An open ledger, appending.
+pub struct Ledger {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    /// What the last commit made durable.
+    head: Head,
+    /// Where appends have reached.
+    tip: Head,
+    segment_bytes: u64,
+    /// A segment was started since the last commit (the directory needs a sync).
+    rolled: bool,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("dir", &self.dir).field("head", &self.head).finish()
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir` (creating it when absent) for appending,
+    /// cutting back whatever lies after `HEAD`.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        let segments = list_segments(dir)?;
+        let head = match read_head(dir)? {
+            Some(h) => h,
+            None if segments.is_empty() => {
+                let h = Head::empty();
+                let path = segment_path(dir, 1);
+                let mut f = File::create(&path).map_err(io_err(format!("cannot create {}", path.display())))?;
+                f.write_all(&header(1, &h.hash)).map_err(io_err(format!("cannot write {}", path.display())))?;
+                f.sync_all().map_err(io_err(format!("cannot sync {}", path.display())))?;
+                sync_dir(dir)?;
+                write_head(dir, &h)?;
+                h
+            }
+            None => return Err(Error::Corrupt(format!("{} has segments but no HEAD", dir.display()))),
+        };
+        // Segments after HEAD's were started but never committed.
+        for &(seq, ref path) in &segments {
+            if seq > head.segment {
+                fs::remove_file(path).map_err(io_err(format!("cannot remove uncommitted {}", path.display())))?;
+            }
+        }
+        let path = segment_path(dir, head.segment);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::Corrupt(format!("cannot open {} named by HEAD: {e}", path.display())))?;
+        let len = f.metadata().map_err(io_err(format!("cannot stat {}", path.display())))?.len();
+        if len < head.offset {
+            return Err(Error::Corrupt(format!(
+                "{} is {len} bytes but HEAD says {}: truncated",
+                path.display(),
+                head.offset
+            )));
+        }
+        if len > head.offset {
+            // A torn record, or records never committed: cut back to HEAD.
+            f.set_len(head.offset).map_err(io_err(format!("cannot cut back {}", path.display())))?;
+            f.sync_all().map_err(io_err(format!("cannot sync {}", path.display())))?;
+        }
+        f.seek(SeekFrom::End(0)).map_err(io_err(format!("cannot seek {}", path.display())))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            out: BufWriter::with_capacity(1 << 20, f),
+            head,
+            tip: head,
+            segment_bytes: segment_bytes.max(HEADER + FRAME),
+            rolled: false,
+        })
+    }
+
+    /// The committed end of the ledger.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Where appends have reached (committed or not).
+    pub fn tip(&self) -> Head {
+        self.tip
+    }
+
+    /// Appends one record (not durable until [`Ledger::commit`]).
+    pub fn append(&mut self, kind: u8, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(Error::TooLarge(payload.len()));
+        }
+        if self.tip.offset >= self.segment_bytes && self.tip.offset > HEADER {
+            self.roll()?;
+        }
+        let hash = chain(&self.tip.hash, kind, payload);
+        let what = || format!("cannot append to {}", segment_path(&self.dir, self.tip.segment).display());
+        let w = &mut self.out;
+        (|| {
+            w.write_all(&(payload.len() as u32).to_le_bytes())?;
+            w.write_all(&[kind])?;
+            w.write_all(payload)?;
+            w.write_all(&hash)
+        })()
+        .map_err(|e| Error::Io { what: what(), source: e })?;
+        self.tip.records += 1;
+        self.tip.offset += FRAME + payload.len() as u64;
+        self.tip.hash = hash;
+        Ok(())
+    }
+
+    fn roll(&mut self) -> Result<(), Error> {
+        self.flush_sync()?;
+        let seq = self.tip.segment + 1;
+        let path = segment_path(&self.dir, seq);
+        let mut f = File::create(&path).map_err(io_err(format!("cannot create {}", path.display())))?;
+        f.write_all(&header(seq, &self.tip.hash)).map_err(io_err(format!("cannot write {}", path.display())))?;
+        self.out = BufWriter::with_capacity(1 << 20, f);
+        self.tip.segment = seq;
+        self.tip.offset = HEADER;
+        self.rolled = true;
+        Ok(())
+    }
+
+    fn flush_sync(&mut self) -> Result<(), Error> {
+        let path = segment_path(&self.dir, self.tip.segment);
+        self.out.flush().map_err(io_err(format!("cannot write {}", path.display())))?;
+        self.out.get_ref().sync_data().map_err(io_err(format!("cannot sync {}", path.display())))
+    }
+
+    /// Makes everything appended durable, then moves `HEAD` to it. Returns
+    /// the new head: from here on it survives a crash.
+    pub fn commit(&mut self) -> Result<Head, Error> {
+        self.flush_sync()?;
+        if self.rolled {
+            sync_dir(&self.dir)?;
+            self.rolled = false;
+        }
+        write_head(&self.dir, &self.tip)?;
+        self.head = self.tip;
+        Ok(self.head)
+    }
+}
+
+/// The segment files of a ledger directory, by sequence number.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(format!("cannot list {}", dir.display()))(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io_err(format!("cannot list {}", dir.display())))?;
+        let name = e.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else { continue };
+        if let Ok(seq) = stem.parse::<u64>() {
+            out.push((seq, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One record as read back.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Segment sequence number.
+    pub segment: u64,
+    /// Byte offset of the frame in its segment.
+    pub offset: u64,
+    /// Record kind.
+    pub kind: u8,
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Segments read.
+    pub segments: u64,
+    /// Whole records read.
+    pub records: u64,
+    /// Records `HEAD` acknowledges.
+    pub acknowledged: Option<u64>,
+    /// Each thing wrong, naming where: empty when the ledger is intact.
+    pub problems: Vec<String>,
+    /// Things worth saying that are not damage (records after the last commit).
+    pub notes: Vec<String>,
+}
+
+/// Reads every segment, recomputes every hash and each segment's link to the
+/// one before, and compares the end with `HEAD`. Calls `each` with every
+/// whole record up to `HEAD`, in order (also past a problem, so a caller
+/// can count). Bytes after `HEAD` (a crash's torn tail, records never
+/// committed) are not damage: they are reported as notes, and cut back when
+/// the store is next opened.
+pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report, Error> {
+    let mut r = Report::default();
+    let head = match read_head(dir) {
+        Ok(h) => h,
+        Err(Error::Corrupt(m)) => {
+            r.problems.push(m);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if head.is_none() && r.problems.is_empty() {
+        r.problems.push(format!("{}: HEAD is missing", dir.display()));
+    }
+    r.acknowledged = head.map(|h| h.records);
+    let segments = list_segments(dir)?;
+    if segments.is_empty() {
+        r.problems.push(format!("{}: no segments", dir.display()));
+    }
+    let mut prev: Hash = [0; 32];
+    let mut expected = 1u64;
+    let mut at_head: Option<Hash> = None;
+    let mut uncommitted = 0u64;
+    let mut torn = false;
+    let mut buf = Vec::new();
+    for (seq, path) in &segments {
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        if head.is_some_and(|h| *seq > h.segment) {
+            // Started after the last commit.
+            uncommitted += 1;
+            continue;
+        }
+        while expected < *seq {
+            r.problems.push(format!("segment {expected:08}.seg is missing"));
+            expected += 1;
+        }
+        expected = seq + 1;
+        r.segments += 1;
+        buf.clear();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(io_err(format!("cannot read {}", path.display())))?;
+        if buf.len() < HEADER as usize || &buf[..8] != MAGIC {
+            r.problems.push(format!("{name}: not a ledger segment (bad or missing header)"));
+            continue;
+        }
+        let claimed = u64::from_le_bytes(buf[8..16].try_into().unwrap_or_default());
+        if claimed != *seq {
+            r.problems.push(format!("{name}: its header says segment {claimed}: segments renamed or reordered"));
+        }
+        if buf[16..48] != prev {
+            r.problems.push(format!(
+                "{name}: does not continue the segment before it (a segment or records removed, reordered or altered)"
+            ));
+        }
+        // In HEAD's segment, what lies past HEAD's offset was never acknowledged.
+        let end = match head {
+            Some(h) if h.segment == *seq => {
+                if (buf.len() as u64) < h.offset {
+                    r.problems.push(format!(
+                        "{name}: {} bytes, but HEAD acknowledges {}: truncated",
+                        buf.len(),
+                        h.offset
+                    ));
+                    buf.len()
+                } else {
+                    if buf.len() as u64 > h.offset {
+                        torn = true;
+                    }
+                    h.offset as usize
+                }
+            }
+            _ => buf.len(),
+        };
+        let mut pos = HEADER as usize;
+        let mut index = 0u64;
+        while pos < end {
+            let rest = end - pos;
+            if rest < FRAME as usize {
+                r.problems.push(format!("{name}: ends with {rest} bytes of a record at byte {pos}: truncated"));
+                break;
+            }
+            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+            if len > MAX_PAYLOAD || rest < FRAME as usize + len {
+                r.problems.push(format!(
+                    "{name}: record {index} at byte {pos} runs past the end of the segment: truncated or altered"
+                ));
+                break;
+            }
+            let kind = buf[pos + 4];
+            let payload = &buf[pos + 5..pos + 5 + len];
+            let stored: Hash = buf[pos + 5 + len..pos + FRAME as usize + len].try_into().unwrap_or_default();
+            if chain(&prev, kind, payload) != stored {
+                r.problems.push(format!(
+                    "{name}: record {index} at byte {pos} does not match its hash: altered, or a record before it removed or reordered"
+                ));
+            }
+            each(&RecordRef { segment: *seq, offset: pos as u64, kind, payload });
+            prev = stored;
+            r.records += 1;
+            if head.is_some_and(|h| h.records == r.records) {
+                at_head = Some(stored);
+            }
+            pos += FRAME as usize + len;
+            index += 1;
+        }
+    }
+    if let Some(h) = head {
+        if r.records < h.records {
+            r.problems.push(format!(
+                "HEAD acknowledges {} records but the ledger holds {}: truncated or records removed",
+                h.records, r.records
+            ));
+        } else if r.records > h.records {
+            r.problems.push(format!(
+                "the ledger holds {} records where HEAD acknowledges {}: records inserted or HEAD replaced",
+                r.records, h.records
+            ));
+        } else if h.records > 0 && at_head != Some(h.hash) {
+            r.problems.push(format!("record {} is not the one HEAD acknowledges: altered or replaced", h.records));
+        }
+    }
+    if torn || uncommitted > 0 {
+        r.notes.push(format!(
+            "bytes after the last commit{} (never acknowledged: cut back when the store is next opened)",
+            if uncommitted > 0 { format!(", and {uncommitted} segment(s) started after it") } else { String::new() }
+        ));
+    }
+    Ok(r)
+}

@@ -1,0 +1,391 @@
+//! piiwatch's evidence store.
+//!
+//! A directory holding:
+//! - `ledger/`: append-only, hash-chained segments of normalized events
+//!   (see [`ledger`]); `ledger/HEAD` names what the store acknowledged;
+//! - `secret`: 32 random bytes (mode 0600) keying the pseudonyms of subject
+//!   ids (see [`secret`]); no subject id, and no personal data value, is ever
+//!   written: events carry pseudonyms and field *classes* only;
+//! - `inputs.json`: which inputs were ingested and how far, so that ingesting
+//!   an input again does not count it twice (derived from the ledger's input
+//!   records; rebuilt from them if it does not match `HEAD`).
+
+pub mod ledger;
+pub mod secret;
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use model::{Activity, Event, OffboardKind, PrincipalKind, Symbols};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use ledger::{Error, Head, Report};
+pub use secret::Secret;
+
+/// Record kinds in the ledger.
+pub mod kind {
+    /// A normalized event ([`super::StoredEvent`], JSON).
+    pub const EVENT: u8 = 1;
+    /// How far an input has been ingested ([`super::InputMark`], JSON).
+    pub const INPUT: u8 = 2;
+}
+
+/// Bytes of an input's beginning that identify it.
+pub const IDENTITY_BYTES: u64 = 1 << 20;
+
+/// One subject a response carried: pseudonym, kind and field classes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSubject {
+    /// Keyed pseudonym of the subject id.
+    pub id: String,
+    /// `customer`, `recipient`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Field classes returned.
+    pub fields: Vec<String>,
+}
+
+/// A normalized event as the ledger keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum StoredEvent {
+    /// API Activity (6003).
+    Access {
+        /// Event time, ms.
+        time: i64,
+        /// OCSF activity id.
+        activity_id: u8,
+        /// Whether the call succeeded.
+        success: bool,
+        /// The principal (a pseudonym when the principal is a customer).
+        principal: String,
+        /// Its kind.
+        principal_kind: String,
+        /// Token id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Signing key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Source address.
+        ip: String,
+        /// Source AS number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asn: Option<u32>,
+        /// Source country.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        country: Option<String>,
+        /// User agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_agent: Option<String>,
+        /// Route template.
+        operation: String,
+        /// Answering service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        /// Subjects the response carried.
+        subjects: Vec<StoredSubject>,
+    },
+    /// Token issued (3002).
+    Issuance {
+        /// Event time, ms.
+        time: i64,
+        /// Principal (a pseudonym when it is a subject id).
+        principal: String,
+        /// Token id.
+        token: String,
+        /// Signing key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Expiry, ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<i64>,
+    },
+    /// Principal disabled or deleted (3001).
+    Offboarding {
+        /// Event time, ms.
+        time: i64,
+        /// Principal.
+        principal: String,
+        /// `disable` or `delete`.
+        action: String,
+    },
+    /// Another class: only its class and time are kept (its fields are not ours to store).
+    Other {
+        /// Event time, ms, when plausible.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time: Option<i64>,
+        /// OCSF class, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class_uid: Option<i64>,
+    },
+}
+
+impl StoredEvent {
+    /// Normalizes a reader event, pseudonymising every subject id and the
+    /// principal of customer-kind calls (a customer's principal id is a
+    /// subject id).
+    pub fn from_event(e: &Event<'_>, symbols: &Symbols, secret: &Secret) -> Self {
+        // A principal is pseudonymised when the event says it is a customer
+        // or when its id has been seen as a subject id.
+        let principal = |name: &str, customer: bool| {
+            if customer || symbols.subjects.get(name).is_some() { secret.pseudonym(name) } else { name.to_owned() }
+        };
+        match e {
+            Event::Access(a) => {
+                let principal =
+                    principal(symbols.principal_name(a.principal), a.principal_kind == PrincipalKind::Customer);
+                Self::Access {
+                    time: a.time,
+                    activity_id: activity_id(a.activity),
+                    success: a.success,
+                    principal,
+                    principal_kind: a.principal_kind.as_str().to_owned(),
+                    token: a.token.map(|t| symbols.token_name(t).to_owned()),
+                    key: a.key.map(|k| symbols.key_name(k).to_owned()),
+                    ip: symbols.addrs.resolve(a.src).to_string(),
+                    asn: a.asn,
+                    country: a.country.map(|c| c.as_str().to_owned()),
+                    user_agent: a.user_agent.map(|u| symbols.agent_name(u).to_owned()),
+                    operation: symbols.operation_name(a.operation).to_owned(),
+                    service: a.service.map(|s| symbols.service_name(s).to_owned()),
+                    subjects: a
+                        .subjects
+                        .iter()
+                        .map(|s| StoredSubject {
+                            id: secret.pseudonym(symbols.subject_name(s.id)),
+                            kind: s.kind.as_str().to_owned(),
+                            fields: symbols.fields.names(s.fields).map(str::to_owned).collect(),
+                        })
+                        .collect(),
+                }
+            }
+            Event::Issuance(i) => Self::Issuance {
+                time: i.time,
+                principal: principal(symbols.principal_name(i.principal), i.principal_kind == PrincipalKind::Customer),
+                token: symbols.token_name(i.token).to_owned(),
+                key: i.key.map(|k| symbols.key_name(k).to_owned()),
+                expires: i.expires,
+            },
+            Event::Offboarding(o) => Self::Offboarding {
+                time: o.time,
+                principal: principal(symbols.principal_name(o.principal), o.principal_kind == PrincipalKind::Customer),
+                action: match o.kind {
+                    OffboardKind::Disable => "disable",
+                    OffboardKind::Delete => "delete",
+                }
+                .to_owned(),
+            },
+            Event::Other(o) => Self::Other { time: o.time, class_uid: o.class_uid },
+        }
+    }
+}
+
+fn activity_id(a: Activity) -> u8 {
+    match a {
+        Activity::Create => 1,
+        Activity::Read => 2,
+        Activity::Update => 3,
+        Activity::Delete => 4,
+        Activity::Other(n) => n,
+    }
+}
+
+/// How far one input has been ingested.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputMark {
+    /// The input's name when it was ingested (for people; identity is the prefix).
+    pub input: String,
+    /// How many bytes of the input's beginning `prefix_sha256` covers.
+    pub prefix_len: u64,
+    /// SHA-256 of those bytes (the file as given: compressed if it is).
+    pub prefix_sha256: String,
+    /// Lines consumed (every line up to this number is in the store, or was quarantined).
+    pub lines: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct InputsFile {
+    /// The `HEAD` record count these marks are current for.
+    records: u64,
+    marks: Vec<InputMark>,
+}
+
+/// Options for opening a store.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Segment size before rolling over.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { segment_bytes: ledger::SEGMENT_BYTES }
+    }
+}
+
+/// An open store, appending.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    secret: Secret,
+    ledger: ledger::Ledger,
+    marks: Vec<InputMark>,
+    /// Events appended and not yet committed.
+    pending: u64,
+}
+
+/// Where ingesting an input starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The identity to record for this input.
+    pub prefix_len: u64,
+    /// SHA-256 of the identity bytes (hex).
+    pub prefix_sha256: String,
+    /// Lines already in the store: skip up to and including this line number.
+    pub skip_lines: u64,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if absent. Cuts back anything
+    /// after the last commit (a crash's torn tail).
+    pub fn open(dir: &Path, opts: Options) -> Result<Self, Error> {
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::Io { what: format!("cannot create store {}", dir.display()), source: e })?;
+        let secret = Secret::load_or_create(&dir.join("secret"))
+            .map_err(|e| Error::Io { what: format!("cannot open the secret of {}", dir.display()), source: e })?;
+        let ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
+        let marks = load_marks(dir, ledger.head().records)?;
+        Ok(Self { dir: dir.to_owned(), secret, ledger, marks, pending: 0 })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pseudonymiser.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The committed end of the ledger.
+    pub fn head(&self) -> Head {
+        self.ledger.head()
+    }
+
+    /// Events appended since the last commit.
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Where to start ingesting the file at `path`: after the lines an
+    /// earlier run stored from the same input (recognised by the SHA-256 of
+    /// its first bytes, whatever its name), or at the start.
+    pub fn resume(&self, path: &Path) -> io::Result<Resume> {
+        let size = fs::metadata(path)?.len();
+        let mut skip = 0;
+        let mut lens: Vec<u64> = self.marks.iter().map(|m| m.prefix_len).filter(|&l| l <= size).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        for len in lens {
+            let h = prefix_hash(path, len)?;
+            for m in self.marks.iter().filter(|m| m.prefix_len == len && m.prefix_sha256 == h) {
+                skip = skip.max(m.lines);
+            }
+        }
+        let prefix_len = size.min(IDENTITY_BYTES);
+        Ok(Resume { prefix_len, prefix_sha256: prefix_hash(path, prefix_len)?, skip_lines: skip })
+    }
+
+    /// Appends one event (durable at the next [`Store::commit`]).
+    pub fn append(&mut self, event: &StoredEvent) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(event).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.ledger.append(kind::EVENT, &bytes)?;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Records how far inputs have been ingested, makes everything appended
+    /// durable, and moves `HEAD`. What was appended before this returns
+    /// survives a crash; an input's lines up to its mark are never stored twice.
+    pub fn commit(&mut self, progress: &[InputMark]) -> Result<Head, Error> {
+        for m in progress {
+            let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
+            self.ledger.append(kind::INPUT, &bytes)?;
+        }
+        let head = self.ledger.commit()?;
+        for m in progress {
+            match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
+                Some(k) => k.lines = k.lines.max(m.lines),
+                None => self.marks.push(m.clone()),
+            }
+        }
+        save_marks(&self.dir, head.records, &self.marks)?;
+        self.pending = 0;
+        Ok(head)
+    }
+}
+
+fn prefix_hash(path: &Path, len: u64) -> io::Result<String> {
+    let mut f = fs::File::open(path)?.take(len);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn load_marks(dir: &Path, records: u64) -> Result<Vec<InputMark>, Error> {
+    if let Ok(text) = fs::read_to_string(dir.join("inputs.json"))
+        && let Ok(f) = serde_json::from_str::<InputsFile>(&text)
+        && f.records == records
+    {
+        return Ok(f.marks);
+    }
+    // Missing or stale (a crash between HEAD and this file): rebuild from the ledger.
+    let mut marks: Vec<InputMark> = Vec::new();
+    let mut seen = 0u64;
+    ledger::verify(&dir.join("ledger"), |r| {
+        seen += 1;
+        if seen > records || r.kind != kind::INPUT {
+            return;
+        }
+        if let Ok(m) = serde_json::from_slice::<InputMark>(r.payload) {
+            match marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
+                Some(k) => k.lines = k.lines.max(m.lines),
+                None => marks.push(m),
+            }
+        }
+    })?;
+    save_marks(dir, records, &marks)?;
+    Ok(marks)
+}
+
+fn save_marks(dir: &Path, records: u64, marks: &[InputMark]) -> Result<(), Error> {
+    let f = InputsFile { records, marks: marks.to_vec() };
+    let text = serde_json::to_vec_pretty(&f).map_err(|e| Error::Corrupt(e.to_string()))?;
+    ledger::write_atomic(dir, "inputs.json", &text)
+}
+
+/// Checks a store: every hash, every segment's link, the end against
+/// `HEAD`. Also counts events.
+pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
+    if !dir.join("ledger").is_dir() {
+        return Err(Error::Corrupt(format!("{} is not a piiwatch store (no ledger/)", dir.display())));
+    }
+    let mut events = 0u64;
+    let report = ledger::verify(&dir.join("ledger"), |r| {
+        if r.kind == kind::EVENT {
+            events += 1;
+        }
+    })?;
+    Ok((report, events))
+}
