@@ -28,6 +28,9 @@ enum Command {
     /// Detect as `detect` does, and append every event (pseudonymised) to
     /// the evidence store; an input already ingested is not counted twice.
     Ingest(commands::ingest::Args),
+    /// What the matching accesses exposed: subjects, their kinds, and field
+    /// classes, from the store (the query is itself recorded there).
+    Scope(commands::scope::Args),
     /// Check a store: every record's hash, every segment's link, the end
     /// against what was acknowledged; non-zero exit naming any damage.
     Verify(commands::verify::Args),
@@ -44,13 +47,14 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Scope(args) => commands::scope::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, joined.
             eprintln!("piiwatch: error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<commands::Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -324,6 +324,42 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
 }
 
+/// Calls `each` with every record up to `HEAD`, in order, without checking
+/// hashes (that is [`verify`]'s job): for queries.
+pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Error> {
+    let Some(head) = read_head(dir)? else {
+        return Err(Error::Corrupt(format!("{}: HEAD is missing", dir.display())));
+    };
+    let mut n = 0u64;
+    let mut buf = Vec::new();
+    for (seq, path) in list_segments(dir)? {
+        if seq > head.segment {
+            break;
+        }
+        buf.clear();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(io_err(format!("cannot read {}", path.display())))?;
+        let end = if seq == head.segment { (head.offset as usize).min(buf.len()) } else { buf.len() };
+        let mut pos = HEADER as usize;
+        while pos + FRAME as usize <= end && n < head.records {
+            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+            if pos + FRAME as usize + len > end {
+                return Err(Error::Corrupt(format!("{}: record at byte {pos} is cut short", path.display())));
+            }
+            each(&RecordRef {
+                segment: seq,
+                offset: pos as u64,
+                kind: buf[pos + 4],
+                payload: &buf[pos + 5..pos + 5 + len],
+            });
+            n += 1;
+            pos += FRAME as usize + len;
+        }
+    }
+    Ok(n)
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Default)]
 pub struct Report {

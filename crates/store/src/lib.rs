@@ -30,6 +30,27 @@ pub mod kind {
     pub const EVENT: u8 = 1;
     /// How far an input has been ingested ([`super::InputMark`], JSON).
     pub const INPUT: u8 = 2;
+    /// A query of the store ([`super::Audit`], JSON).
+    pub const AUDIT: u8 = 3;
+}
+
+/// A query or export of the store, recorded in the ledger itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Wall-clock time of the query, ms.
+    pub at: i64,
+    /// The operating-system user who ran it.
+    pub user: String,
+    /// `scope`, `export`, ...
+    pub command: String,
+    /// What was asked (the expression, the alert, the time range).
+    pub query: String,
+    /// Events matched.
+    pub events: u64,
+    /// Distinct subjects in the answer.
+    pub subjects: u64,
+    /// Whether real subject ids were written out.
+    pub reidentified: bool,
 }
 
 /// Bytes of an input's beginning that identify it.
@@ -327,6 +348,32 @@ impl Store {
         self.pending = 0;
         Ok(head)
     }
+}
+
+impl Store {
+    /// Records a query in the ledger and commits it.
+    pub fn audit(&mut self, entry: &Audit) -> Result<Head, Error> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.ledger.append(kind::AUDIT, &bytes)?;
+        self.ledger.commit()
+    }
+}
+
+/// Calls `each` with every event in the store, in ledger order.
+pub fn events(dir: &Path, mut each: impl FnMut(StoredEvent)) -> Result<u64, Error> {
+    let mut bad = 0u64;
+    ledger::scan(&dir.join("ledger"), |r| {
+        if r.kind == kind::EVENT {
+            match serde_json::from_slice::<StoredEvent>(r.payload) {
+                Ok(e) => each(e),
+                Err(_) => bad += 1,
+            }
+        }
+    })?;
+    if bad > 0 {
+        return Err(Error::Corrupt(format!("{bad} event records do not parse")));
+    }
+    Ok(bad)
 }
 
 fn prefix_hash(path: &Path, len: u64) -> io::Result<String> {

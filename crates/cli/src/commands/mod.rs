@@ -2,6 +2,13 @@
 
 pub mod detect;
 pub mod ingest;
+pub mod scope;
 pub mod simulate;
 pub mod stats;
 pub mod verify;
+
+/// A usage error found after argument parsing (an invalid `--where`
+/// expression, say): exit code 2, as for clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);

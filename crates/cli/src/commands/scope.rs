@@ -1,0 +1,102 @@
+//! `piiwatch scope`: what the matching accesses exposed, from the store.
+//! Every scope is itself recorded in the store's ledger.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::ui::{self, Format};
+
+/// Arguments of `piiwatch scope`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Which accesses: `field = "v"`, `field != "v"`, `field in ("a", "b")`,
+    /// `src_endpoint.ip cidr "198.51.100.0/24"`, `and`, `or`, `not`,
+    /// parentheses; fields are the input's paths (`src_endpoint.ip`,
+    /// `actor.user.uid`, `actor.session.uid`, `actor.session.issuer`,
+    /// `src_endpoint.autonomous_system.number`, `api.operation`, ...).
+    #[arg(long = "where", value_name = "EXPR")]
+    expr: Option<String>,
+    /// From this event time (RFC 3339 or epoch ms), inclusive.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<i64>,
+    /// To this event time (RFC 3339 or epoch ms), inclusive.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// RFC 3339 or epoch milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
+}
+
+/// Runs scope.
+pub fn run(args: Args) -> Result<()> {
+    if !args.store.join("ledger").is_dir() {
+        bail!("{} is not a piiwatch store (no ledger/)", args.store.display());
+    }
+    let mut st = store::Store::open(&args.store, store::Options::default())
+        .with_context(|| format!("cannot open store {}", args.store.display()))?;
+    let expr = match &args.expr {
+        Some(e) => {
+            let parsed = scope::parse(e).map_err(|e| super::Usage(e.to_string()))?;
+            Some(parsed.with_principal_aliases(&|v| st.secret().pseudonym(v)))
+        }
+        None => None,
+    };
+    let q = scope::Query { expr, from: args.from, to: args.to };
+    let answer = scope::scope(&args.store, &q)?;
+    let s = answer.summary();
+    let query = format!(
+        "where {}; from {}; to {}",
+        args.expr.as_deref().unwrap_or("(all)"),
+        ui::time(args.from),
+        ui::time(args.to)
+    );
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let at = jiff::Timestamp::now().as_millisecond();
+    st.audit(&store::Audit {
+        at,
+        user,
+        command: "scope".into(),
+        query,
+        events: s.events,
+        subjects: s.subjects,
+        reidentified: false,
+    })
+    .context("cannot record the query in the store")?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&s)?),
+        Format::Table => {
+            println!(
+                "{} accesses exposed {} subjects, from {} to {}",
+                s.events,
+                s.subjects,
+                ui::time(s.first_seen_time),
+                ui::time(s.last_seen_time)
+            );
+            let mut t = ui::table(&["subject type", "subjects"]);
+            for (k, n) in &s.subjects_by_type {
+                t.add_row(vec![k.clone(), n.to_string()]);
+            }
+            println!("{t}");
+            let mut t = ui::table(&["field class", "subjects"]);
+            for (k, n) in &s.fields {
+                t.add_row(vec![k.clone(), n.to_string()]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `piiwatch scope` driven as an investigator drives it: for every attack
+//! of every scenario, scoping by the attack's indicators gives exactly the
+//! simulator's truth; every scope is recorded in the store.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{ok, piiwatch};
+
+fn scope_json(store: &Path, expr: &str) -> Value {
+    let o = ok(&["scope", "--store", store.to_str().expect("utf-8 path"), "--format", "json", "--where", expr]);
+    serde_json::from_slice(&o.stdout).expect("scope prints JSON")
+}
+
+/// `f1 in (...) and f2 in (...)`: every indicator field must match, as an investigator would ask.
+fn indicators_expr(indicators: &Value) -> String {
+    let mut parts = Vec::new();
+    for (field, vals) in indicators.as_object().expect("indicators object") {
+        let vals: Vec<String> = vals
+            .as_array()
+            .expect("indicator values")
+            .iter()
+            .map(|v| format!("{:?}", v.as_str().expect("string")))
+            .collect();
+        parts.push(format!("{field} in ({})", vals.join(", ")));
+    }
+    parts.join(" and ")
+}
+
+#[test]
+fn scope_by_indicators_equals_the_simulated_truth_for_every_attack() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut attacks = 0;
+    for scenario in ["coupang", "insider", "bola"] {
+        let sim = tmp.path().join(scenario);
+        let store = tmp.path().join(format!("{scenario}.store"));
+        let s = sim.to_str().expect("utf-8");
+        ok(&["simulate", "--scenario", scenario, "--out", s, "--customers", "3000", "--days", "3"]);
+        ok(&[
+            "ingest",
+            "--store",
+            store.to_str().expect("utf-8"),
+            "--directory",
+            sim.join("directory.json").to_str().expect("utf-8"),
+            "--quarantine",
+            tmp.path().join("q.jsonl").to_str().expect("utf-8"),
+            "--out",
+            tmp.path().join("f.jsonl").to_str().expect("utf-8"),
+            sim.join("events.jsonl.gz").to_str().expect("utf-8"),
+        ]);
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("truth is JSON");
+        for a in truth["attacks"].as_array().expect("attacks") {
+            attacks += 1;
+            let name = a["name"].as_str().expect("name");
+            let mut expr = indicators_expr(&a["indicators"]);
+            // An attacker who is a customer also uses the shop normally from
+            // the same address: reading their own account is not an exposure
+            // (the truth does not count it), so an investigator leaves it out.
+            if let Some(own) = a["indicators"]["actor.user.uid"].as_array() {
+                let own: Vec<String> = own.iter().map(|v| format!("{:?}", v.as_str().expect("uid"))).collect();
+                expr = format!("({expr}) and not resources.uid in ({})", own.join(", "));
+            }
+            let got = scope_json(&store, &expr);
+            assert_eq!(got["subjects"], a["subjects"], "{name}: subjects\n{got}");
+            assert_eq!(got["subjects_by_type"], a["subjects_by_type"], "{name}");
+            assert_eq!(got["fields"], a["fields"], "{name}: per field class");
+            assert_eq!(got["events"], a["exposing_events"], "{name}: events");
+            // The attack's schedule bounds its first and last exposing access.
+            let (first, last) =
+                (got["first_seen_time"].as_i64().expect("first"), got["last_seen_time"].as_i64().expect("last"));
+            assert!(
+                a["start"].as_i64().expect("start") <= first && last <= a["end"].as_i64().expect("end"),
+                "{name}: {got}"
+            );
+        }
+    }
+    assert!(attacks >= 3, "every scenario has an attack");
+}
+
+#[test]
+fn scope_is_recorded_in_the_store_and_bad_expressions_are_usage_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sim = tmp.path().join("sim");
+    let store = tmp.path().join("store");
+    let st = store.to_str().expect("utf-8");
+    ok(&[
+        "simulate",
+        "--scenario",
+        "coupang",
+        "--out",
+        sim.to_str().expect("utf-8"),
+        "--customers",
+        "300",
+        "--days",
+        "1",
+    ]);
+    ok(&[
+        "ingest",
+        "--store",
+        st,
+        "--out",
+        tmp.path().join("f.jsonl").to_str().expect("utf-8"),
+        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
+    ]);
+    let records = |_: ()| -> u64 {
+        let o = ok(&["verify", "--store", st, "--format", "json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["records"].as_u64().expect("records")
+    };
+    let before = records(());
+    let all = scope_json(&store, r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#);
+    assert!(all["subjects"].as_u64().expect("n") > 0, "{all}");
+    let none = scope_json(&store, r#"src_endpoint.ip = "192.0.2.255""#);
+    assert_eq!(none["subjects"], 0);
+    assert_eq!(records(()), before + 2, "each scope appends one audit record");
+    // The audit record says what was asked, and no subject id.
+    let ledger: Vec<u8> = std::fs::read_dir(store.join("ledger"))
+        .expect("ledger")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .flat_map(|p| std::fs::read(p).expect("segment"))
+        .collect();
+    assert!(String::from_utf8_lossy(&ledger).contains(r#"192.0.2.255"#));
+
+    for bad in [r#"src_endpoint.ip ~ "x""#, r#"nope = "x""#, "(", r#"src_endpoint.ip cidr "300.1.1.1/8""#] {
+        let o = piiwatch(&["scope", "--store", st, "--where", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("at byte"), "{err}");
+    }
+    let o = piiwatch(&[
+        "scope",
+        "--store",
+        tmp.path().join("none").to_str().expect("utf-8"),
+        "--where",
+        r#"api.operation = "x""#,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
