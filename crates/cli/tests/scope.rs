@@ -63,7 +63,30 @@ fn scope_by_indicators_equals_the_simulated_truth_for_every_attack() {
                 let own: Vec<String> = own.iter().map(|v| format!("{:?}", v.as_str().expect("uid"))).collect();
                 expr = format!("({expr}) and not resources.uid in ({})", own.join(", "));
             }
-            let got = scope_json(&store, &expr);
+            let out = tmp.path().join(format!("{name}.subjects"));
+            let o = ok(&[
+                "scope",
+                "--store",
+                store.to_str().expect("utf-8"),
+                "--format",
+                "json",
+                "--where",
+                &expr,
+                "--subjects-out",
+                out.to_str().expect("utf-8"),
+            ]);
+            let got: Value = serde_json::from_slice(&o.stdout).expect("scope prints JSON");
+            // The real ids, decrypted from the store's map, are exactly the truth's.
+            let listed: Vec<String> =
+                std::fs::read_to_string(&out).expect("subjects file").lines().map(str::to_owned).collect();
+            let mut expected: Vec<String> = a["exposed_subjects"]
+                .as_array()
+                .expect("exposed_subjects")
+                .iter()
+                .map(|v| v.as_str().expect("id").to_owned())
+                .collect();
+            expected.sort();
+            assert_eq!(listed, expected, "{name}: subject list");
             assert_eq!(got["subjects"], a["subjects"], "{name}: subjects\n{got}");
             assert_eq!(got["subjects_by_type"], a["subjects_by_type"], "{name}");
             assert_eq!(got["fields"], a["fields"], "{name}: per field class");

@@ -133,6 +133,10 @@ fn ingest_stores_every_event_pseudonymised_and_never_twice() {
     let subject = raw.split("\"resources\":[{\"uid\":\"").nth(1).unwrap().split('"').next().unwrap();
     assert!(!text.contains(&format!("\"{subject}\"")), "subject id {subject} stored in clear");
     assert!(text.contains("\"subjects\":[{\"id\":\""));
+    // The map back to real ids is encrypted: no id in clear there either.
+    let map = fs::read(store.join("subjects.map")).unwrap();
+    assert!(map.len() > 1000);
+    assert!(!String::from_utf8_lossy(&map).contains(subject), "subject id {subject} in the map in clear");
 
     // The same input again (under another name, too): nothing new.
     let again = ingest(&store, &input, &[]);

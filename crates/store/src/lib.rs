@@ -6,12 +6,14 @@
 //! - `secret`: 32 random bytes (mode 0600) keying the pseudonyms of subject
 //!   ids (see [`secret`]); no subject id, and no personal data value, is ever
 //!   written: events carry pseudonyms and field *classes* only;
+//! - `subjects.map`: pseudonym → subject id, encrypted (see [`subjects`]);
 //! - `inputs.json`: which inputs were ingested and how far, so that ingesting
 //!   an input again does not count it twice (derived from the ledger's input
 //!   records; rebuilt from them if it does not match `HEAD`).
 
 pub mod ledger;
 pub mod secret;
+pub mod subjects;
 
 use std::fs;
 use std::io::{self, Read};
@@ -149,15 +151,23 @@ impl StoredEvent {
     /// principal of customer-kind calls (a customer's principal id is a
     /// subject id).
     pub fn from_event(e: &Event<'_>, symbols: &Symbols, secret: &Secret) -> Self {
+        Self::from_event_with(e, symbols, &mut |id| secret.pseudonym(id))
+    }
+
+    /// As [`StoredEvent::from_event`], with the pseudonymiser given.
+    pub fn from_event_with(e: &Event<'_>, symbols: &Symbols, pseudonym: &mut dyn FnMut(&str) -> String) -> Self {
         // A principal is pseudonymised when the event says it is a customer
         // or when its id has been seen as a subject id.
-        let principal = |name: &str, customer: bool| {
-            if customer || symbols.subjects.get(name).is_some() { secret.pseudonym(name) } else { name.to_owned() }
+        let principal = |name: &str, customer: bool, pseudonym: &mut dyn FnMut(&str) -> String| {
+            if customer || symbols.subjects.get(name).is_some() { pseudonym(name) } else { name.to_owned() }
         };
         match e {
             Event::Access(a) => {
-                let principal =
-                    principal(symbols.principal_name(a.principal), a.principal_kind == PrincipalKind::Customer);
+                let principal = principal(
+                    symbols.principal_name(a.principal),
+                    a.principal_kind == PrincipalKind::Customer,
+                    pseudonym,
+                );
                 Self::Access {
                     time: a.time,
                     activity_id: activity_id(a.activity),
@@ -176,7 +186,7 @@ impl StoredEvent {
                         .subjects
                         .iter()
                         .map(|s| StoredSubject {
-                            id: secret.pseudonym(symbols.subject_name(s.id)),
+                            id: pseudonym(symbols.subject_name(s.id)),
                             kind: s.kind.as_str().to_owned(),
                             fields: symbols.fields.names(s.fields).map(str::to_owned).collect(),
                         })
@@ -185,14 +195,22 @@ impl StoredEvent {
             }
             Event::Issuance(i) => Self::Issuance {
                 time: i.time,
-                principal: principal(symbols.principal_name(i.principal), i.principal_kind == PrincipalKind::Customer),
+                principal: principal(
+                    symbols.principal_name(i.principal),
+                    i.principal_kind == PrincipalKind::Customer,
+                    pseudonym,
+                ),
                 token: symbols.token_name(i.token).to_owned(),
                 key: i.key.map(|k| symbols.key_name(k).to_owned()),
                 expires: i.expires,
             },
             Event::Offboarding(o) => Self::Offboarding {
                 time: o.time,
-                principal: principal(symbols.principal_name(o.principal), o.principal_kind == PrincipalKind::Customer),
+                principal: principal(
+                    symbols.principal_name(o.principal),
+                    o.principal_kind == PrincipalKind::Customer,
+                    pseudonym,
+                ),
                 action: match o.kind {
                     OffboardKind::Disable => "disable",
                     OffboardKind::Delete => "delete",
@@ -253,6 +271,7 @@ pub struct Store {
     dir: PathBuf,
     secret: Secret,
     ledger: ledger::Ledger,
+    map: subjects::MapWriter,
     marks: Vec<InputMark>,
     /// Events appended and not yet committed.
     pending: u64,
@@ -279,7 +298,8 @@ impl Store {
             .map_err(|e| Error::Io { what: format!("cannot open the secret of {}", dir.display()), source: e })?;
         let ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
         let marks = load_marks(dir, ledger.head().records)?;
-        Ok(Self { dir: dir.to_owned(), secret, ledger, marks, pending: 0 })
+        let map = subjects::MapWriter::open(dir, &secret)?;
+        Ok(Self { dir: dir.to_owned(), secret, ledger, map, marks, pending: 0 })
     }
 
     /// The store's directory.
@@ -321,6 +341,25 @@ impl Store {
         Ok(Resume { prefix_len, prefix_sha256: prefix_hash(path, prefix_len)?, skip_lines: skip })
     }
 
+    /// Normalizes, pseudonymises and appends one reader event, recording
+    /// each new pseudonym's id in the encrypted map (durable at the next
+    /// [`Store::commit`]).
+    pub fn append_event(&mut self, e: &Event<'_>, symbols: &Symbols) -> Result<(), Error> {
+        let Self { secret, map, .. } = self;
+        let mut failed = None;
+        let stored = StoredEvent::from_event_with(e, symbols, &mut |id| {
+            let p = secret.pseudonym_bytes(id);
+            if let Err(err) = map.note(p, id) {
+                failed.get_or_insert(err);
+            }
+            hex::encode(p)
+        });
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        self.append(&stored)
+    }
+
     /// Appends one event (durable at the next [`Store::commit`]).
     pub fn append(&mut self, event: &StoredEvent) -> Result<(), Error> {
         let bytes = serde_json::to_vec(event).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -337,6 +376,8 @@ impl Store {
             let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
             self.ledger.append(kind::INPUT, &bytes)?;
         }
+        // Every pseudonym the ledger is about to acknowledge must resolve.
+        self.map.sync()?;
         let head = self.ledger.commit()?;
         for m in progress {
             match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {

@@ -48,12 +48,26 @@ impl Secret {
         }
     }
 
-    /// The pseudonym of a subject id.
+    /// The pseudonym of a subject id, in hex.
     pub fn pseudonym(&self, id: &str) -> String {
+        hex::encode(self.pseudonym_bytes(id))
+    }
+
+    /// The pseudonym of a subject id.
+    pub fn pseudonym_bytes(&self, id: &str) -> [u8; 16] {
+        let tag = self.mac(id.as_bytes());
+        tag[..16].try_into().unwrap_or_default()
+    }
+
+    /// A key for another purpose, derived from the secret and a label.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        self.mac(label)
+    }
+
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
         let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        m.update(id.as_bytes());
-        let tag = m.finalize().into_bytes();
-        hex::encode(&tag[..16])
+        m.update(data);
+        m.finalize().into_bytes().into()
     }
 }
 

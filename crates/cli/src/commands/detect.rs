@@ -150,8 +150,7 @@ impl Ingesting<'_> {
         if self.error.is_some() {
             return;
         }
-        let stored = store::StoredEvent::from_event(event, symbols, self.store.secret());
-        match self.store.append(&stored) {
+        match self.store.append_event(event, symbols) {
             Ok(()) => self.stored += 1,
             Err(e) => self.error = Some(e),
         }

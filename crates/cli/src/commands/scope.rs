@@ -26,6 +26,11 @@ pub struct Args {
     /// To this event time (RFC 3339 or epoch ms), inclusive.
     #[arg(long, value_parser = parse_time)]
     to: Option<i64>,
+    /// Write the exposed subjects' real ids here, one per line (sorted; mode
+    /// 0600). Decrypts the store's subject map; the ledger records that this
+    /// re-identification happened.
+    #[arg(long, value_name = "FILE")]
+    subjects_out: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -64,6 +69,26 @@ pub fn run(args: Args) -> Result<()> {
         ui::time(args.from),
         ui::time(args.to)
     );
+    if let Some(path) = &args.subjects_out {
+        let map = store::subjects::read_map(&args.store, st.secret()).context("cannot open the subject map")?;
+        let mut ids = Vec::with_capacity(answer.subjects.len());
+        let mut unknown = 0u64;
+        for p in answer.subjects.keys() {
+            match map.get(p) {
+                Some(id) => ids.push(id.as_str()),
+                None => unknown += 1,
+            }
+        }
+        if unknown > 0 {
+            bail!("{unknown} exposed subjects have no entry in the subject map: it was altered or lost");
+        }
+        ids.sort_unstable();
+        let mut text = ids.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        write_private(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     let at = jiff::Timestamp::now().as_millisecond();
     st.audit(&store::Audit {
@@ -73,7 +98,7 @@ pub fn run(args: Args) -> Result<()> {
         query,
         events: s.events,
         subjects: s.subjects,
-        reidentified: false,
+        reidentified: args.subjects_out.is_some(),
     })
     .context("cannot record the query in the store")?;
     match args.format {
@@ -99,4 +124,16 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a file only its owner can read (it holds real subject ids).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

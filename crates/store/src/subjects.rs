@@ -1,0 +1,154 @@
+//! The map from pseudonyms back to real subject ids, encrypted at rest.
+//!
+//! `DIR/subjects.map` is append-only: each entry is
+//!
+//! ```text
+//! pseudonym: 16 bytes | nonce: 12 bytes | len: u16 LE | AES-256-GCM(uid): len bytes
+//! ```
+//!
+//! under a key derived from the store's secret (HMAC-SHA-256 of a fixed
+//! label), with the pseudonym as associated data, so an entry cannot be
+//! moved to another pseudonym. Pseudonyms are not secret (the ledger is full
+//! of them); the ids are, and are read only when a command asks for real ids
+//! (`scope --subjects-out`), which the ledger then records. The map is
+//! flushed and fsynced before every ledger commit, so every pseudonym the
+//! ledger acknowledges can be resolved; a torn last entry is cut back.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, Nonce, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit};
+
+use crate::ledger::Error;
+use crate::secret::Secret;
+
+const HEAD: usize = 16 + 12 + 2;
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { what, source }
+}
+
+/// Appends new pseudonym → id pairs.
+pub struct MapWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    cipher: Aes256Gcm,
+    known: HashSet<[u8; 16]>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for MapWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapWriter").field("path", &self.path).field("known", &self.known.len()).finish()
+    }
+}
+
+fn cipher(secret: &Secret) -> Aes256Gcm {
+    Aes256Gcm::new_from_slice(&secret.derive(b"piiwatch subject map v1")).expect("a 32-byte key")
+}
+
+/// Reads entries: (pseudonym, nonce, ciphertext); stops at a torn tail, returning its offset.
+fn entries(bytes: &[u8], mut each: impl FnMut(&[u8; 16], &[u8], &[u8])) -> usize {
+    let mut pos = 0;
+    while pos + HEAD <= bytes.len() {
+        let len = usize::from(u16::from_le_bytes([bytes[pos + 28], bytes[pos + 29]]));
+        if pos + HEAD + len > bytes.len() {
+            break;
+        }
+        let p: [u8; 16] = bytes[pos..pos + 16].try_into().unwrap_or_default();
+        each(&p, &bytes[pos + 16..pos + 28], &bytes[pos + HEAD..pos + HEAD + len]);
+        pos += HEAD + len;
+    }
+    pos
+}
+
+impl MapWriter {
+    /// Opens `DIR/subjects.map` for appending, cutting back a torn last entry.
+    pub fn open(dir: &Path, secret: &Secret) -> Result<Self, Error> {
+        let path = dir.join("subjects.map");
+        let mut f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(format!("cannot open {}", path.display())))?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(io(format!("cannot read {}", path.display())))?;
+        let mut known = HashSet::new();
+        let whole = entries(&bytes, |p, _, _| {
+            known.insert(*p);
+        });
+        if whole < bytes.len() {
+            f.set_len(whole as u64).map_err(io(format!("cannot cut back {}", path.display())))?;
+        }
+        Ok(Self { path, out: BufWriter::new(f), cipher: cipher(secret), known, dirty: false })
+    }
+
+    /// Records that `pseudonym` stands for `id` (once per pseudonym).
+    pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<(), Error> {
+        if !self.known.insert(pseudonym) {
+            return Ok(());
+        }
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
+        let n = Nonce::<Aes256Gcm>::try_from(&nonce[..]).map_err(|_| Error::Corrupt("nonce".into()))?;
+        let ct = self
+            .cipher
+            .encrypt(&n, Payload { msg: id.as_bytes(), aad: &pseudonym })
+            .map_err(|_| Error::Corrupt("cannot encrypt a subject id".into()))?;
+        let len = u16::try_from(ct.len()).map_err(|_| Error::TooLarge(ct.len()))?;
+        let w = &mut self.out;
+        (|| {
+            w.write_all(&pseudonym)?;
+            w.write_all(&nonce)?;
+            w.write_all(&len.to_le_bytes())?;
+            w.write_all(&ct)
+        })()
+        .map_err(io(format!("cannot write {}", self.path.display())))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes every entry durable (before the ledger acknowledges events that use them).
+    pub fn sync(&mut self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.out.flush().map_err(io(format!("cannot write {}", self.path.display())))?;
+        self.out.get_ref().sync_data().map_err(io(format!("cannot sync {}", self.path.display())))?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does
+/// not decrypt (altered, or from another store) is an error.
+pub fn read_map(dir: &Path, secret: &Secret) -> Result<HashMap<String, String>, Error> {
+    let path = dir.join("subjects.map");
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(format!("cannot read {}", path.display())))?;
+    let c = cipher(secret);
+    let mut out = HashMap::new();
+    let mut bad = 0u64;
+    entries(&bytes, |p, nonce, ct| {
+        let Ok(n) = Nonce::<Aes256Gcm>::try_from(nonce) else {
+            bad += 1;
+            return;
+        };
+        match c.decrypt(&n, Payload { msg: ct, aad: p }).ok().and_then(|pt| String::from_utf8(pt).ok()) {
+            Some(id) => {
+                out.insert(hex::encode(p), id);
+            }
+            None => bad += 1,
+        }
+    });
+    if bad > 0 {
+        return Err(Error::Corrupt(format!("{}: {bad} entries do not decrypt", path.display())));
+    }
+    Ok(out)
+}
