@@ -164,3 +164,88 @@ fn scope_is_recorded_in_the_store_and_bad_expressions_are_usage_errors() {
     ]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn scope_of_a_stored_finding_is_its_indicators_over_its_span() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sim = tmp.path().join("sim");
+    let store = tmp.path().join("store");
+    let st = store.to_str().expect("utf-8");
+    let findings = tmp.path().join("f.jsonl");
+    ok(&[
+        "simulate",
+        "--scenario",
+        "coupang",
+        "--out",
+        sim.to_str().expect("utf-8"),
+        "--customers",
+        "3000",
+        "--days",
+        "3",
+    ]);
+    ok(&[
+        "ingest",
+        "--store",
+        st,
+        "--directory",
+        sim.join("directory.json").to_str().expect("utf-8"),
+        "--out",
+        findings.to_str().expect("utf-8"),
+        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
+    ]);
+    // The forged-token finding as last updated.
+    let text = std::fs::read_to_string(&findings).expect("findings");
+    let finding: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("finding JSON"))
+        .filter(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
+        .last()
+        .expect("a forged-token finding");
+    let uid = finding["finding_info"]["uid"].as_str().expect("uid");
+    let by_alert: Value =
+        serde_json::from_slice(&ok(&["scope", "--store", st, "--format", "json", "--alert", uid]).stdout)
+            .expect("json");
+    // The same, asked by hand: every indicator field, any of its values, over the span.
+    let mut fields: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for o in finding["observables"].as_array().expect("observables") {
+        let name = o["name"].as_str().expect("name").to_owned();
+        let v = format!("{:?}", o["value"].as_str().expect("value"));
+        let e = fields.entry(name).or_default();
+        if !e.contains(&v) {
+            e.push(v);
+        }
+    }
+    let expr: Vec<String> = fields.iter().map(|(f, v)| format!("{f} in ({})", v.join(", "))).collect();
+    let from = finding["finding_info"]["first_seen_time"].to_string();
+    let to = finding["finding_info"]["last_seen_time"].to_string();
+    let by_hand: Value = serde_json::from_slice(
+        &ok(&[
+            "scope",
+            "--store",
+            st,
+            "--format",
+            "json",
+            "--where",
+            &expr.join(" and "),
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ])
+        .stdout,
+    )
+    .expect("json");
+    assert_eq!(by_alert, by_hand);
+    assert!(by_alert["events"].as_u64().expect("events") > 0, "{by_alert}");
+    // Over all time it can only grow.
+    let all: Value =
+        serde_json::from_slice(&ok(&["scope", "--store", st, "--format", "json", "--alert", uid, "--all-time"]).stdout)
+            .expect("json");
+    assert!(all["subjects"].as_u64() >= by_alert["subjects"].as_u64());
+
+    assert_eq!(piiwatch(&["scope", "--store", st, "--alert", "pw-none-0"]).status.code(), Some(1));
+    assert_eq!(
+        piiwatch(&["scope", "--store", st, "--alert", uid, "--where", "api.operation = \"x\""]).status.code(),
+        Some(2)
+    );
+}

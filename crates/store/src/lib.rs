@@ -34,6 +34,8 @@ pub mod kind {
     pub const INPUT: u8 = 2;
     /// A query of the store ([`super::Audit`], JSON).
     pub const AUDIT: u8 = 3;
+    /// A finding, as the OCSF Detection Finding line `detect` wrote.
+    pub const ALERT: u8 = 4;
 }
 
 /// A query or export of the store, recorded in the ledger itself.
@@ -360,6 +362,11 @@ impl Store {
         self.append(&stored)
     }
 
+    /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
+    pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
+        self.ledger.append(kind::ALERT, ocsf_line.as_bytes())
+    }
+
     /// Appends one event (durable at the next [`Store::commit`]).
     pub fn append(&mut self, event: &StoredEvent) -> Result<(), Error> {
         let bytes = serde_json::to_vec(event).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -398,6 +405,20 @@ impl Store {
         self.ledger.append(kind::AUDIT, &bytes)?;
         self.ledger.commit()
     }
+}
+
+/// Every stored finding (its latest update) with this `finding_info.uid`, as JSON.
+pub fn alert(dir: &Path, uid: &str) -> Result<Option<serde_json::Value>, Error> {
+    let mut found = None;
+    ledger::scan(&dir.join("ledger"), |r| {
+        if r.kind == kind::ALERT
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(r.payload)
+            && v["finding_info"]["uid"] == uid
+        {
+            found = Some(v);
+        }
+    })?;
+    Ok(found)
 }
 
 /// Calls `each` with every event in the store, in ledger order.

@@ -68,6 +68,8 @@ struct AlertWriter {
     flush_each: bool,
     per: BTreeMap<&'static str, PerDetector>,
     error: Option<io::Error>,
+    /// With `ingest`: every finding line also goes to the parsing thread, which stores it.
+    keep: Option<std::sync::mpsc::Sender<String>>,
 }
 
 impl Sink for AlertWriter {
@@ -82,6 +84,9 @@ impl Sink for AlertWriter {
             return;
         }
         let line = alert.to_ocsf().to_string();
+        if let Some(k) = &self.keep {
+            let _ = k.send(line.clone());
+        }
         let r = writeln!(self.out, "{line}").and_then(|()| if self.flush_each { self.out.flush() } else { Ok(()) });
         if let Err(err) = r {
             self.error = Some(err);
@@ -135,6 +140,8 @@ pub struct Ingesting<'a> {
     pub error: Option<store::Error>,
     /// Events between commits.
     pub commit_every: u64,
+    /// Findings from the detection thread, stored at each commit.
+    pub alerts: Option<Receiver<String>>,
 }
 
 impl Ingesting<'_> {
@@ -156,10 +163,15 @@ impl Ingesting<'_> {
         }
     }
 
-    /// Commits what was appended, with each input's progress.
+    /// Commits what was appended, with each input's progress and the findings so far.
     fn commit(&mut self) -> Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e).context("cannot store events");
+        }
+        if let Some(rx) = &self.alerts {
+            for line in rx.try_iter() {
+                self.store.append_alert(&line).context("cannot store a finding")?;
+            }
         }
         let marks: Vec<store::InputMark> = self
             .resume
@@ -248,6 +260,7 @@ fn detect_thread(
     out: Option<std::fs::File>,
     follow: bool,
     rx: Receiver<Msg>,
+    keep: Option<std::sync::mpsc::Sender<String>>,
 ) -> Result<Detected> {
     let mut engine = Engine::new(cfg, world)?;
     engine.set_inputs(inputs);
@@ -255,7 +268,7 @@ fn detect_thread(
         Some(f) => Box::new(BufWriter::new(f)),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
-    let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None };
+    let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None, keep };
     let mut symbols = Symbols::default();
     for msg in rx {
         match msg {
@@ -374,9 +387,17 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
         let tx = tx;
         let cfg = &cfg;
         let follow = args.follow;
+        let keep = match &mut ingest {
+            Some(ing) => {
+                let (ktx, krx) = std::sync::mpsc::channel();
+                ing.alerts = Some(krx);
+                Some(ktx)
+            }
+            None => None,
+        };
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
-            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, rx))
+            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, rx, keep))
             .context("cannot start the detection thread")?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
@@ -434,6 +455,11 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
             feeder.send(&tx, &symbols, &mut marks);
         }
         drop(tx);
+        let detected = match detector.join() {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!("the detection thread failed"),
+        };
+        // The last findings arrive once detection has finished.
         let stored = match &mut feeder.ingest {
             Some(ing) => {
                 ing.commit()?;
@@ -445,10 +471,6 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
             None => None,
         };
         let quarantined = feeder.quarantined;
-        let detected = match detector.join() {
-            Ok(r) => r?,
-            Err(_) => anyhow::bail!("the detection thread failed"),
-        };
         anyhow::Ok((detected, (quarantined, stored)))
     })?;
     let (quarantined, stored) = quarantined;

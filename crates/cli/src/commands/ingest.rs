@@ -47,6 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         skipped: 0,
         error: None,
         commit_every: args.commit_every.max(1),
+        alerts: None,
     };
     detect::pipeline(&args.detect, Some(ingesting))
 }

@@ -18,8 +18,15 @@ pub struct Args {
     /// parentheses; fields are the input's paths (`src_endpoint.ip`,
     /// `actor.user.uid`, `actor.session.uid`, `actor.session.issuer`,
     /// `src_endpoint.autonomous_system.number`, `api.operation`, ...).
-    #[arg(long = "where", value_name = "EXPR")]
+    #[arg(long = "where", value_name = "EXPR", required_unless_present = "alert")]
     expr: Option<String>,
+    /// Scope a finding stored by `ingest`: the accesses matching all of its
+    /// indicators (each field any of its values), over the finding's span.
+    #[arg(long, value_name = "UID", conflicts_with = "expr")]
+    alert: Option<String>,
+    /// With --alert: over all time, not only the finding's span.
+    #[arg(long, requires = "alert")]
+    all_time: bool,
     /// From this event time (RFC 3339 or epoch ms), inclusive.
     #[arg(long, value_parser = parse_time)]
     from: Option<i64>,
@@ -53,21 +60,39 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut st = store::Store::open(&args.store, store::Options::default())
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
-    let expr = match &args.expr {
+    let (mut from, mut to) = (args.from, args.to);
+    let text = match (&args.expr, &args.alert) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(uid)) => {
+            let finding = store::alert(&args.store, uid)?
+                .with_context(|| format!("no finding with uid {uid} in store {}", args.store.display()))?;
+            if !args.all_time {
+                from = from.or_else(|| finding["finding_info"]["first_seen_time"].as_i64());
+                to = to.or_else(|| finding["finding_info"]["last_seen_time"].as_i64());
+            }
+            Some(
+                alert_expr(&finding)
+                    .with_context(|| format!("finding {uid} names no indicator scope can select by"))?,
+            )
+        }
+        (None, None) => None,
+    };
+    let expr = match &text {
         Some(e) => {
             let parsed = scope::parse(e).map_err(|e| super::Usage(e.to_string()))?;
             Some(parsed.with_principal_aliases(&|v| st.secret().pseudonym(v)))
         }
         None => None,
     };
-    let q = scope::Query { expr, from: args.from, to: args.to };
+    let q = scope::Query { expr, from, to };
     let answer = scope::scope(&args.store, &q)?;
     let s = answer.summary();
     let query = format!(
-        "where {}; from {}; to {}",
-        args.expr.as_deref().unwrap_or("(all)"),
-        ui::time(args.from),
-        ui::time(args.to)
+        "{}where {}; from {}; to {}",
+        args.alert.as_ref().map(|a| format!("alert {a}: ")).unwrap_or_default(),
+        text.as_deref().unwrap_or("(all)"),
+        ui::time(from),
+        ui::time(to)
     );
     if let Some(path) = &args.subjects_out {
         let map = store::subjects::read_map(&args.store, st.secret()).context("cannot open the subject map")?;
@@ -124,6 +149,26 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The expression a finding's observables make: every field that scope
+/// knows, any of its values, all fields together.
+fn alert_expr(finding: &serde_json::Value) -> Option<String> {
+    let mut by_field: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    for o in finding["observables"].as_array()? {
+        let (Some(name), Some(value)) = (o["name"].as_str(), o["value"].as_str()) else { continue };
+        if scope::Field::ALL.iter().any(|(p, _)| *p == name) {
+            let quoted = format!("{value:?}");
+            let vals = by_field.entry(name).or_default();
+            if !vals.contains(&quoted) {
+                vals.push(quoted);
+            }
+        }
+    }
+    if by_field.is_empty() {
+        return None;
+    }
+    Some(by_field.iter().map(|(f, v)| format!("{f} in ({})", v.join(", "))).collect::<Vec<_>>().join(" and "))
 }
 
 /// Writes a file only its owner can read (it holds real subject ids).
