@@ -198,8 +198,7 @@ fn scope_of_a_stored_finding_is_its_indicators_over_its_span() {
     let finding: Value = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("finding JSON"))
-        .filter(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
-        .last()
+        .rfind(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
         .expect("a forged-token finding");
     let uid = finding["finding_info"]["uid"].as_str().expect("uid");
     let by_alert: Value =
