@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::ledger::{blocks, ledger_text};
 use support::{ok, piiwatch};
 
 /// A small simulation, decompressed to a plain file (so tests can cut it).
@@ -37,7 +38,7 @@ fn ingest(store: &Path, input: &Path, extra: &[&str]) -> Value {
         "--store",
         store.to_str().unwrap(),
         "--segment-bytes",
-        "300000",
+        "20000",
         "--format",
         "json",
         "--quarantine",
@@ -73,16 +74,36 @@ fn problems(v: &Value) -> String {
     v["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join(" | ")
 }
 
-/// Record frames of a segment: (offset, length of the whole frame).
-fn frames(seg: &[u8]) -> Vec<(usize, usize)> {
+/// Record frames inside a block's records: (offset, length of the whole frame).
+fn frames(raw: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut pos = 48;
-    while pos + 37 <= seg.len() {
-        let len = u32::from_le_bytes(seg[pos..pos + 4].try_into().unwrap()) as usize;
+    let mut pos = 0;
+    while pos + 37 <= raw.len() {
+        let len = u32::from_le_bytes(raw[pos..pos + 4].try_into().unwrap()) as usize;
         out.push((pos, 37 + len));
         pos += 37 + len;
     }
     out
+}
+
+/// Rewrites the records of block `i` of the segment at `path` (recompressing
+/// it with a valid header, as someone covering their tracks would).
+fn rewrite_block(path: &Path, i: usize, edit: impl FnOnce(&mut Vec<u8>)) {
+    let seg = fs::read(path).unwrap();
+    let (off, len, mut raw) = blocks(&seg).swap_remove(i);
+    edit(&mut raw);
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &raw).unwrap();
+    let data = enc.finish().unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(&data);
+    let mut out = seg[..off].to_vec();
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&data);
+    out.extend_from_slice(&seg[off + len..]);
+    fs::write(path, out).unwrap();
 }
 
 fn segments(store: &Path) -> Vec<PathBuf> {
@@ -127,8 +148,7 @@ fn ingest_stores_every_event_pseudonymised_and_never_twice() {
     assert!(segments(&store).len() > 3, "small segments roll over");
 
     // No subject id appears in the ledger; pseudonyms do.
-    let all: Vec<u8> = segments(&store).iter().flat_map(|p| fs::read(p).unwrap()).collect();
-    let text = String::from_utf8_lossy(&all);
+    let text = ledger_text(&store);
     let raw = String::from_utf8_lossy(&fs::read(&input).unwrap()).into_owned();
     let subject = raw.split("\"resources\":[{\"uid\":\"").nth(1).unwrap().split('"').next().unwrap();
     assert!(!text.contains(&format!("\"{subject}\"")), "subject id {subject} stored in clear");
@@ -185,42 +205,45 @@ fn verify_names_every_kind_of_tampering() {
     };
     let seg = |store: &Path, i: usize| segments(store)[i].clone();
 
-    damaged("a flipped byte in a record", "00000002.seg: record 3 at byte", &|s| {
-        let p = seg(s, 1);
-        let mut b = fs::read(&p).unwrap();
-        let (off, len) = frames(&b)[3];
-        b[off + len / 2] ^= 0x20;
-        fs::write(&p, b).unwrap();
+    damaged("a flipped byte in a record", "00000002.seg: record 3 (block at byte 48)", &|s| {
+        rewrite_block(&seg(s, 1), 0, |raw| {
+            let (off, len) = frames(raw)[3];
+            raw[off + len / 2] ^= 0x20;
+        });
     });
     damaged("a record removed", "00000002.seg: record 5", &|s| {
-        let p = seg(s, 1);
-        let mut b = fs::read(&p).unwrap();
-        let (off, len) = frames(&b)[5];
-        b.drain(off..off + len);
-        fs::write(&p, b).unwrap();
+        rewrite_block(&seg(s, 1), 0, |raw| {
+            let (off, len) = frames(raw)[5];
+            raw.drain(off..off + len);
+        });
     });
     damaged("two records swapped", "00000003.seg: record 7", &|s| {
-        let p = seg(s, 2);
-        let b = fs::read(&p).unwrap();
-        let f = frames(&b);
-        let ((o1, l1), (o2, l2)) = (f[7], f[8]);
-        let mut out = b[..o1].to_vec();
-        out.extend_from_slice(&b[o2..o2 + l2]);
-        out.extend_from_slice(&b[o1..o1 + l1]);
-        out.extend_from_slice(&b[o2 + l2..]);
-        fs::write(&p, out).unwrap();
+        rewrite_block(&seg(s, 2), 0, |raw| {
+            let f = frames(raw);
+            let ((o1, l1), (o2, l2)) = (f[7], f[8]);
+            let mut out = raw[..o1].to_vec();
+            out.extend_from_slice(&raw[o2..o2 + l2]);
+            out.extend_from_slice(&raw[o1..o1 + l1]);
+            out.extend_from_slice(&raw[o2 + l2..]);
+            *raw = out;
+        });
     });
-    damaged("a segment cut inside a record", "truncated", &|s| {
+    damaged("a block's compressed bytes altered", "00000002.seg: block at byte 48 does not match its checksum", &|s| {
+        let p = seg(s, 1);
+        let mut b = fs::read(&p).unwrap();
+        b[48 + 40] ^= 0x04;
+        fs::write(&p, b).unwrap();
+    });
+    damaged("a segment cut inside a block", "truncated", &|s| {
         let p = seg(s, 1);
         let b = fs::read(&p).unwrap();
         fs::write(&p, &b[..b.len() - 10]).unwrap();
     });
-    damaged("the last records cut at a record boundary", "HEAD acknowledges", &|s| {
+    damaged("the last block cut at a block boundary", "HEAD acknowledges", &|s| {
         let segs = segments(s);
         let p = segs.last().unwrap();
         let b = fs::read(p).unwrap();
-        let f = frames(&b);
-        let (off, _) = f[f.len() - 2];
+        let (off, _, _) = *blocks(&b).last().unwrap();
         fs::write(p, &b[..off]).unwrap();
     });
     damaged("the last segment removed", "HEAD acknowledges", &|s| {
@@ -287,7 +310,7 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_counts_nothing_twice() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
-            .args(["ingest", "--store", store.to_str().unwrap(), "--segment-bytes", "300000", "--commit-every", "5000"])
+            .args(["ingest", "--store", store.to_str().unwrap(), "--segment-bytes", "20000", "--commit-every", "5000"])
             .args(["--quarantine", tmp.path().join("q.jsonl").to_str().unwrap()])
             .args(["--out", tmp.path().join(format!("f{round}.jsonl")).to_str().unwrap()])
             .arg(&input)

@@ -1,35 +1,56 @@
-//! The ledger: append-only segment files of hash-chained records.
+//! The ledger: append-only segment files of hash-chained records, compressed
+//! in blocks.
 //!
 //! A segment (`ledger/00000001.seg`, ...) starts with a 48-byte header:
-//! the magic `PIIWLED1`, its sequence number (u64 LE) and the hash of the
+//! the magic `PIIWLED2`, its sequence number (u64 LE) and the hash of the
 //! last record of the segment before (zeros for the first), so segments are
-//! chained to each other. Then records, each framed as
+//! chained to each other. Then blocks, each
+//!
+//! ```text
+//! compressed length: u32 LE | raw length: u32 LE | CRC-32 of the compressed bytes: u32 LE | DEFLATE(records)
+//! ```
+//!
+//! (the CRC makes any flipped bit of a block show, even one DEFLATE would
+//! ignore, such as the padding after its last code)
+//!
+//! and inside a block, records, each framed as
 //!
 //! ```text
 //! len: u32 LE | kind: u8 | payload: len bytes | hash: 32 bytes
 //! hash = SHA-256(previous record's hash | kind | len | payload)
 //! ```
 //!
-//! Appends go to the newest segment, which rolls over past a size bound.
-//! [`Ledger::commit`] makes what was appended durable (flush, fsync) and only
-//! then moves `HEAD` (record count, segment, offset and tip hash, replaced
-//! atomically by rename). What `HEAD` names is what the store acknowledged:
-//! on the next open anything after it (a torn record, records written but
-//! never committed) is cut back, so a crash loses nothing acknowledged and
-//! leaves nothing half-counted.
+//! The chain is over the records themselves, so compression changes nothing
+//! about what is proved. Appends fill a block in memory; a block is sealed
+//! (compressed and written) when it is full and at every commit. Segments
+//! roll over past a size bound. [`Ledger::commit`] seals, flushes and
+//! fsyncs, and only then moves `HEAD` (record count, segment, byte offset and
+//! tip hash, replaced atomically by rename). What `HEAD` names is what the
+//! store acknowledged: on the next open anything after it (a torn block,
+//! blocks never committed) is cut back, so a crash loses nothing
+//! acknowledged and leaves nothing half-counted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use flate2::Compression;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
 use sha2::{Digest, Sha256};
 
 /// First bytes of every segment.
-pub const MAGIC: &[u8; 8] = b"PIIWLED1";
+pub const MAGIC: &[u8; 8] = b"PIIWLED2";
 /// Bytes of a segment header.
 pub const HEADER: u64 = 48;
 /// Bytes a record adds to its payload (length, kind, hash).
 pub const FRAME: u64 = 4 + 1 + 32;
+/// Bytes of a block's header (compressed and raw length, CRC-32).
+pub const BLOCK_HEADER: u64 = 12;
+/// A block is sealed once its records reach this many bytes.
+pub const BLOCK_RAW: usize = 256 << 10;
+/// The largest raw block (one record of the largest size).
+const MAX_BLOCK_RAW: usize = MAX_PAYLOAD + FRAME as usize + BLOCK_RAW;
 /// The largest payload a record may have.
 pub const MAX_PAYLOAD: usize = 16 << 20;
 /// Segments roll over once they reach this size (unless configured).
@@ -153,6 +174,10 @@ fn header(seq: u64, prev: &Hash) -> [u8; HEADER as usize] {
 pub struct Ledger {
     dir: PathBuf,
     out: BufWriter<File>,
+    /// Records of the block being filled, not yet written.
+    block: Vec<u8>,
+    /// Hash of the last record written out (the tip minus the block).
+    sealed: Hash,
     /// What the last commit made durable.
     head: Head,
     /// Where appends have reached.
@@ -217,6 +242,8 @@ impl Ledger {
         Ok(Self {
             dir: dir.to_owned(),
             out: BufWriter::with_capacity(1 << 20, f),
+            block: Vec::with_capacity(BLOCK_RAW + (64 << 10)),
+            sealed: head.hash,
             head,
             tip: head,
             segment_bytes: segment_bytes.max(HEADER + FRAME),
@@ -239,22 +266,43 @@ impl Ledger {
         if payload.len() > MAX_PAYLOAD {
             return Err(Error::TooLarge(payload.len()));
         }
+        let hash = chain(&self.tip.hash, kind, payload);
+        self.block.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.block.push(kind);
+        self.block.extend_from_slice(payload);
+        self.block.extend_from_slice(&hash);
+        self.tip.records += 1;
+        self.tip.hash = hash;
+        if self.block.len() >= BLOCK_RAW {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the block being filled and writes it (to a new segment
+    /// if the current one is full).
+    fn seal(&mut self) -> Result<(), Error> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
         if self.tip.offset >= self.segment_bytes && self.tip.offset > HEADER {
             self.roll()?;
         }
-        let hash = chain(&self.tip.hash, kind, payload);
-        let what = || format!("cannot append to {}", segment_path(&self.dir, self.tip.segment).display());
+        let mut enc = DeflateEncoder::new(Vec::with_capacity(self.block.len() / 4), Compression::fast());
+        let compressed =
+            enc.write_all(&self.block).and_then(|()| enc.finish()).map_err(io_err("cannot compress a block"))?;
+        let path = segment_path(&self.dir, self.tip.segment);
         let w = &mut self.out;
         (|| {
-            w.write_all(&(payload.len() as u32).to_le_bytes())?;
-            w.write_all(&[kind])?;
-            w.write_all(payload)?;
-            w.write_all(&hash)
+            w.write_all(&(compressed.len() as u32).to_le_bytes())?;
+            w.write_all(&(self.block.len() as u32).to_le_bytes())?;
+            w.write_all(&crc32(&compressed).to_le_bytes())?;
+            w.write_all(&compressed)
         })()
-        .map_err(|e| Error::Io { what: what(), source: e })?;
-        self.tip.records += 1;
-        self.tip.offset += FRAME + payload.len() as u64;
-        self.tip.hash = hash;
+        .map_err(io_err(format!("cannot append to {}", path.display())))?;
+        self.tip.offset += BLOCK_HEADER + compressed.len() as u64;
+        self.block.clear();
+        self.sealed = self.tip.hash;
         Ok(())
     }
 
@@ -263,7 +311,9 @@ impl Ledger {
         let seq = self.tip.segment + 1;
         let path = segment_path(&self.dir, seq);
         let mut f = File::create(&path).map_err(io_err(format!("cannot create {}", path.display())))?;
-        f.write_all(&header(seq, &self.tip.hash)).map_err(io_err(format!("cannot write {}", path.display())))?;
+        // The new segment continues from the last record already written
+        // (the block about to be written follows it).
+        f.write_all(&header(seq, &self.sealed)).map_err(io_err(format!("cannot write {}", path.display())))?;
         self.out = BufWriter::with_capacity(1 << 20, f);
         self.tip.segment = seq;
         self.tip.offset = HEADER;
@@ -280,6 +330,7 @@ impl Ledger {
     /// Makes everything appended durable, then moves `HEAD` to it. Returns
     /// the new head: from here on it survives a crash.
     pub fn commit(&mut self) -> Result<Head, Error> {
+        self.seal()?;
         self.flush_sync()?;
         if self.rolled {
             sync_dir(&self.dir)?;
@@ -324,6 +375,44 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
 }
 
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = flate2::Crc::new();
+    c.update(bytes);
+    c.sum()
+}
+
+/// Reads the block at `pos` (of a segment whose meaningful bytes end at
+/// `end`): its records' bytes and where the next block starts, or why it is
+/// unreadable and, when its length is known, where the next block starts.
+fn read_block(buf: &[u8], pos: usize, end: usize) -> Result<(Vec<u8>, usize), (String, Option<usize>)> {
+    if end - pos < BLOCK_HEADER as usize {
+        return Err((format!("ends with {} bytes of a block at byte {pos}: truncated", end - pos), None));
+    }
+    let clen = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+    let rawlen = u32::from_le_bytes(buf[pos + 4..pos + 8].try_into().unwrap_or_default()) as usize;
+    if rawlen > MAX_BLOCK_RAW {
+        return Err((format!("block at byte {pos} claims {rawlen} bytes of records: altered"), None));
+    }
+    let start = pos + BLOCK_HEADER as usize;
+    if clen > end - start {
+        return Err((format!("block at byte {pos} runs past the end of the segment: truncated or altered"), None));
+    }
+    let next = start + clen;
+    let crc = u32::from_le_bytes(buf[pos + 8..pos + 12].try_into().unwrap_or_default());
+    if crc32(&buf[start..next]) != crc {
+        return Err((format!("block at byte {pos} does not match its checksum: altered"), Some(next)));
+    }
+    let mut raw = Vec::with_capacity(rawlen);
+    match DeflateDecoder::new(&buf[start..next]).take(rawlen as u64 + 1).read_to_end(&mut raw) {
+        Ok(_) if raw.len() == rawlen => Ok((raw, next)),
+        Ok(_) => Err((
+            format!("block at byte {pos} holds {} bytes of records, not {rawlen}: altered", raw.len()),
+            Some(next),
+        )),
+        Err(_) => Err((format!("block at byte {pos} does not decompress: altered"), Some(next))),
+    }
+}
+
 /// Calls `each` with every record up to `HEAD`, in order, without checking
 /// hashes (that is [`verify`]'s job): for queries.
 pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Error> {
@@ -342,19 +431,28 @@ pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Err
             .map_err(io_err(format!("cannot read {}", path.display())))?;
         let end = if seq == head.segment { (head.offset as usize).min(buf.len()) } else { buf.len() };
         let mut pos = HEADER as usize;
-        while pos + FRAME as usize <= end && n < head.records {
-            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-            if pos + FRAME as usize + len > end {
-                return Err(Error::Corrupt(format!("{}: record at byte {pos} is cut short", path.display())));
+        while pos < end && n < head.records {
+            let (raw, next) =
+                read_block(&buf, pos, end).map_err(|(why, _)| Error::Corrupt(format!("{}: {why}", path.display())))?;
+            let mut at = 0;
+            while at + FRAME as usize <= raw.len() {
+                let len = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize;
+                if at + FRAME as usize + len > raw.len() {
+                    return Err(Error::Corrupt(format!(
+                        "{}: a record in the block at byte {pos} is cut short",
+                        path.display()
+                    )));
+                }
+                each(&RecordRef {
+                    segment: seq,
+                    offset: pos as u64,
+                    kind: raw[at + 4],
+                    payload: &raw[at + 5..at + 5 + len],
+                });
+                n += 1;
+                at += FRAME as usize + len;
             }
-            each(&RecordRef {
-                segment: seq,
-                offset: pos as u64,
-                kind: buf[pos + 4],
-                payload: &buf[pos + 5..pos + 5 + len],
-            });
-            n += 1;
-            pos += FRAME as usize + len;
+            pos = next;
         }
     }
     Ok(n)
@@ -456,35 +554,58 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
         };
         let mut pos = HEADER as usize;
         let mut index = 0u64;
+        let mut resync = false;
         while pos < end {
-            let rest = end - pos;
-            if rest < FRAME as usize {
-                r.problems.push(format!("{name}: ends with {rest} bytes of a record at byte {pos}: truncated"));
-                break;
+            let raw = match read_block(&buf, pos, end) {
+                Ok((raw, next)) => {
+                    let block = pos;
+                    pos = next;
+                    (block, raw)
+                }
+                Err((why, next)) => {
+                    r.problems.push(format!("{name}: {why}"));
+                    match next {
+                        // Its records are lost to reading; the chain picks up after it.
+                        Some(n) => {
+                            pos = n;
+                            resync = true;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+            };
+            let (block, raw) = raw;
+            let mut at = 0;
+            while at < raw.len() {
+                if raw.len() - at < FRAME as usize
+                    || at + FRAME as usize + u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize
+                        > raw.len()
+                {
+                    r.problems.push(format!("{name}: block at byte {block}: record {index} is cut short: altered"));
+                    resync = true;
+                    break;
+                }
+                let len = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize;
+                let kind = raw[at + 4];
+                let payload = &raw[at + 5..at + 5 + len];
+                let stored: Hash = raw[at + 5 + len..at + FRAME as usize + len].try_into().unwrap_or_default();
+                if resync {
+                    resync = false;
+                } else if chain(&prev, kind, payload) != stored {
+                    r.problems.push(format!(
+                        "{name}: record {index} (block at byte {block}) does not match its hash: altered, or a record before it removed or reordered"
+                    ));
+                }
+                each(&RecordRef { segment: *seq, offset: block as u64, kind, payload });
+                prev = stored;
+                r.records += 1;
+                if head.is_some_and(|h| h.records == r.records) {
+                    at_head = Some(stored);
+                }
+                at += FRAME as usize + len;
+                index += 1;
             }
-            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-            if len > MAX_PAYLOAD || rest < FRAME as usize + len {
-                r.problems.push(format!(
-                    "{name}: record {index} at byte {pos} runs past the end of the segment: truncated or altered"
-                ));
-                break;
-            }
-            let kind = buf[pos + 4];
-            let payload = &buf[pos + 5..pos + 5 + len];
-            let stored: Hash = buf[pos + 5 + len..pos + FRAME as usize + len].try_into().unwrap_or_default();
-            if chain(&prev, kind, payload) != stored {
-                r.problems.push(format!(
-                    "{name}: record {index} at byte {pos} does not match its hash: altered, or a record before it removed or reordered"
-                ));
-            }
-            each(&RecordRef { segment: *seq, offset: pos as u64, kind, payload });
-            prev = stored;
-            r.records += 1;
-            if head.is_some_and(|h| h.records == r.records) {
-                at_head = Some(stored);
-            }
-            pos += FRAME as usize + len;
-            index += 1;
         }
     }
     if let Some(h) = head {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (`mod support;`).
 
 pub mod findings;
+pub mod ledger;
 pub mod ocsf;
 
 use std::process::{Command, Output};

@@ -1,0 +1,38 @@
+//! Reading a store's ledger back in tests: its blocks decompressed.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+
+/// Blocks of a segment: (offset, bytes on disk, the records' bytes).
+pub fn blocks(seg: &[u8]) -> Vec<(usize, usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut pos = 48;
+    while pos + 12 <= seg.len() {
+        let clen = u32::from_le_bytes(seg[pos..pos + 4].try_into().unwrap()) as usize;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(&seg[pos + 12..pos + 12 + clen]), &mut raw)
+            .unwrap();
+        out.push((pos, 12 + clen, raw));
+        pos += 12 + clen;
+    }
+    out
+}
+
+/// Every record of every segment, decompressed, as (lossy) text.
+pub fn ledger_text(store: &Path) -> String {
+    let mut segs: Vec<_> = fs::read_dir(store.join("ledger"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let mut all = Vec::new();
+    for p in segs {
+        for (_, _, raw) in blocks(&fs::read(p).unwrap()) {
+            all.extend_from_slice(&raw);
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
