@@ -31,6 +31,9 @@ enum Command {
     /// What the matching accesses exposed: subjects, their kinds, and field
     /// classes, from the store (the query is itself recorded there).
     Scope(commands::scope::Args),
+    /// Write the store's accesses as Parquet (one row per access and
+    /// subject, pseudonymous), for lakes and independent checks.
+    Export(commands::export::Args),
     /// Check a store: every record's hash, every segment's link, the end
     /// against what was acknowledged; non-zero exit naming any damage.
     Verify(commands::verify::Args),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Scope(args) => commands::scope::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //!   an input again does not count it twice (derived from the ledger's input
 //!   records; rebuilt from them if it does not match `HEAD`).
 
+pub mod export;
 pub mod ledger;
 pub mod secret;
 pub mod subjects;

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and what it does.
 
 pub mod detect;
+pub mod export;
 pub mod ingest;
 pub mod scope;
 pub mod simulate;

@@ -1,0 +1,53 @@
+//! `piiwatch export`: the store's events as Parquet (recorded in the store).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+/// Output formats of `export`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Apache Parquet: one row per access and subject.
+    Parquet,
+}
+
+/// Arguments of `piiwatch export`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output directory (created if absent): writes `events.parquet` there.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs export.
+pub fn run(args: Args) -> Result<()> {
+    if !args.store.join("ledger").is_dir() {
+        bail!("{} is not a piiwatch store (no ledger/)", args.store.display());
+    }
+    let mut st = store::Store::open(&args.store, store::Options::default())
+        .with_context(|| format!("cannot open store {}", args.store.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("events.parquet");
+    let done = match args.format {
+        ExportFormat::Parquet => store::export::parquet(&args.store, &path)?,
+    };
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    st.audit(&store::Audit {
+        at: jiff::Timestamp::now().as_millisecond(),
+        user,
+        command: "export".into(),
+        query: format!("parquet to {}", path.display()),
+        events: done.events,
+        subjects: 0,
+        reidentified: false,
+    })
+    .context("cannot record the export in the store")?;
+    eprintln!("exported {} accesses as {} rows to {}", done.events, done.rows, path.display());
+    Ok(())
+}

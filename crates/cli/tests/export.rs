@@ -1,0 +1,72 @@
+//! `piiwatch export --format parquet`: read back with the Parquet reader,
+//! the exported rows answer a scope question exactly as `scope` does.
+
+mod support;
+
+use std::collections::HashSet;
+
+use arrow_array::{Array, BooleanArray, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use support::ok;
+
+#[test]
+fn exported_parquet_answers_like_scope() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sim = tmp.path().join("sim");
+    let store = tmp.path().join("store");
+    let st = store.to_str().expect("utf-8");
+    ok(&[
+        "simulate",
+        "--scenario",
+        "coupang",
+        "--out",
+        sim.to_str().expect("utf-8"),
+        "--customers",
+        "2000",
+        "--days",
+        "3",
+    ]);
+    ok(&[
+        "ingest",
+        "--store",
+        st,
+        "--out",
+        tmp.path().join("f.jsonl").to_str().expect("utf-8"),
+        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
+    ]);
+    let out = tmp.path().join("lake");
+    ok(&["export", "--store", st, "--format", "parquet", "--out", out.to_str().expect("utf-8")]);
+    let scope: Value = serde_json::from_slice(
+        &ok(&["scope", "--store", st, "--format", "json", "--where", r#"actor.session.issuer = "auth-key-2019""#])
+            .stdout,
+    )
+    .expect("json");
+
+    let file = std::fs::File::open(out.join("events.parquet")).expect("parquet file");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let mut subjects = HashSet::new();
+    let mut rows = 0usize;
+    for batch in reader {
+        let batch = batch.expect("batch");
+        rows += batch.num_rows();
+        let col = |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}")).clone();
+        let success = col("success");
+        let success = success.as_any().downcast_ref::<BooleanArray>().expect("bool");
+        let issuer = col("actor_session_issuer");
+        let issuer = issuer.as_any().downcast_ref::<StringArray>().expect("string");
+        let uid = col("resources_uid");
+        let uid = uid.as_any().downcast_ref::<StringArray>().expect("string");
+        for i in 0..batch.num_rows() {
+            if success.value(i) && !issuer.is_null(i) && issuer.value(i) == "auth-key-2019" && !uid.is_null(i) {
+                subjects.insert(uid.value(i).to_owned());
+            }
+        }
+    }
+    assert!(rows > 0);
+    assert_eq!(subjects.len() as u64, scope["subjects"].as_u64().expect("subjects"), "{scope}");
+    // Pseudonyms only: no subject id in clear.
+    assert!(subjects.iter().all(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())));
+    // The export is recorded in the store.
+    assert!(support::ledger::ledger_text(&store).contains(r#""command":"export""#));
+}
