@@ -2,11 +2,12 @@
 """DuckDB's side of the scope benchmark (bench/store.sh).
 
     bench-data/venv/bin/python bench/duckdb_scope.py bench-data/reader/events.jsonl KEY [threads]
+    bench-data/venv/bin/python bench/duckdb_scope.py STORE-EXPORT/events.parquet KEY [threads]
 
 Distinct subjects exposed by successful API Activity calls whose token was
-signed by KEY, read straight from the uncompressed OCSF input (piiwatch's
-Parquet export does not exist yet, so this is DuckDB's best case without it:
-explicit columns, no schema inference). Prints the time and the answer.
+signed by KEY, read from the uncompressed OCSF input (explicit columns, no
+schema inference) or from `piiwatch export --format parquet`. Prints the
+time and the answer.
 """
 
 import sys
@@ -35,6 +36,11 @@ def main():
         " WHERE class_uid = 6003 AND status_id = 1 AND actor.session.issuer = ? AND len(resources) > 0),"
         " unnest(resources) AS t(r)"
     )
+    if path.endswith(".parquet"):
+        sql = (
+            f"SELECT count(DISTINCT resources_uid), NULL FROM read_parquet({f})"
+            " WHERE success AND actor_session_issuer = ? AND resources_uid IS NOT NULL"
+        )
     t = time.perf_counter()
     subjects, events = con.execute(sql, [key]).fetchone()
     secs = time.perf_counter() - t

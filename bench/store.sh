@@ -7,7 +7,8 @@
 # Runs `piiwatch ingest` (detection + ledger) over the uncompressed
 # simulation into a fresh store under /usr/bin/time -v, reports the store's
 # size per event, then `piiwatch scope` of the signing key auth-key-2019
-# (the 2025 breach's key), then DuckDB answering the same from the input.
+# (the 2025 breach's key), then DuckDB answering the same from the input;
+# then `piiwatch export --format parquet` and DuckDB over that Parquet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,3 +44,8 @@ python3 -c "
 import json; s = json.load(open('bench-data/store-scope.json'))
 print(f'piiwatch scope (scan, no index yet): key $KEY: {s[\"subjects\"]} subjects, {s[\"events\"]} events in {$end - $start:.2f}s')"
 bench-data/venv/bin/python bench/duckdb_scope.py "$FILE" "$KEY" 2
+start=$(date +%s.%N)
+"$BIN" export --store "$STORE" --format parquet --out bench-data/store-export 2>/dev/null
+end=$(date +%s.%N)
+python3 -c "import os; print(f'piiwatch export: {$end - $start:.1f}s, {os.path.getsize(\"bench-data/store-export/events.parquet\") / 1e9:.2f} GB of Parquet')"
+bench-data/venv/bin/python bench/duckdb_scope.py bench-data/store-export/events.parquet "$KEY" 2
