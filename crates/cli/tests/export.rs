@@ -13,28 +13,8 @@ use support::ok;
 #[test]
 fn exported_parquet_answers_like_scope() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sim = tmp.path().join("sim");
-    let store = tmp.path().join("store");
+    let (_, store) = support::simulated_store(tmp.path(), "coupang", 2000, 3);
     let st = store.to_str().expect("utf-8");
-    ok(&[
-        "simulate",
-        "--scenario",
-        "coupang",
-        "--out",
-        sim.to_str().expect("utf-8"),
-        "--customers",
-        "2000",
-        "--days",
-        "3",
-    ]);
-    ok(&[
-        "ingest",
-        "--store",
-        st,
-        "--out",
-        tmp.path().join("f.jsonl").to_str().expect("utf-8"),
-        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
-    ]);
     let out = tmp.path().join("lake");
     ok(&["export", "--store", st, "--format", "parquet", "--out", out.to_str().expect("utf-8")]);
     let scope: Value = serde_json::from_slice(

@@ -34,22 +34,7 @@ fn scope_by_indicators_equals_the_simulated_truth_for_every_attack() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut attacks = 0;
     for scenario in ["coupang", "insider", "bola"] {
-        let sim = tmp.path().join(scenario);
-        let store = tmp.path().join(format!("{scenario}.store"));
-        let s = sim.to_str().expect("utf-8");
-        ok(&["simulate", "--scenario", scenario, "--out", s, "--customers", "3000", "--days", "3"]);
-        ok(&[
-            "ingest",
-            "--store",
-            store.to_str().expect("utf-8"),
-            "--directory",
-            sim.join("directory.json").to_str().expect("utf-8"),
-            "--quarantine",
-            tmp.path().join("q.jsonl").to_str().expect("utf-8"),
-            "--out",
-            tmp.path().join("f.jsonl").to_str().expect("utf-8"),
-            sim.join("events.jsonl.gz").to_str().expect("utf-8"),
-        ]);
+        let (sim, store) = support::simulated_store(tmp.path(), scenario, 3000, 3);
         let truth: Value =
             serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("truth is JSON");
         for a in truth["attacks"].as_array().expect("attacks") {
@@ -106,28 +91,8 @@ fn scope_by_indicators_equals_the_simulated_truth_for_every_attack() {
 #[test]
 fn scope_is_recorded_in_the_store_and_bad_expressions_are_usage_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sim = tmp.path().join("sim");
-    let store = tmp.path().join("store");
+    let (_, store) = support::simulated_store(tmp.path(), "coupang", 300, 1);
     let st = store.to_str().expect("utf-8");
-    ok(&[
-        "simulate",
-        "--scenario",
-        "coupang",
-        "--out",
-        sim.to_str().expect("utf-8"),
-        "--customers",
-        "300",
-        "--days",
-        "1",
-    ]);
-    ok(&[
-        "ingest",
-        "--store",
-        st,
-        "--out",
-        tmp.path().join("f.jsonl").to_str().expect("utf-8"),
-        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
-    ]);
     let records = |_: ()| -> u64 {
         let o = ok(&["verify", "--store", st, "--format", "json"]);
         let v: Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -164,31 +129,9 @@ fn scope_is_recorded_in_the_store_and_bad_expressions_are_usage_errors() {
 #[test]
 fn scope_of_a_stored_finding_is_its_indicators_over_its_span() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sim = tmp.path().join("sim");
-    let store = tmp.path().join("store");
+    let (_, store) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
     let st = store.to_str().expect("utf-8");
-    let findings = tmp.path().join("f.jsonl");
-    ok(&[
-        "simulate",
-        "--scenario",
-        "coupang",
-        "--out",
-        sim.to_str().expect("utf-8"),
-        "--customers",
-        "3000",
-        "--days",
-        "3",
-    ]);
-    ok(&[
-        "ingest",
-        "--store",
-        st,
-        "--directory",
-        sim.join("directory.json").to_str().expect("utf-8"),
-        "--out",
-        findings.to_str().expect("utf-8"),
-        sim.join("events.jsonl.gz").to_str().expect("utf-8"),
-    ]);
+    let findings = tmp.path().join("coupang-findings.jsonl");
     // The forged-token finding as last updated.
     let text = std::fs::read_to_string(&findings).expect("findings");
     let finding: Value = text

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::ledger::{blocks, ledger_text};
+use support::ledger::{blocks, ledger_text, segments};
 use support::{ok, piiwatch};
 
 /// A small simulation, decompressed to a plain file (so tests can cut it).
@@ -104,16 +104,6 @@ fn rewrite_block(path: &Path, i: usize, edit: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(&data);
     out.extend_from_slice(&seg[off + len..]);
     fs::write(path, out).unwrap();
-}
-
-fn segments(store: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(store.join("ledger"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 fn copy_dir(from: &Path, to: &Path) {

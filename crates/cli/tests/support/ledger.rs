@@ -20,16 +20,21 @@ pub fn blocks(seg: &[u8]) -> Vec<(usize, usize, Vec<u8>)> {
     out
 }
 
-/// Every record of every segment, decompressed, as (lossy) text.
-pub fn ledger_text(store: &Path) -> String {
-    let mut segs: Vec<_> = fs::read_dir(store.join("ledger"))
+/// The segment files of a store, in order.
+pub fn segments(store: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(store.join("ledger"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
-    segs.sort();
+    v.sort();
+    v
+}
+
+/// Every record of every segment, decompressed, as (lossy) text.
+pub fn ledger_text(store: &Path) -> String {
     let mut all = Vec::new();
-    for p in segs {
+    for p in segments(store) {
         for (_, _, raw) in blocks(&fs::read(p).unwrap()) {
             all.extend_from_slice(&raw);
         }

@@ -19,3 +19,41 @@ pub fn ok(args: &[&str]) -> Output {
     assert!(out.status.success(), "piiwatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
+
+/// Simulates a scenario into `dir/sim` and ingests it (with its directory)
+/// into `dir/store`; returns (simulation dir, store dir).
+#[allow(dead_code)]
+pub fn simulated_store(
+    dir: &std::path::Path,
+    scenario: &str,
+    customers: u32,
+    days: u32,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let sim = dir.join(format!("{scenario}-sim"));
+    let store = dir.join(format!("{scenario}-store"));
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    ok(&[
+        "simulate",
+        "--scenario",
+        scenario,
+        "--out",
+        &path(&sim),
+        "--customers",
+        &customers.to_string(),
+        "--days",
+        &days.to_string(),
+    ]);
+    ok(&[
+        "ingest",
+        "--store",
+        &path(&store),
+        "--directory",
+        &path(&sim.join("directory.json")),
+        "--quarantine",
+        &path(&dir.join(format!("{scenario}-quarantine.jsonl"))),
+        "--out",
+        &path(&dir.join(format!("{scenario}-findings.jsonl"))),
+        &path(&sim.join("events.jsonl.gz")),
+    ]);
+    (sim, store)
+}
