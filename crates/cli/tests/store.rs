@@ -258,6 +258,20 @@ fn verify_names_every_kind_of_tampering() {
     damaged("HEAD removed", "HEAD is missing", &|s| {
         fs::remove_file(s.join("ledger/HEAD")).unwrap();
     });
+    damaged("an entry of the subject map altered", "entries do not decrypt", &|s| {
+        let p = s.join("subjects.map");
+        let mut b = fs::read(&p).unwrap();
+        b[40] ^= 1;
+        fs::write(&p, b).unwrap();
+    });
+    damaged("the subject map cut short", "have no entry", &|s| {
+        let p = s.join("subjects.map");
+        let b = fs::read(&p).unwrap();
+        fs::write(&p, &b[..b.len() / 2]).unwrap();
+    });
+    damaged("the secret removed", "secret", &|s| {
+        fs::remove_file(s.join("secret")).unwrap();
+    });
 
     // Any single flipped byte, anywhere in any segment, is named.
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;

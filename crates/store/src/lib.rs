@@ -492,10 +492,37 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
         return Err(Error::Corrupt(format!("{} is not a piiwatch store (no ledger/)", dir.display())));
     }
     let mut events = 0u64;
-    let report = ledger::verify(&dir.join("ledger"), |r| {
+    let mut unreadable = 0u64;
+    let mut pseudonyms: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut report = ledger::verify(&dir.join("ledger"), |r| {
         if r.kind == kind::EVENT {
             events += 1;
+            match serde_json::from_slice::<StoredEvent>(r.payload) {
+                Ok(StoredEvent::Access { subjects, .. }) => pseudonyms.extend(subjects.into_iter().map(|s| s.id)),
+                Ok(_) => {}
+                Err(_) => unreadable += 1,
+            }
         }
     })?;
+    if unreadable > 0 {
+        report.problems.push(format!("{unreadable} event records do not parse"));
+    }
+    // Every subject the ledger names must be re-identifiable by the store's
+    // owner: the secret is there and the encrypted map holds each pseudonym.
+    match Secret::load_existing(&dir.join("secret")) {
+        Ok(secret) => match subjects::read_map(dir, &secret) {
+            Ok(map) => {
+                let missing = pseudonyms.iter().filter(|p| !map.contains_key(*p)).count();
+                if missing > 0 {
+                    report.problems.push(format!(
+                        "subjects.map: {missing} of the ledger's {} subjects have no entry (removed or truncated)",
+                        pseudonyms.len()
+                    ));
+                }
+            }
+            Err(e) => report.problems.push(e.to_string()),
+        },
+        Err(e) => report.problems.push(format!("{}: {e}", dir.join("secret").display())),
+    }
     Ok((report, events))
 }

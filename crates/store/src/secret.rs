@@ -23,15 +23,19 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// Reads `path`; never creates it.
+    pub fn load_existing(path: &Path) -> io::Result<Self> {
+        let bytes = fs::read(path)?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a 32-byte secret", path.display()))
+        })?;
+        Ok(Self(key))
+    }
+
     /// Reads `path`, or creates it (mode 0600) with fresh random bytes.
     pub fn load_or_create(path: &Path) -> io::Result<Self> {
-        match fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a 32-byte secret", path.display()))
-                })?;
-                Ok(Self(key))
-            }
+        match Self::load_existing(path) {
+            Ok(s) => Ok(s),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
