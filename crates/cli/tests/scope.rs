@@ -187,3 +187,36 @@ fn scope_of_a_stored_finding_is_its_indicators_over_its_span() {
         Some(2)
     );
 }
+
+#[test]
+fn ruling_records_out_by_their_bytes_never_changes_an_answer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (sim, store) = support::simulated_store(tmp.path(), "coupang", 1000, 2);
+    let st = store.to_str().expect("utf-8");
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("truth is JSON");
+    let indicators = indicators_expr(&truth["attacks"][0]["indicators"]);
+    let exprs = [
+        indicators.clone(),
+        format!("not ({indicators})"),
+        r#"actor.session.issuer = "auth-key-2019""#.to_owned(),
+        r#"actor.user.uid = "c00000001" or actor.user.uid = "c00000002""#.to_owned(),
+        r#"resources.uid in ("c00000003", "c00000004")"#.to_owned(),
+        r#"src_endpoint.autonomous_system.number in ("4766", "9318") and api.operation != "GET /v1/search""#.to_owned(),
+        r#"src_endpoint.location.country = "KR" and src_endpoint.ip cidr "10.0.0.0/8""#.to_owned(),
+        r#"src_endpoint.ip cidr "10.0.0.0/8" or actor.user.type = "service""#.to_owned(),
+        r#"api.service.name = "logistics" or actor.session.issuer = "svc-key-2023""#.to_owned(),
+    ];
+    let mut nonempty = 0;
+    for e in &exprs {
+        let run = |extra: &[&str]| -> Value {
+            let mut args = vec!["scope", "--store", st, "--format", "json", "--where", e.as_str()];
+            args.extend_from_slice(extra);
+            serde_json::from_slice(&ok(&args).stdout).expect("json")
+        };
+        let fast = run(&[]);
+        assert_eq!(fast, run(&["--no-prefilter"]), "{e}");
+        nonempty += usize::from(fast["subjects"].as_u64().expect("n") > 0);
+    }
+    assert!(nonempty >= 6, "the expressions select something");
+}

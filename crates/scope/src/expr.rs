@@ -356,6 +356,39 @@ impl Expr {
     }
 }
 
+/// The bytes a value of `f` shows as in a stored event's JSON, when that is
+/// certain (plain ASCII, nothing JSON would escape).
+fn needle(f: Field, v: &str) -> Option<Vec<u8>> {
+    if v.is_empty() || v.bytes().any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)) {
+        return None;
+    }
+    match f {
+        // A number, unquoted.
+        Field::Asn => v.bytes().all(|b| b.is_ascii_digit()).then(|| format!(":{v}").into_bytes()),
+        _ => Some(format!("\"{v}\"").into_bytes()),
+    }
+}
+
+impl Expr {
+    /// Byte strings at least one of which must appear in a stored event's
+    /// JSON for the event to match: a necessary condition, checked before
+    /// parsing the record. `None` when there is no such cheap condition.
+    pub fn needles(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Expr::In(f, vals) => vals.iter().map(|v| needle(*f, v)).collect(),
+            Expr::Cidr(..) | Expr::Not(_) => None,
+            // Both sides must hold: either side's condition is necessary.
+            Expr::And(a, b) => a.needles().or_else(|| b.needles()),
+            // One side must hold: necessary only when both sides have one.
+            Expr::Or(a, b) => {
+                let (mut x, y) = (a.needles()?, b.needles()?);
+                x.extend(y);
+                Some(x)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +417,19 @@ mod tests {
             "1.2.3.4",
             "k"
         ));
+    }
+
+    #[test]
+    fn needles_are_necessary_conditions() {
+        let n = |e: &str| parse(e).unwrap().needles();
+        assert_eq!(n(r#"actor.session.issuer = "k""#), Some(vec![b"\"k\"".to_vec()]));
+        assert_eq!(n(r#"src_endpoint.autonomous_system.number in ("16509", "20473")"#).unwrap().len(), 2);
+        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24""#), None);
+        assert_eq!(n(r#"not api.operation = "x""#), None);
+        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24" and api.operation = "x""#), Some(vec![b"\"x\"".to_vec()]));
+        assert_eq!(n(r#"api.operation = "x" or src_endpoint.ip cidr "1.2.3.0/24""#), None);
+        assert_eq!(n(r#"api.operation = "x" or api.operation = "y""#).unwrap().len(), 2);
+        assert_eq!(n(r#"http_request.user_agent = "a\"b""#), None);
     }
 
     #[test]

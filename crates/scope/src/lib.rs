@@ -24,6 +24,9 @@ pub struct Query {
     pub from: Option<i64>,
     /// To this event time (ms, inclusive).
     pub to: Option<i64>,
+    /// Parse every record, even those the expression's necessary condition
+    /// rules out from their bytes (to check that shortcut).
+    pub no_prefilter: bool,
 }
 
 /// One subject in an answer.
@@ -89,7 +92,16 @@ impl Answer {
 /// returned subjects expose anything; failed calls and other classes do not.
 pub fn scope(dir: &Path, q: &Query) -> Result<Answer, store::Error> {
     let mut a = Answer::default();
-    store::events(dir, |e| {
+    // Records that cannot match (none of the values a match needs is in
+    // their bytes) are skipped without parsing.
+    let finders: Option<Vec<memchr::memmem::Finder<'static>>> = match (&q.expr, q.no_prefilter) {
+        (Some(x), false) => {
+            x.needles().map(|n| n.into_iter().map(|b| memchr::memmem::Finder::new(&b).into_owned()).collect())
+        }
+        _ => None,
+    };
+    let keep = |bytes: &[u8]| finders.as_ref().is_none_or(|f| f.iter().any(|f| f.find(bytes).is_some()));
+    store::events_where(dir, keep, |e| {
         let StoredEvent::Access {
             time,
             success,

@@ -423,10 +423,16 @@ pub fn alert(dir: &Path, uid: &str) -> Result<Option<serde_json::Value>, Error> 
 }
 
 /// Calls `each` with every event in the store, in ledger order.
-pub fn events(dir: &Path, mut each: impl FnMut(StoredEvent)) -> Result<u64, Error> {
+pub fn events(dir: &Path, each: impl FnMut(StoredEvent)) -> Result<u64, Error> {
+    events_where(dir, |_| true, each)
+}
+
+/// As [`events`], skipping without parsing every record whose JSON `keep`
+/// rejects (a query's necessary condition on the raw bytes).
+pub fn events_where(dir: &Path, keep: impl Fn(&[u8]) -> bool, mut each: impl FnMut(StoredEvent)) -> Result<u64, Error> {
     let mut bad = 0u64;
     ledger::scan(&dir.join("ledger"), |r| {
-        if r.kind == kind::EVENT {
+        if r.kind == kind::EVENT && keep(r.payload) {
             match serde_json::from_slice::<StoredEvent>(r.payload) {
                 Ok(e) => each(e),
                 Err(_) => bad += 1,

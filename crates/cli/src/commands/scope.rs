@@ -41,6 +41,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Parse every record instead of ruling records out from their bytes first (for tests).
+    #[arg(long, hide = true)]
+    no_prefilter: bool,
 }
 
 /// RFC 3339 or epoch milliseconds.
@@ -84,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let q = scope::Query { expr, from, to };
+    let q = scope::Query { expr, from, to, no_prefilter: args.no_prefilter };
     let answer = scope::scope(&args.store, &q)?;
     let s = answer.summary();
     let query = format!(
