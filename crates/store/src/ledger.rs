@@ -413,6 +413,21 @@ fn read_block(buf: &[u8], pos: usize, end: usize) -> Result<(Vec<u8>, usize), (S
     }
 }
 
+/// The record framed at `at` in a block's records: kind, payload, stored
+/// hash, and where the next record starts; `None` when it is cut short.
+fn frame(raw: &[u8], at: usize) -> Option<(u8, &[u8], Hash, usize)> {
+    let rest = raw.len().checked_sub(at)?;
+    if rest < FRAME as usize {
+        return None;
+    }
+    let len = u32::from_le_bytes(raw[at..at + 4].try_into().ok()?) as usize;
+    if len > rest - FRAME as usize {
+        return None;
+    }
+    let hash: Hash = raw[at + 5 + len..at + FRAME as usize + len].try_into().ok()?;
+    Some((raw[at + 4], &raw[at + 5..at + 5 + len], hash, at + FRAME as usize + len))
+}
+
 /// Calls `each` with every record up to `HEAD`, in order, without checking
 /// hashes (that is [`verify`]'s job): for queries.
 pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Error> {
@@ -435,22 +450,16 @@ pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Err
             let (raw, next) =
                 read_block(&buf, pos, end).map_err(|(why, _)| Error::Corrupt(format!("{}: {why}", path.display())))?;
             let mut at = 0;
-            while at + FRAME as usize <= raw.len() {
-                let len = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize;
-                if at + FRAME as usize + len > raw.len() {
+            while at < raw.len() {
+                let Some((kind, payload, _, after)) = frame(&raw, at) else {
                     return Err(Error::Corrupt(format!(
                         "{}: a record in the block at byte {pos} is cut short",
                         path.display()
                     )));
-                }
-                each(&RecordRef {
-                    segment: seq,
-                    offset: pos as u64,
-                    kind: raw[at + 4],
-                    payload: &raw[at + 5..at + 5 + len],
-                });
+                };
+                each(&RecordRef { segment: seq, offset: pos as u64, kind, payload });
                 n += 1;
-                at += FRAME as usize + len;
+                at = after;
             }
             pos = next;
         }
@@ -556,11 +565,11 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
         let mut index = 0u64;
         let mut resync = false;
         while pos < end {
+            let block = pos;
             let raw = match read_block(&buf, pos, end) {
                 Ok((raw, next)) => {
-                    let block = pos;
                     pos = next;
-                    (block, raw)
+                    raw
                 }
                 Err((why, next)) => {
                     r.problems.push(format!("{name}: {why}"));
@@ -575,21 +584,13 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
                     }
                 }
             };
-            let (block, raw) = raw;
             let mut at = 0;
             while at < raw.len() {
-                if raw.len() - at < FRAME as usize
-                    || at + FRAME as usize + u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize
-                        > raw.len()
-                {
+                let Some((kind, payload, stored, after)) = frame(&raw, at) else {
                     r.problems.push(format!("{name}: block at byte {block}: record {index} is cut short: altered"));
                     resync = true;
                     break;
-                }
-                let len = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default()) as usize;
-                let kind = raw[at + 4];
-                let payload = &raw[at + 5..at + 5 + len];
-                let stored: Hash = raw[at + 5 + len..at + FRAME as usize + len].try_into().unwrap_or_default();
+                };
                 if resync {
                     resync = false;
                 } else if chain(&prev, kind, payload) != stored {
@@ -603,7 +604,7 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
                 if head.is_some_and(|h| h.records == r.records) {
                     at_head = Some(stored);
                 }
-                at += FRAME as usize + len;
+                at = after;
                 index += 1;
             }
         }

@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use model::{Activity, Event, OffboardKind, PrincipalKind, Symbols};
+use model::{Activity, Event, OffboardKind, PrincipalId, PrincipalKind, Symbols};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -161,16 +161,17 @@ impl StoredEvent {
     pub fn from_event_with(e: &Event<'_>, symbols: &Symbols, pseudonym: &mut dyn FnMut(&str) -> String) -> Self {
         // A principal is pseudonymised when the event says it is a customer
         // or when its id has been seen as a subject id.
-        let principal = |name: &str, customer: bool, pseudonym: &mut dyn FnMut(&str) -> String| {
-            if customer || symbols.subjects.get(name).is_some() { pseudonym(name) } else { name.to_owned() }
+        let principal = |id: PrincipalId, kind: PrincipalKind, pseudonym: &mut dyn FnMut(&str) -> String| {
+            let name = symbols.principal_name(id);
+            if kind == PrincipalKind::Customer || symbols.subjects.get(name).is_some() {
+                pseudonym(name)
+            } else {
+                name.to_owned()
+            }
         };
         match e {
             Event::Access(a) => {
-                let principal = principal(
-                    symbols.principal_name(a.principal),
-                    a.principal_kind == PrincipalKind::Customer,
-                    pseudonym,
-                );
+                let principal = principal(a.principal, a.principal_kind, pseudonym);
                 Self::Access {
                     time: a.time,
                     activity_id: activity_id(a.activity),
@@ -198,22 +199,14 @@ impl StoredEvent {
             }
             Event::Issuance(i) => Self::Issuance {
                 time: i.time,
-                principal: principal(
-                    symbols.principal_name(i.principal),
-                    i.principal_kind == PrincipalKind::Customer,
-                    pseudonym,
-                ),
+                principal: principal(i.principal, i.principal_kind, pseudonym),
                 token: symbols.token_name(i.token).to_owned(),
                 key: i.key.map(|k| symbols.key_name(k).to_owned()),
                 expires: i.expires,
             },
             Event::Offboarding(o) => Self::Offboarding {
                 time: o.time,
-                principal: principal(
-                    symbols.principal_name(o.principal),
-                    o.principal_kind == PrincipalKind::Customer,
-                    pseudonym,
-                ),
+                principal: principal(o.principal, o.principal_kind, pseudonym),
                 action: match o.kind {
                     OffboardKind::Disable => "disable",
                     OffboardKind::Delete => "delete",
@@ -396,6 +389,17 @@ impl Store {
         save_marks(&self.dir, head.records, &self.marks)?;
         self.pending = 0;
         Ok(head)
+    }
+}
+
+impl Audit {
+    /// A record of `command` run now by the operating-system user.
+    pub fn now(command: &str, query: String, events: u64, subjects: u64, reidentified: bool) -> Self {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        Self { at, user, command: command.to_owned(), query, events, subjects, reidentified }
     }
 }
 

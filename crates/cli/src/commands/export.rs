@@ -37,17 +37,8 @@ pub fn run(args: Args) -> Result<()> {
     let done = match args.format {
         ExportFormat::Parquet => store::export::parquet(&args.store, &path)?,
     };
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    st.audit(&store::Audit {
-        at: jiff::Timestamp::now().as_millisecond(),
-        user,
-        command: "export".into(),
-        query: format!("parquet to {}", path.display()),
-        events: done.events,
-        subjects: 0,
-        reidentified: false,
-    })
-    .context("cannot record the export in the store")?;
+    st.audit(&store::Audit::now("export", format!("parquet to {}", path.display()), done.events, 0, false))
+        .context("cannot record the export in the store")?;
     eprintln!("exported {} accesses as {} rows to {}", done.events, done.rows, path.display());
     Ok(())
 }

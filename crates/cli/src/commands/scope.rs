@@ -117,18 +117,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         write_private(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let at = jiff::Timestamp::now().as_millisecond();
-    st.audit(&store::Audit {
-        at,
-        user,
-        command: "scope".into(),
-        query,
-        events: s.events,
-        subjects: s.subjects,
-        reidentified: args.subjects_out.is_some(),
-    })
-    .context("cannot record the query in the store")?;
+    st.audit(&store::Audit::now("scope", query, s.events, s.subjects, args.subjects_out.is_some()))
+        .context("cannot record the query in the store")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&s)?),
         Format::Table => {
