@@ -1,19 +1,33 @@
 //! Scope: what the accesses matching a query exposed, exactly: which
 //! subjects (pseudonymous), of which kinds, and which field classes of each.
 //!
-//! This version answers by scanning the store's ledger (every event record
-//! up to `HEAD`); the exposure index that answers indexed fields without a
-//! scan is not built yet.
+//! A query is planned against the store's exposure index (see
+//! [`store::index`]):
+//!
+//! - **index**: an expression over one indexed dimension (`=`, `in`, `cidr`
+//!   and `or` of those) is answered from the index's hourly bitmaps for
+//!   every whole hour of the range; the partial hours at its edges, if any,
+//!   are read from the few ledger blocks that hold them;
+//! - **narrowed scan**: an `and` with such a part reads only the blocks of
+//!   the hours in which that part matched, and evaluates the whole
+//!   expression there;
+//! - **scan**: anything else (`not`, `!=`, `resources.uid`, user agents, ...)
+//!   reads the blocks of the time range.
+//!
+//! Every plan gives the same answer as a scan of the whole ledger, which
+//! `Query::no_index` forces (tests compare the two).
 
 pub mod expr;
+pub mod plan;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
 
+use roaring::RoaringBitmap;
 use serde::Serialize;
-use store::StoredEvent;
+use store::{Store, StoredEvent};
 
 pub use expr::{Expr, Field, ParseError, parse};
+pub use plan::Plan;
 
 /// What to scope.
 #[derive(Clone, Debug, Default)]
@@ -27,15 +41,8 @@ pub struct Query {
     /// Parse every record, even those the expression's necessary condition
     /// rules out from their bytes (to check that shortcut).
     pub no_prefilter: bool,
-}
-
-/// One subject in an answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exposed {
-    /// Its kind as the first matching access named it.
-    pub kind: String,
-    /// Every field class any matching access returned.
-    pub fields: BTreeSet<String>,
+    /// Ignore the index: scan the whole ledger (to check the index).
+    pub no_index: bool,
 }
 
 /// The answer.
@@ -43,10 +50,18 @@ pub struct Exposed {
 pub struct Answer {
     /// Matching successful accesses.
     pub events: u64,
-    /// Exposed subjects by pseudonym.
-    pub subjects: HashMap<String, Exposed>,
+    /// Exposed subjects, by dense id (see [`Store::pseudonym`]).
+    pub subjects: RoaringBitmap,
+    /// Exposed subjects per field class.
+    pub fields: BTreeMap<String, RoaringBitmap>,
+    /// Exposed subjects per kind (the kind the store first saw them as).
+    pub kinds: BTreeMap<String, u64>,
     /// Event time of the first and last matching access.
     pub span: Option<(i64, i64)>,
+    /// How it was answered.
+    pub plan: Plan,
+    /// Ledger blocks read.
+    pub blocks_read: u64,
 }
 
 /// The answer as the contract's `--format json` has it.
@@ -69,39 +84,132 @@ pub struct Summary {
 impl Answer {
     /// Counts per kind and per field class.
     pub fn summary(&self) -> Summary {
-        let mut by_type = BTreeMap::new();
-        let mut fields = BTreeMap::new();
-        for s in self.subjects.values() {
-            *by_type.entry(s.kind.clone()).or_insert(0) += 1;
-            for f in &s.fields {
-                *fields.entry(f.clone()).or_insert(0) += 1;
-            }
-        }
         Summary {
             events: self.events,
-            subjects: self.subjects.len() as u64,
-            subjects_by_type: by_type,
-            fields,
+            subjects: self.subjects.len(),
+            subjects_by_type: self.kinds.clone(),
+            fields: self.fields.iter().map(|(k, b)| (k.clone(), b.len())).collect(),
             first_seen_time: self.span.map(|s| s.0),
             last_seen_time: self.span.map(|s| s.1),
         }
     }
+
+    fn widen(&mut self, first: i64, last: i64) {
+        self.span = Some(match self.span {
+            None => (first, last),
+            Some((f, l)) => (f.min(first), l.max(last)),
+        });
+    }
+
+    fn absorb(&mut self, found: store::index::Found) {
+        self.events += found.events;
+        if let Some((f, l)) = found.span {
+            self.widen(f, l);
+        }
+        self.subjects |= found.subjects;
+        for (k, b) in found.fields {
+            *self.fields.entry(k).or_default() |= b;
+        }
+    }
 }
 
-/// Answers a query over the store in `dir`. Only successful accesses that
-/// returned subjects expose anything; failed calls and other classes do not.
-pub fn scope(dir: &Path, q: &Query) -> Result<Answer, store::Error> {
+/// Answers a query over the store. Only successful accesses that returned
+/// subjects expose anything; failed calls and other classes do not.
+pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
     let mut a = Answer::default();
-    // Records that cannot match (none of the values a match needs is in
-    // their bytes) are skipped without parsing.
-    let finders: Option<Vec<memchr::memmem::Finder<'static>>> = match (&q.expr, q.no_prefilter) {
-        (Some(x), false) => {
-            x.needles().map(|n| n.into_iter().map(|b| memchr::memmem::Finder::new(&b).into_owned()).collect())
+    let index = st.index();
+    let ledger = st.dir().join("ledger");
+    let from = q.from.unwrap_or(i64::MIN);
+    let to = q.to.unwrap_or(i64::MAX);
+    let scanner = Scanner::new(q);
+    let plan =
+        if q.no_index || index.covered() != st.head().records { Plan::FullScan } else { Plan::of(q.expr.as_ref()) };
+    a.plan = plan.clone();
+    if from > to {
+        return finish(st, a);
+    }
+    match &plan {
+        Plan::FullScan => {
+            store::ledger::scan(&ledger, |r| scanner.record(st, r, &[(from, to)], &mut a))?;
         }
-        _ => None,
-    };
-    let keep = |bytes: &[u8]| finders.as_ref().is_none_or(|f| f.iter().any(|f| f.find(bytes).is_some()));
-    store::events_where(dir, keep, |e| {
+        Plan::Index(ranges) => {
+            let (whole, edges) = plan::split_hours(from, to);
+            if let Some(hours) = whole {
+                a.absorb(index.lookup(ranges, hours)?);
+            }
+            if !edges.is_empty() {
+                let blocks = index.blocks(&edges)?;
+                a.blocks_read += blocks.len() as u64;
+                store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &edges, &mut a))?;
+            }
+        }
+        Plan::Narrowed(ranges) => {
+            let found = index.lookup(ranges, store::index::hour_of(from)..=store::index::hour_of(to))?;
+            let spans = plan::hour_spans(&found.hours, from, to);
+            let blocks = index.blocks(&spans)?;
+            a.blocks_read += blocks.len() as u64;
+            store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &spans, &mut a))?;
+        }
+        Plan::Scan => {
+            let blocks = index.blocks(&[(from, to)])?;
+            a.blocks_read += blocks.len() as u64;
+            store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &[(from, to)], &mut a))?;
+        }
+    }
+    if let Some(e) = scanner.failed.take() {
+        return Err(e);
+    }
+    finish(st, a)
+}
+
+fn finish(st: &Store, mut a: Answer) -> Result<Answer, store::Error> {
+    for (kind, b) in st.index().kinds()? {
+        let n = a.subjects.intersection_len(&b);
+        if n > 0 {
+            a.kinds.insert(kind, n);
+        }
+    }
+    Ok(a)
+}
+
+/// Evaluates the query on ledger records.
+struct Scanner<'q> {
+    q: &'q Query,
+    finders: Option<Vec<memchr::memmem::Finder<'static>>>,
+    failed: std::cell::Cell<Option<store::Error>>,
+}
+
+impl<'q> Scanner<'q> {
+    fn new(q: &'q Query) -> Self {
+        // Records that cannot match (none of the values a match needs is in
+        // their bytes) are skipped without parsing.
+        let finders = match (&q.expr, q.no_prefilter) {
+            (Some(x), false) => {
+                x.needles().map(|n| n.into_iter().map(|b| memchr::memmem::Finder::new(&b).into_owned()).collect())
+            }
+            _ => None,
+        };
+        Self { q, finders, failed: std::cell::Cell::new(None) }
+    }
+
+    /// Adds the record to the answer if it is an exposing access at a time
+    /// in one of `spans` that the expression matches.
+    fn record(&self, st: &Store, r: &store::ledger::RecordRef<'_>, spans: &[(i64, i64)], a: &mut Answer) {
+        if r.kind != store::kind::EVENT {
+            return;
+        }
+        if let Some(f) = &self.finders
+            && !f.iter().any(|f| f.find(r.payload).is_some())
+        {
+            return;
+        }
+        let e = match serde_json::from_slice::<StoredEvent>(r.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                self.fail(store::Error::Corrupt(format!("an event record does not parse: {e}")));
+                return;
+            }
+        };
         let StoredEvent::Access {
             time,
             success,
@@ -121,13 +229,10 @@ pub fn scope(dir: &Path, q: &Query) -> Result<Answer, store::Error> {
         else {
             return;
         };
-        if !success || subjects.is_empty() {
+        if !success || subjects.is_empty() || !spans.iter().any(|&(f, t)| f <= time && time <= t) {
             return;
         }
-        if q.from.is_some_and(|f| time < f) || q.to.is_some_and(|t| time > t) {
-            return;
-        }
-        if let Some(x) = &q.expr {
+        if let Some(x) = &self.q.expr {
             let asn = asn.map(|n| n.to_string());
             let get = |f: Field, m: &mut dyn FnMut(&str) -> bool| -> bool {
                 if f == Field::Subject {
@@ -153,14 +258,21 @@ pub fn scope(dir: &Path, q: &Query) -> Result<Answer, store::Error> {
             }
         }
         a.events += 1;
-        a.span = Some(match a.span {
-            None => (time, time),
-            Some((f, l)) => (f.min(time), l.max(time)),
-        });
+        a.widen(time, time);
         for s in subjects {
-            let e = a.subjects.entry(s.id).or_insert_with(|| Exposed { kind: s.kind, fields: BTreeSet::new() });
-            e.fields.extend(s.fields);
+            let Some(id) = st.dense(&s.id) else {
+                self.fail(store::Error::Corrupt(format!("subject {} is not in the subject map", s.id)));
+                return;
+            };
+            a.subjects.insert(id);
+            for f in s.fields {
+                a.fields.entry(f).or_default().insert(id);
+            }
         }
-    })?;
-    Ok(a)
+    }
+
+    fn fail(&self, e: store::Error) {
+        let prev = self.failed.take();
+        self.failed.set(Some(prev.unwrap_or(e)));
+    }
 }

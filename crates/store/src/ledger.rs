@@ -185,6 +185,17 @@ pub struct Ledger {
     segment_bytes: u64,
     /// A segment was started since the last commit (the directory needs a sync).
     rolled: bool,
+    /// Blocks written since [`Ledger::take_sealed`] last took them: where each starts.
+    sealed_blocks: Vec<BlockRef>,
+}
+
+/// Where a block starts: its segment and byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockRef {
+    /// Segment sequence number.
+    pub segment: u64,
+    /// Byte offset of the block header in the segment.
+    pub offset: u64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -248,6 +259,7 @@ impl Ledger {
             tip: head,
             segment_bytes: segment_bytes.max(HEADER + FRAME),
             rolled: false,
+            sealed_blocks: Vec::new(),
         })
     }
 
@@ -259,6 +271,13 @@ impl Ledger {
     /// Where appends have reached (committed or not).
     pub fn tip(&self) -> Head {
         self.tip
+    }
+
+    /// The blocks written since the last call, in order: each holds every
+    /// record appended after the previous one's last, up to a seal (a full
+    /// block, or a commit).
+    pub fn take_sealed(&mut self) -> Vec<BlockRef> {
+        std::mem::take(&mut self.sealed_blocks)
     }
 
     /// Appends one record (not durable until [`Ledger::commit`]).
@@ -300,6 +319,7 @@ impl Ledger {
             w.write_all(&compressed)
         })()
         .map_err(io_err(format!("cannot append to {}", path.display())))?;
+        self.sealed_blocks.push(BlockRef { segment: self.tip.segment, offset: self.tip.offset });
         self.tip.offset += BLOCK_HEADER + compressed.len() as u64;
         self.block.clear();
         self.sealed = self.tip.hash;
@@ -462,6 +482,57 @@ pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Err
                 at = after;
             }
             pos = next;
+        }
+    }
+    Ok(n)
+}
+
+/// Calls `each` with every record of the given blocks (committed ones, as
+/// an index names them), block by block in the order given, without checking
+/// hashes: for queries that know where to look.
+pub fn scan_blocks(dir: &Path, blocks: &[BlockRef], mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Error> {
+    let mut n = 0u64;
+    let mut open: Option<(u64, File)> = None;
+    let mut buf = Vec::new();
+    for b in blocks {
+        if open.as_ref().is_none_or(|(seq, _)| *seq != b.segment) {
+            let path = segment_path(dir, b.segment);
+            open = Some((b.segment, File::open(&path).map_err(io_err(format!("cannot read {}", path.display())))?));
+        }
+        let Some((_, f)) = open.as_mut() else { continue };
+        let path = segment_path(dir, b.segment);
+        let mut head = [0u8; BLOCK_HEADER as usize];
+        f.seek(SeekFrom::Start(b.offset)).and_then(|_| f.read_exact(&mut head)).map_err(io_err(format!(
+            "cannot read the block at byte {} of {}",
+            b.offset,
+            path.display()
+        )))?;
+        let clen = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+        if clen > MAX_BLOCK_RAW {
+            return Err(Error::Corrupt(format!("{}: block at byte {} is too long: altered", path.display(), b.offset)));
+        }
+        buf.clear();
+        buf.extend_from_slice(&head);
+        buf.resize(BLOCK_HEADER as usize + clen, 0);
+        f.read_exact(&mut buf[BLOCK_HEADER as usize..]).map_err(io_err(format!(
+            "cannot read the block at byte {} of {}",
+            b.offset,
+            path.display()
+        )))?;
+        let (raw, _) = read_block(&buf, 0, buf.len())
+            .map_err(|(why, _)| Error::Corrupt(format!("{}: at byte {}: {why}", path.display(), b.offset)))?;
+        let mut at = 0;
+        while at < raw.len() {
+            let Some((kind, payload, _, after)) = frame(&raw, at) else {
+                return Err(Error::Corrupt(format!(
+                    "{}: a record in the block at byte {} is cut short",
+                    path.display(),
+                    b.offset
+                )));
+            };
+            each(&RecordRef { segment: b.segment, offset: b.offset, kind, payload });
+            n += 1;
+            at = after;
         }
     }
     Ok(n)

@@ -12,6 +12,7 @@
 //!   records; rebuilt from them if it does not match `HEAD`).
 
 pub mod export;
+pub mod index;
 pub mod ledger;
 pub mod secret;
 pub mod subjects;
@@ -268,6 +269,7 @@ pub struct Store {
     secret: Secret,
     ledger: ledger::Ledger,
     map: subjects::MapWriter,
+    index: index::Index,
     marks: Vec<InputMark>,
     /// Events appended and not yet committed.
     pending: u64,
@@ -295,7 +297,83 @@ impl Store {
         let ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
         let marks = load_marks(dir, ledger.head().records)?;
         let map = subjects::MapWriter::open(dir, &secret)?;
-        Ok(Self { dir: dir.to_owned(), secret, ledger, map, marks, pending: 0 })
+        let index = index::Index::open(dir)?;
+        let mut st = Self { dir: dir.to_owned(), secret, ledger, map, index, marks, pending: 0 };
+        st.catch_up()?;
+        Ok(st)
+    }
+
+    /// Brings the index up to `HEAD` from the ledger: after a crash between
+    /// the ledger's commit and the index's, or for a store older than its
+    /// index. An index ahead of the ledger (which cannot happen unless files
+    /// were replaced) is rebuilt from scratch.
+    fn catch_up(&mut self) -> Result<(), Error> {
+        let records = self.ledger.head().records;
+        if self.index.covered() == records {
+            return Ok(());
+        }
+        if self.index.covered() > records {
+            self.index.clear()?;
+        }
+        let skip = self.index.covered();
+        let dir = self.dir.join("ledger");
+        let (index, map) = (&mut self.index, &self.map);
+        let mut block: Option<ledger::BlockRef> = None;
+        let mut failed = None;
+        let mut n = 0u64;
+        ledger::scan(&dir, |r| {
+            n += 1;
+            if n <= skip || failed.is_some() {
+                return;
+            }
+            let here = ledger::BlockRef { segment: r.segment, offset: r.offset };
+            if let Some(b) = block
+                && b != here
+            {
+                index.sealed(&[b]);
+            }
+            block = Some(here);
+            if r.kind == kind::EVENT {
+                match serde_json::from_slice::<StoredEvent>(r.payload) {
+                    Ok(e) => {
+                        if let Err(err) = index.add(&e, &|p| map.dense(p)) {
+                            failed = Some(err);
+                        }
+                    }
+                    Err(e) => failed = Some(Error::Corrupt(format!("an event record does not parse: {e}"))),
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some(b) = block {
+            self.index.sealed(&[b]);
+        }
+        self.index.commit(records)
+    }
+
+    /// The exposure index.
+    pub fn index(&self) -> &index::Index {
+        &self.index
+    }
+
+    /// A subject pseudonym's dense id (the index's subject numbering).
+    pub fn dense(&self, pseudonym: &str) -> Option<u32> {
+        self.map.dense(pseudonym)
+    }
+
+    /// The pseudonym with this dense id.
+    pub fn pseudonym(&self, dense: u32) -> Option<String> {
+        self.map.pseudonym(dense)
+    }
+
+    /// Tells the index which blocks the ledger just wrote.
+    fn note_sealed(&mut self) {
+        let sealed = self.ledger.take_sealed();
+        if !sealed.is_empty() {
+            self.index.sealed(&sealed);
+        }
     }
 
     /// The store's directory.
@@ -358,13 +436,18 @@ impl Store {
 
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
     pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
-        self.ledger.append(kind::ALERT, ocsf_line.as_bytes())
+        self.ledger.append(kind::ALERT, ocsf_line.as_bytes())?;
+        self.note_sealed();
+        Ok(())
     }
 
     /// Appends one event (durable at the next [`Store::commit`]).
     pub fn append(&mut self, event: &StoredEvent) -> Result<(), Error> {
         let bytes = serde_json::to_vec(event).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.ledger.append(kind::EVENT, &bytes)?;
+        let map = &self.map;
+        self.index.add(event, &|p| map.dense(p))?;
+        self.note_sealed();
         self.pending += 1;
         Ok(())
     }
@@ -376,10 +459,14 @@ impl Store {
         for m in progress {
             let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
             self.ledger.append(kind::INPUT, &bytes)?;
+            self.note_sealed();
         }
         // Every pseudonym the ledger is about to acknowledge must resolve.
         self.map.sync()?;
         let head = self.ledger.commit()?;
+        self.note_sealed();
+        // The index follows the ledger (a crash in between: caught up at open).
+        self.index.commit(head.records)?;
         for m in progress {
             match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
                 Some(k) => k.lines = k.lines.max(m.lines),
@@ -408,7 +495,10 @@ impl Store {
     pub fn audit(&mut self, entry: &Audit) -> Result<Head, Error> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.ledger.append(kind::AUDIT, &bytes)?;
-        self.ledger.commit()
+        let head = self.ledger.commit()?;
+        self.note_sealed();
+        self.index.commit(head.records)?;
+        Ok(head)
     }
 }
 

@@ -14,7 +14,7 @@
 //! flushed and fsynced before every ledger commit, so every pseudonym the
 //! ledger acknowledges can be resolved; a torn last entry is cut back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,10 @@ pub struct MapWriter {
     path: PathBuf,
     out: BufWriter<File>,
     cipher: Aes256Gcm,
-    known: HashSet<[u8; 16]>,
+    /// Each pseudonym's dense id: its position in the map.
+    known: HashMap<[u8; 16], u32>,
+    /// Pseudonyms by dense id.
+    order: Vec<[u8; 16]>,
     dirty: bool,
 }
 
@@ -77,21 +80,49 @@ impl MapWriter {
             .map_err(io(format!("cannot open {}", path.display())))?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(io(format!("cannot read {}", path.display())))?;
-        let mut known = HashSet::new();
+        let mut known = HashMap::new();
+        let mut order = Vec::new();
         let whole = entries(&bytes, |p, _, _| {
-            known.insert(*p);
+            if let std::collections::hash_map::Entry::Vacant(v) = known.entry(*p) {
+                v.insert(order.len() as u32);
+                order.push(*p);
+            }
         });
         if whole < bytes.len() {
             f.set_len(whole as u64).map_err(io(format!("cannot cut back {}", path.display())))?;
         }
-        Ok(Self { path, out: BufWriter::new(f), cipher: cipher(secret), known, dirty: false })
+        Ok(Self { path, out: BufWriter::new(f), cipher: cipher(secret), known, order, dirty: false })
+    }
+
+    /// A pseudonym's dense id (its position in the map), given in hex.
+    pub fn dense(&self, hex_pseudonym: &str) -> Option<u32> {
+        let mut p = [0u8; 16];
+        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
+        self.known.get(&p).copied()
+    }
+
+    /// The pseudonym (hex) with this dense id.
+    pub fn pseudonym(&self, dense: u32) -> Option<String> {
+        self.order.get(dense as usize).map(hex::encode)
+    }
+
+    /// Subjects in the map.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     /// Records that `pseudonym` stands for `id` (once per pseudonym).
     pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<(), Error> {
-        if !self.known.insert(pseudonym) {
+        if self.known.contains_key(&pseudonym) {
             return Ok(());
         }
+        self.known.insert(pseudonym, self.order.len() as u32);
+        self.order.push(pseudonym);
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let n = Nonce::<Aes256Gcm>::try_from(&nonce[..]).map_err(|_| Error::Corrupt("nonce".into()))?;

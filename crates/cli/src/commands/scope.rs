@@ -44,6 +44,10 @@ pub struct Args {
     /// Parse every record instead of ruling records out from their bytes first (for tests).
     #[arg(long, hide = true)]
     no_prefilter: bool,
+    /// Ignore the exposure index and scan the whole ledger (an independent
+    /// check of the index's answer; slow on a big store).
+    #[arg(long)]
+    no_index: bool,
 }
 
 /// RFC 3339 or epoch milliseconds.
@@ -87,8 +91,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let q = scope::Query { expr, from, to, no_prefilter: args.no_prefilter };
-    let answer = scope::scope(&args.store, &q)?;
+    let q = scope::Query { expr, from, to, no_prefilter: args.no_prefilter, no_index: args.no_index };
+    let answer = scope::scope(&st, &q)?;
     let s = answer.summary();
     let query = format!(
         "{}where {}; from {}; to {}",
@@ -99,10 +103,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     if let Some(path) = &args.subjects_out {
         let map = store::subjects::read_map(&args.store, st.secret()).context("cannot open the subject map")?;
-        let mut ids = Vec::with_capacity(answer.subjects.len());
+        let mut ids = Vec::with_capacity(answer.subjects.len() as usize);
         let mut unknown = 0u64;
-        for p in answer.subjects.keys() {
-            match map.get(p) {
+        for dense in &answer.subjects {
+            match st.pseudonym(dense).and_then(|p| map.get(&p)) {
                 Some(id) => ids.push(id.as_str()),
                 None => unknown += 1,
             }
@@ -129,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
                 ui::time(s.first_seen_time),
                 ui::time(s.last_seen_time)
             );
+            println!("answered by {} ({} ledger blocks read)", answer.plan.name(), answer.blocks_read);
             let mut t = ui::table(&["subject type", "subjects"]);
             for (k, n) in &s.subjects_by_type {
                 t.add_row(vec![k.clone(), n.to_string()]);

@@ -1,0 +1,588 @@
+//! The exposure index: for each indexed dimension value and each hour, which
+//! subjects the matching accesses reached, per field class.
+//!
+//! `DIR/index.redb` (a [`redb`] database, crash-safe) holds
+//!
+//! - `exposure`: key `dim: u8 | value | hour: u32 BE` → an [`Entry`]: the
+//!   number of exposing accesses, the first and last event time, and one
+//!   roaring bitmap of dense subject ids per distinct set of field classes
+//!   those accesses returned. Values are encoded so that the byte order of
+//!   keys is the order of values: addresses as a family byte and 16 bytes
+//!   (a CIDR block is a key range), AS numbers as u32 BE, strings with a
+//!   length first;
+//! - `kinds`: kind name (`customer`, `recipient`, ...) → bitmap of the
+//!   subjects first seen as that kind;
+//! - `fields`: field class name → its stable bit (the reader's bits change
+//!   from run to run; these never do);
+//! - `blocks`: every ledger block that holds an exposing access → the span
+//!   of event times of those accesses in it (a zone map: a scan of a time
+//!   range or of a few hours reads only the blocks that can hold them);
+//! - `meta`: `records`, the ledger record count the index covers.
+//!
+//! Only successful accesses that carried subjects are indexed: nothing else
+//! exposes anything. Subjects are dense ids, their position in the store's
+//! subject map, so bitmaps stay small. The index is derived data: it is
+//! written after the ledger commits, in one transaction with the record
+//! count it covers, and [`crate::Store::open`] brings a lagging index up to
+//! `HEAD` from the ledger (a crash between the two commits loses nothing).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use roaring::MultiOps;
+use roaring::RoaringBitmap;
+
+use crate::StoredEvent;
+use crate::ledger::{BlockRef, Error};
+
+const EXPOSURE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("exposure");
+const KINDS: TableDefinition<&str, &[u8]> = TableDefinition::new("kinds");
+const FIELDS: TableDefinition<&str, u8> = TableDefinition::new("fields");
+const BLOCKS: TableDefinition<(u64, u64), (i64, i64)> = TableDefinition::new("blocks");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Milliseconds in an hour: the index's time bucket.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// A dimension the index keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Dim {
+    /// `actor.session.issuer`: the signing key.
+    Key = 1,
+    /// `src_endpoint.ip`.
+    Ip = 2,
+    /// The source address's /24 (IPv4) or /64 (IPv6).
+    Prefix = 3,
+    /// `src_endpoint.autonomous_system.number`.
+    Asn = 4,
+    /// `actor.user.uid` as stored (a pseudonym for customers).
+    Principal = 5,
+    /// `actor.session.uid`: the token.
+    Token = 6,
+    /// `api.operation`.
+    Operation = 7,
+    /// `src_endpoint.location.country`.
+    Country = 8,
+}
+
+/// Bits of an IPv4 address the prefix dimension keeps.
+pub const PREFIX_V4: u8 = 24;
+/// Bits of an IPv6 address the prefix dimension keeps.
+pub const PREFIX_V6: u8 = 64;
+
+/// An address as the index orders it: family byte, then 16 bytes.
+pub fn ip_key(ip: IpAddr) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    match ip {
+        IpAddr::V4(v) => {
+            k[0] = 4;
+            k[13..].copy_from_slice(&v.octets());
+        }
+        IpAddr::V6(v) => {
+            k[0] = 6;
+            k[1..].copy_from_slice(&v.octets());
+        }
+    }
+    k
+}
+
+/// The prefix an address belongs to, as the index orders it.
+pub fn prefix_key(ip: IpAddr) -> [u8; 17] {
+    let masked = match ip {
+        IpAddr::V4(v) => IpAddr::V4((u32::from(v) & (u32::MAX << (32 - PREFIX_V4))).into()),
+        IpAddr::V6(v) => IpAddr::V6((u128::from(v) & (u128::MAX << (128 - PREFIX_V6))).into()),
+    };
+    ip_key(masked)
+}
+
+/// A value's bytes in a key of `dim` (strings with their length first, so
+/// that one value's hours are one key range).
+pub fn string_value(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + s.len());
+    v.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn key(dim: Dim, value: &[u8], hour: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + value.len() + 4);
+    k.push(dim as u8);
+    k.extend_from_slice(value);
+    k.extend_from_slice(&hour.to_be_bytes());
+    k
+}
+
+/// The hour an event time falls in.
+pub fn hour_of(time: i64) -> u32 {
+    u32::try_from(time.div_euclid(HOUR_MS)).unwrap_or(if time < 0 { 0 } else { u32::MAX })
+}
+
+/// One key's accumulated exposure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Entry {
+    /// Exposing accesses.
+    pub events: u64,
+    /// First event time, ms.
+    pub first: i64,
+    /// Last event time, ms.
+    pub last: i64,
+    /// Per set of stable field bits: the subjects returned with exactly that set.
+    pub groups: Vec<(u64, RoaringBitmap)>,
+}
+
+impl Entry {
+    fn add(&mut self, time: i64, subjects: &[(u32, u64)]) {
+        if self.events == 0 {
+            self.first = time;
+            self.last = time;
+        } else {
+            self.first = self.first.min(time);
+            self.last = self.last.max(time);
+        }
+        self.events += 1;
+        for &(id, mask) in subjects {
+            match self.groups.iter_mut().find(|g| g.0 == mask) {
+                Some(g) => {
+                    g.1.insert(id);
+                }
+                None => self.groups.push((mask, std::iter::once(id).collect())),
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Entry) {
+        if other.events == 0 {
+            return;
+        }
+        if self.events == 0 {
+            *self = other;
+            return;
+        }
+        self.events += other.events;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        for (mask, b) in other.groups {
+            match self.groups.iter_mut().find(|g| g.0 == mask) {
+                Some(g) => g.1 |= b,
+                None => self.groups.push((mask, b)),
+            }
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(26 + self.groups.iter().map(|g| 12 + g.1.serialized_size()).sum::<usize>());
+        out.extend_from_slice(&self.events.to_le_bytes());
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.last.to_le_bytes());
+        out.extend_from_slice(&(self.groups.len() as u16).to_le_bytes());
+        for (mask, b) in &self.groups {
+            out.extend_from_slice(&mask.to_le_bytes());
+            out.extend_from_slice(&(b.serialized_size() as u32).to_le_bytes());
+            // Writing to a Vec cannot fail.
+            let _ = b.serialize_into(&mut out);
+        }
+        out
+    }
+
+    /// Decodes an entry; `None` when the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
+            let s = bytes.get(*at..*at + n)?;
+            *at += n;
+            Some(s)
+        };
+        let mut at = 0;
+        let events = u64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
+        let first = i64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
+        let last = i64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
+        let n = u16::from_le_bytes(take(&mut at, 2)?.try_into().ok()?);
+        let mut groups = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let mask = u64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
+            let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+            let b = RoaringBitmap::deserialize_from(take(&mut at, len)?).ok()?;
+            groups.push((mask, b));
+        }
+        (at == bytes.len()).then_some(Self { events, first, last, groups })
+    }
+}
+
+fn db_err(what: &str) -> impl FnOnce(redb::Error) -> Error + '_ {
+    move |e| Error::Corrupt(format!("index.redb: {what}: {e}"))
+}
+
+macro_rules! redb_try {
+    ($e:expr, $what:expr) => {
+        $e.map_err(|e| db_err($what)(e.into()))?
+    };
+}
+
+/// The exposure index of one store, open for reading and appending.
+pub struct Index {
+    db: redb::Database,
+    /// Stable bit of each field class name.
+    fields: Vec<String>,
+    /// Subjects that have a kind.
+    kinded: RoaringBitmap,
+    /// Exposure not yet written.
+    pending: HashMap<Vec<u8>, Entry>,
+    pending_kinds: BTreeMap<String, RoaringBitmap>,
+    pending_blocks: Vec<(BlockRef, i64, i64)>,
+    /// Times of exposing accesses in the block being filled.
+    zone: Option<(i64, i64)>,
+    covered: u64,
+    scratch: Vec<(u32, u64)>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("covered", &self.covered).field("pending", &self.pending.len()).finish()
+    }
+}
+
+/// What an index lookup found: exposure summed over the keys it read.
+#[derive(Clone, Debug, Default)]
+pub struct Found {
+    /// Exposing accesses.
+    pub events: u64,
+    /// First and last event time.
+    pub span: Option<(i64, i64)>,
+    /// Every subject reached.
+    pub subjects: RoaringBitmap,
+    /// Subjects reached per field class.
+    pub fields: BTreeMap<String, RoaringBitmap>,
+    /// The hours in which something was found.
+    pub hours: Vec<u32>,
+}
+
+/// A key range of one dimension: values from `lo` to `hi` (value bytes as
+/// [`ip_key`], [`string_value`] and the like make them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueRange {
+    /// The dimension.
+    pub dim: Dim,
+    /// Lowest value, inclusive.
+    pub lo: Vec<u8>,
+    /// Highest value, inclusive.
+    pub hi: Vec<u8>,
+}
+
+impl Index {
+    /// Opens or creates `DIR/index.redb`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join("index.redb");
+        let db = redb::Database::create(&path)
+            .map_err(|e| Error::Corrupt(format!("cannot open {}: {e}", path.display())))?;
+        let txn = redb_try!(db.begin_write(), "begin");
+        let mut fields = Vec::new();
+        let mut kinded = RoaringBitmap::new();
+        let covered;
+        {
+            let t = redb_try!(txn.open_table(FIELDS), "fields");
+            let mut by_bit: Vec<(u8, String)> = Vec::new();
+            for row in redb_try!(t.iter(), "fields") {
+                let (k, v) = redb_try!(row, "fields");
+                by_bit.push((v.value(), k.value().to_owned()));
+            }
+            by_bit.sort();
+            for (i, (bit, name)) in by_bit.into_iter().enumerate() {
+                if usize::from(bit) != i {
+                    return Err(Error::Corrupt("index.redb: field bits are not dense".into()));
+                }
+                fields.push(name);
+            }
+            let t = redb_try!(txn.open_table(KINDS), "kinds");
+            for row in redb_try!(t.iter(), "kinds") {
+                let (_, v) = redb_try!(row, "kinds");
+                let b = RoaringBitmap::deserialize_from(v.value())
+                    .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?;
+                kinded |= b;
+            }
+            let m = redb_try!(txn.open_table(META), "meta");
+            covered = redb_try!(m.get("records"), "meta").map_or(0, |v| v.value());
+            drop(redb_try!(txn.open_table(EXPOSURE), "exposure"));
+            drop(redb_try!(txn.open_table(BLOCKS), "blocks"));
+        }
+        redb_try!(txn.commit(), "commit");
+        Ok(Self {
+            db,
+            fields,
+            kinded,
+            pending: HashMap::new(),
+            pending_kinds: BTreeMap::new(),
+            pending_blocks: Vec::new(),
+            zone: None,
+            covered,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Ledger records the committed index covers.
+    pub fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    fn field_bit(&mut self, name: &str) -> u8 {
+        if let Some(i) = self.fields.iter().position(|f| f == name) {
+            return i as u8;
+        }
+        // The reader caps classes per run; across runs the store keeps the
+        // first 63 names apart and folds the rest into the last bit.
+        if self.fields.len() >= 63 {
+            return 63;
+        }
+        self.fields.push(name.to_owned());
+        (self.fields.len() - 1) as u8
+    }
+
+    /// Indexes one event (which will be record number `covered + 1` once
+    /// committed); `dense` gives a subject pseudonym's dense id.
+    pub fn add(&mut self, e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<(), Error> {
+        let StoredEvent::Access {
+            time,
+            success,
+            principal,
+            token,
+            key: signing,
+            ip,
+            asn,
+            country,
+            operation,
+            subjects,
+            ..
+        } = e
+        else {
+            return Ok(());
+        };
+        if !success || subjects.is_empty() {
+            return Ok(());
+        }
+        let mut subs = std::mem::take(&mut self.scratch);
+        subs.clear();
+        for s in subjects {
+            let Some(id) = dense(&s.id) else {
+                return Err(Error::Corrupt(format!("subject {} has no dense id", s.id)));
+            };
+            let mut mask = 0u64;
+            for f in &s.fields {
+                mask |= 1u64 << self.field_bit(f);
+            }
+            subs.push((id, mask));
+            if self.kinded.insert(id) {
+                self.pending_kinds.entry(s.kind.clone()).or_default().insert(id);
+            }
+        }
+        let hour = hour_of(*time);
+        let mut put = |dim: Dim, value: &[u8]| {
+            let k = key(dim, value, hour);
+            match self.pending.get_mut(&k) {
+                Some(entry) => entry.add(*time, &subs),
+                None => {
+                    let mut entry = Entry::default();
+                    entry.add(*time, &subs);
+                    self.pending.insert(k, entry);
+                }
+            }
+        };
+        if let Some(k) = signing {
+            put(Dim::Key, &string_value(k));
+        }
+        if let Ok(addr) = ip.parse::<IpAddr>() {
+            put(Dim::Ip, &ip_key(addr));
+            put(Dim::Prefix, &prefix_key(addr));
+        }
+        if let Some(n) = asn {
+            put(Dim::Asn, &n.to_be_bytes());
+        }
+        put(Dim::Principal, &string_value(principal));
+        if let Some(t) = token {
+            put(Dim::Token, &string_value(t));
+        }
+        put(Dim::Operation, &string_value(operation));
+        if let Some(c) = country {
+            put(Dim::Country, &string_value(c));
+        }
+        self.zone = Some(match self.zone {
+            None => (*time, *time),
+            Some((a, b)) => (a.min(*time), b.max(*time)),
+        });
+        self.scratch = subs;
+        Ok(())
+    }
+
+    /// The blocks just sealed: the first holds every exposing access added
+    /// since the last call (the ledger seals one block at a time, and at most
+    /// one per append).
+    pub fn sealed(&mut self, blocks: &[BlockRef]) {
+        for b in blocks {
+            if let Some((lo, hi)) = self.zone.take() {
+                self.pending_blocks.push((*b, lo, hi));
+            }
+        }
+    }
+
+    /// Writes what was added, covering ledger records up to `records`, in
+    /// one transaction.
+    pub fn commit(&mut self, records: u64) -> Result<(), Error> {
+        let txn = redb_try!(self.db.begin_write(), "begin");
+        {
+            let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
+            let mut keys: Vec<(Vec<u8>, Entry)> = self.pending.drain().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (k, mut entry) in keys {
+                if let Some(old) = redb_try!(t.get(k.as_slice()), "exposure") {
+                    let old = Entry::decode(old.value())
+                        .ok_or_else(|| Error::Corrupt("index.redb: an exposure entry does not decode".into()))?;
+                    let mut merged = old;
+                    merged.merge(entry);
+                    entry = merged;
+                }
+                redb_try!(t.insert(k.as_slice(), entry.encode().as_slice()), "exposure");
+            }
+            let mut t = redb_try!(txn.open_table(KINDS), "kinds");
+            for (kind, b) in std::mem::take(&mut self.pending_kinds) {
+                let mut all = match redb_try!(t.get(kind.as_str()), "kinds") {
+                    Some(v) => RoaringBitmap::deserialize_from(v.value())
+                        .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?,
+                    None => RoaringBitmap::new(),
+                };
+                all |= b;
+                let mut bytes = Vec::with_capacity(all.serialized_size());
+                let _ = all.serialize_into(&mut bytes);
+                redb_try!(t.insert(kind.as_str(), bytes.as_slice()), "kinds");
+            }
+            let mut t = redb_try!(txn.open_table(FIELDS), "fields");
+            for (bit, name) in self.fields.iter().enumerate() {
+                redb_try!(t.insert(name.as_str(), bit as u8), "fields");
+            }
+            let mut t = redb_try!(txn.open_table(BLOCKS), "blocks");
+            for (b, mut lo, mut hi) in self.pending_blocks.drain(..) {
+                if let Some(old) = redb_try!(t.get((b.segment, b.offset)), "blocks") {
+                    let (a, z) = old.value();
+                    (lo, hi) = (lo.min(a), hi.max(z));
+                }
+                redb_try!(t.insert((b.segment, b.offset), (lo, hi)), "blocks");
+            }
+            let mut m = redb_try!(txn.open_table(META), "meta");
+            redb_try!(m.insert("records", records), "meta");
+        }
+        redb_try!(txn.commit(), "commit");
+        self.covered = records;
+        Ok(())
+    }
+
+    /// Empties the index (to rebuild it from the ledger).
+    pub fn clear(&mut self) -> Result<(), Error> {
+        let txn = redb_try!(self.db.begin_write(), "begin");
+        redb_try!(txn.delete_table(EXPOSURE), "clear");
+        redb_try!(txn.delete_table(KINDS), "clear");
+        redb_try!(txn.delete_table(FIELDS), "clear");
+        redb_try!(txn.delete_table(BLOCKS), "clear");
+        redb_try!(txn.delete_table(META), "clear");
+        redb_try!(txn.commit(), "commit");
+        self.fields.clear();
+        self.kinded.clear();
+        self.pending.clear();
+        self.pending_kinds.clear();
+        self.pending_blocks.clear();
+        self.zone = None;
+        self.covered = 0;
+        Ok(())
+    }
+}
+
+impl Index {
+    /// Subjects by the kind they were first seen as.
+    pub fn kinds(&self) -> Result<BTreeMap<String, RoaringBitmap>, Error> {
+        let txn = redb_try!(self.db.begin_read(), "begin");
+        let t = redb_try!(txn.open_table(KINDS), "kinds");
+        let mut out = BTreeMap::new();
+        for row in redb_try!(t.iter(), "kinds") {
+            let (k, v) = redb_try!(row, "kinds");
+            let b = RoaringBitmap::deserialize_from(v.value())
+                .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?;
+            out.insert(k.value().to_owned(), b);
+        }
+        Ok(out)
+    }
+
+    /// Sums the exposure of every key in `ranges` whose hour is in `hours`.
+    /// Keys named by several ranges count once.
+    pub fn lookup(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Found, Error> {
+        let txn = redb_try!(self.db.begin_read(), "begin");
+        let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut events = 0u64;
+        let mut span: Option<(i64, i64)> = None;
+        let mut by_mask: HashMap<u64, Vec<RoaringBitmap>> = HashMap::new();
+        let mut hours_found = Vec::new();
+        for r in ranges {
+            let lo = key(r.dim, &r.lo, *hours.start());
+            let hi = key(r.dim, &r.hi, *hours.end());
+            let vlen = r.lo.len();
+            for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
+                let (k, v) = redb_try!(row, "exposure");
+                let k = k.value();
+                // Values of another length (strings) or hours outside the
+                // range (between two values of a range) are not asked for.
+                if k.len() != 1 + vlen + 4 {
+                    continue;
+                }
+                let hour = u32::from_be_bytes(k[1 + vlen..].try_into().unwrap_or_default());
+                if !hours.contains(&hour) || (ranges.len() > 1 && !seen.insert(k.to_vec())) {
+                    continue;
+                }
+                let e = Entry::decode(v.value())
+                    .ok_or_else(|| Error::Corrupt("index.redb: an exposure entry does not decode".into()))?;
+                events += e.events;
+                span = Some(match span {
+                    None => (e.first, e.last),
+                    Some((a, b)) => (a.min(e.first), b.max(e.last)),
+                });
+                hours_found.push(hour);
+                for (mask, b) in e.groups {
+                    by_mask.entry(mask).or_default().push(b);
+                }
+            }
+        }
+        let mut per_mask: Vec<(u64, RoaringBitmap)> = by_mask.into_iter().map(|(m, bs)| (m, bs.union())).collect();
+        per_mask.sort_unstable_by_key(|p| p.0);
+        let subjects = per_mask.iter().map(|p| &p.1).union();
+        let mut fields = BTreeMap::new();
+        for (bit, name) in self.fields.iter().enumerate() {
+            let b = per_mask.iter().filter(|p| p.0 & (1u64 << bit) != 0).map(|p| &p.1).union();
+            if !b.is_empty() {
+                fields.insert(name.clone(), b);
+            }
+        }
+        hours_found.sort_unstable();
+        hours_found.dedup();
+        Ok(Found { events, span, subjects, fields, hours: hours_found })
+    }
+
+    /// The blocks holding exposing accesses at times in any of `spans`
+    /// (inclusive, ms), in ledger order.
+    pub fn blocks(&self, spans: &[(i64, i64)]) -> Result<Vec<BlockRef>, Error> {
+        let txn = redb_try!(self.db.begin_read(), "begin");
+        let t = redb_try!(txn.open_table(BLOCKS), "blocks");
+        let mut out = Vec::new();
+        for row in redb_try!(t.iter(), "blocks") {
+            let (k, v) = redb_try!(row, "blocks");
+            let (segment, offset) = k.value();
+            let (lo, hi) = v.value();
+            if spans.iter().any(|&(a, b)| lo <= b && a <= hi) {
+                out.push(BlockRef { segment, offset });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the index file.
+    pub fn bytes(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("index.redb")).map_or(0, |m| m.len())
+    }
+}
