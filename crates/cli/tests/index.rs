@@ -240,3 +240,33 @@ fn an_index_lost_or_behind_is_rebuilt_from_the_ledger() {
     assert!(matches!(after.plan, Plan::Index(_)));
     assert_eq!(after.summary(), before);
 }
+
+#[test]
+fn verify_names_an_index_that_differs_from_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, st) = support::simulated_store(tmp.path(), "coupang", 300, 1);
+    let (_, other) = support::simulated_store(tmp.path(), "insider", 300, 1);
+    let s = st.to_str().unwrap();
+    ok(&["verify", "--store", s]);
+    // An index swapped for another one (as an insider hiding exposure from
+    // scope would edit it) is named.
+    let keep = tmp.path().join("index.keep");
+    std::fs::copy(st.join("index.redb"), &keep).unwrap();
+    std::fs::copy(other.join("index.redb"), st.join("index.redb")).unwrap();
+    let o = support::piiwatch(&["verify", "--store", s]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("index.redb"), "{out}");
+    // A missing index is no damage: a note, and the next open rebuilds it.
+    std::fs::remove_file(st.join("index.redb")).unwrap();
+    let o = ok(&["verify", "--store", s]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("index.redb is missing"));
+    ok(&["scope", "--store", s, "--where", r#"actor.session.issuer = "auth-key-2019""#]);
+    assert!(st.join("index.redb").is_file());
+    ok(&["verify", "--store", s]);
+    // Restored, the index that was written with the store checks again,
+    // but for the scope just recorded it now lags: a note, not damage.
+    std::fs::copy(&keep, st.join("index.redb")).unwrap();
+    let o = ok(&["verify", "--store", s]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("covers"), "{}", String::from_utf8_lossy(&o.stdout));
+}

@@ -61,6 +61,20 @@ fn scope_by_indicators_equals_the_simulated_truth_for_every_attack() {
                 out.to_str().expect("utf-8"),
             ]);
             let got: Value = serde_json::from_slice(&o.stdout).expect("scope prints JSON");
+            // The index (narrowing the scan to the indicators' hours) and a
+            // scan of the whole ledger agree, and so does each indicator
+            // field alone, answered from the index.
+            let st = store.to_str().expect("utf-8");
+            let scan = ok(&["scope", "--store", st, "--format", "json", "--no-index", "--where", &expr]);
+            assert_eq!(got, serde_json::from_slice::<Value>(&scan.stdout).expect("json"), "{name}: index vs scan");
+            for (field, vals) in a["indicators"].as_object().expect("indicators") {
+                let vals: Vec<String> =
+                    vals.as_array().expect("values").iter().map(|v| format!("{:?}", v.as_str().expect("s"))).collect();
+                let one = format!("{field} in ({})", vals.join(", "));
+                let by_index = ok(&["scope", "--store", st, "--format", "json", "--where", &one]);
+                let by_scan = ok(&["scope", "--store", st, "--format", "json", "--no-index", "--where", &one]);
+                assert_eq!(by_index.stdout, by_scan.stdout, "{name}: {one}");
+            }
             // The real ids, decrypted from the store's map, are exactly the truth's.
             let listed: Vec<String> =
                 std::fs::read_to_string(&out).expect("subjects file").lines().map(str::to_owned).collect();

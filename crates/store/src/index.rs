@@ -179,7 +179,9 @@ impl Entry {
         out.extend_from_slice(&self.first.to_le_bytes());
         out.extend_from_slice(&self.last.to_le_bytes());
         out.extend_from_slice(&(self.groups.len() as u16).to_le_bytes());
-        for (mask, b) in &self.groups {
+        let mut groups: Vec<&(u64, RoaringBitmap)> = self.groups.iter().collect();
+        groups.sort_unstable_by_key(|g| g.0);
+        for (mask, b) in groups {
             out.extend_from_slice(&mask.to_le_bytes());
             out.extend_from_slice(&(b.serialized_size() as u32).to_le_bytes());
             // Writing to a Vec cannot fail.
@@ -211,6 +213,51 @@ impl Entry {
     }
 }
 
+/// A block's position and the span of its exposing accesses.
+type BlockZone = ((u64, u64), (i64, i64));
+
+fn same_entry(a: Option<&Entry>, b: Option<&Entry>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return false };
+    if (a.events, a.first, a.last) != (b.events, b.first, b.last) {
+        return false;
+    }
+    let norm = |e: &Entry| {
+        let mut m: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
+        for (k, v) in &e.groups {
+            *m.entry(*k).or_default() |= v;
+        }
+        m.retain(|_, v| !v.is_empty());
+        m
+    };
+    let (x, y) = (norm(a), norm(b));
+    x.len() == y.len()
+        && x.iter()
+            .zip(&y)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.len() == vb.len() && va.intersection_len(vb) == va.len())
+}
+
+/// A key for people: its dimension and hour (values are pseudonyms, keys
+/// and addresses: not secret, but kept out of the message all the same).
+fn describe(key: &[u8], what: &str) -> String {
+    let dim = match key.first() {
+        Some(1) => "key",
+        Some(2) => "address",
+        Some(3) => "prefix",
+        Some(4) => "asn",
+        Some(5) => "principal",
+        Some(6) => "token",
+        Some(7) => "operation",
+        Some(8) => "country",
+        _ => "unknown dimension",
+    };
+    let hour =
+        key.len().checked_sub(4).and_then(|at| key.get(at..)).and_then(|h| h.try_into().ok()).map(u32::from_be_bytes);
+    let when = hour
+        .and_then(|h| jiff::Timestamp::from_millisecond(i64::from(h) * HOUR_MS).ok())
+        .map_or_else(|| "?".to_owned(), |t| t.to_string());
+    format!("a {dim} entry for the hour from {when}: {what}")
+}
+
 fn db_err(what: &str) -> impl FnOnce(redb::Error) -> Error + '_ {
     move |e| Error::Corrupt(format!("index.redb: {what}: {e}"))
 }
@@ -234,6 +281,8 @@ pub struct Index {
     pending_blocks: Vec<(BlockRef, i64, i64)>,
     /// Times of exposing accesses in the block being filled.
     zone: Option<(i64, i64)>,
+    /// While replaying the ledger: the block of the last record replayed.
+    replaying: Option<BlockRef>,
     covered: u64,
     scratch: Vec<(u32, u64)>,
 }
@@ -316,6 +365,7 @@ impl Index {
             pending_kinds: BTreeMap::new(),
             pending_blocks: Vec::new(),
             zone: None,
+            replaying: None,
             covered,
             scratch: Vec::new(),
         })
@@ -412,6 +462,40 @@ impl Index {
         });
         self.scratch = subs;
         Ok(())
+    }
+
+    /// Indexes a record read back from the ledger (in ledger order), as
+    /// appending it did; [`Index::replay_end`] closes the last block.
+    pub fn replay(
+        &mut self,
+        r: &crate::ledger::RecordRef<'_>,
+        dense: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(), Error> {
+        let here = BlockRef { segment: r.segment, offset: r.offset };
+        if let Some(b) = self.replaying
+            && b != here
+        {
+            self.sealed(&[b]);
+        }
+        self.replaying = Some(here);
+        if r.kind == crate::kind::EVENT {
+            let e = serde_json::from_slice::<StoredEvent>(r.payload)
+                .map_err(|e| Error::Corrupt(format!("an event record does not parse: {e}")))?;
+            self.add(&e, dense)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a replay: the last block replayed is sealed.
+    pub fn replay_end(&mut self) {
+        if let Some(b) = self.replaying.take() {
+            self.sealed(&[b]);
+        }
+    }
+
+    /// Exposure added and not yet committed (keys held in memory).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// The blocks just sealed: the first holds every exposing access added
@@ -577,6 +661,87 @@ impl Index {
             if spans.iter().any(|&(a, b)| lo <= b && a <= hi) {
                 out.push(BlockRef { segment, offset });
             }
+        }
+        Ok(out)
+    }
+
+    /// How this index differs from `other` (one rebuilt from the ledger):
+    /// each difference named by table, dimension and hour; empty when equal.
+    pub fn differences(&self, other: &Index) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let (a, b) = (redb_try!(self.db.begin_read(), "begin"), redb_try!(other.db.begin_read(), "begin"));
+        let (ta, tb) = (redb_try!(a.open_table(EXPOSURE), "exposure"), redb_try!(b.open_table(EXPOSURE), "exposure"));
+        let mut ia = redb_try!(ta.iter(), "exposure");
+        let mut ib = redb_try!(tb.iter(), "exposure");
+        let (mut extra, mut missing, mut altered) = (0u64, 0u64, 0u64);
+        let mut first: Option<String> = None;
+        let mut na = ia.next();
+        let mut nb = ib.next();
+        loop {
+            let ka = match &na {
+                Some(r) => Some(r.as_ref().map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?),
+                None => None,
+            };
+            let kb = match &nb {
+                Some(r) => Some(r.as_ref().map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?),
+                None => None,
+            };
+            let order = match (ka, kb) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((x, _)), Some((y, _))) => x.value().cmp(y.value()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    extra += 1;
+                    first.get_or_insert_with(|| {
+                        describe(ka.map(|k| k.0.value()).unwrap_or_default(), "not in the ledger")
+                    });
+                    na = ia.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    missing += 1;
+                    first.get_or_insert_with(|| describe(kb.map(|k| k.0.value()).unwrap_or_default(), "missing"));
+                    nb = ib.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if let (Some((k, va)), Some((_, vb))) = (ka, kb) {
+                        let (ea, eb) = (Entry::decode(va.value()), Entry::decode(vb.value()));
+                        if !same_entry(ea.as_ref(), eb.as_ref()) {
+                            altered += 1;
+                            first.get_or_insert_with(|| describe(k.value(), "altered"));
+                        }
+                    }
+                    na = ia.next();
+                    nb = ib.next();
+                }
+            }
+        }
+        if extra + missing + altered > 0 {
+            out.push(format!(
+                "index.redb: {altered} exposure entries differ from the ledger's, {missing} are missing, {extra} are not in the ledger (first: {})",
+                first.unwrap_or_default()
+            ));
+        }
+        if self.kinds()? != other.kinds()? {
+            out.push("index.redb: the subjects' kinds differ from the ledger's".into());
+        }
+        let blocks = |i: &Index| -> Result<Vec<BlockZone>, Error> {
+            let txn = redb_try!(i.db.begin_read(), "begin");
+            let t = redb_try!(txn.open_table(BLOCKS), "blocks");
+            let mut v = Vec::new();
+            for row in redb_try!(t.iter(), "blocks") {
+                let (k, x) = redb_try!(row, "blocks");
+                v.push((k.value(), x.value()));
+            }
+            Ok(v)
+        };
+        if blocks(self)? != blocks(other)? {
+            out.push("index.redb: the block time map differs from the ledger's".into());
+        }
+        if self.covered != other.covered {
+            out.push(format!("index.redb: covers {} records, the ledger {}", self.covered, other.covered));
         }
         Ok(out)
     }

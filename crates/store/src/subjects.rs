@@ -155,6 +155,21 @@ impl MapWriter {
     }
 }
 
+/// Each pseudonym's dense id (its position in the map), without decrypting anything.
+pub fn dense_ids(dir: &Path) -> Result<HashMap<String, u32>, Error> {
+    let path = dir.join("subjects.map");
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(format!("cannot read {}", path.display())))?;
+    let mut out = HashMap::new();
+    entries(&bytes, |p, _, _| {
+        let n = out.len() as u32;
+        out.entry(hex::encode(p)).or_insert(n);
+    });
+    Ok(out)
+}
+
 /// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does
 /// not decrypt (altered, or from another store) is an error.
 pub fn read_map(dir: &Path, secret: &Secret) -> Result<HashMap<String, String>, Error> {
