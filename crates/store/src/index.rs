@@ -276,7 +276,8 @@ pub struct Index {
     /// Subjects that have a kind.
     kinded: RoaringBitmap,
     /// Exposure not yet written.
-    pending: HashMap<Vec<u8>, Entry>,
+    pending: HashMap<Vec<u8>, Entry, foldhash::fast::RandomState>,
+    keybuf: Vec<u8>,
     pending_kinds: BTreeMap<String, RoaringBitmap>,
     pending_blocks: Vec<(BlockRef, i64, i64)>,
     /// Times of exposing accesses in the block being filled.
@@ -361,7 +362,8 @@ impl Index {
             db,
             fields,
             kinded,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
+            keybuf: Vec::new(),
             pending_kinds: BTreeMap::new(),
             pending_blocks: Vec::new(),
             zone: None,
@@ -426,36 +428,46 @@ impl Index {
                 self.pending_kinds.entry(s.kind.clone()).or_default().insert(id);
             }
         }
-        let hour = hour_of(*time);
-        let mut put = |dim: Dim, value: &[u8]| {
-            let k = key(dim, value, hour);
-            match self.pending.get_mut(&k) {
+        let hour = hour_of(*time).to_be_bytes();
+        let mut kb = std::mem::take(&mut self.keybuf);
+        let pending = &mut self.pending;
+        // Keys are built in one buffer and copied only when new.
+        let mut put = |dim: Dim, parts: &[&[u8]]| {
+            kb.clear();
+            kb.push(dim as u8);
+            for p in parts {
+                kb.extend_from_slice(p);
+            }
+            kb.extend_from_slice(&hour);
+            match pending.get_mut(kb.as_slice()) {
                 Some(entry) => entry.add(*time, &subs),
                 None => {
                     let mut entry = Entry::default();
                     entry.add(*time, &subs);
-                    self.pending.insert(k, entry);
+                    pending.insert(kb.clone(), entry);
                 }
             }
         };
+        let string = |s: &str| (s.len() as u32).to_be_bytes();
         if let Some(k) = signing {
-            put(Dim::Key, &string_value(k));
+            put(Dim::Key, &[&string(k), k.as_bytes()]);
         }
         if let Ok(addr) = ip.parse::<IpAddr>() {
-            put(Dim::Ip, &ip_key(addr));
-            put(Dim::Prefix, &prefix_key(addr));
+            put(Dim::Ip, &[&ip_key(addr)]);
+            put(Dim::Prefix, &[&prefix_key(addr)]);
         }
         if let Some(n) = asn {
-            put(Dim::Asn, &n.to_be_bytes());
+            put(Dim::Asn, &[&n.to_be_bytes()]);
         }
-        put(Dim::Principal, &string_value(principal));
+        put(Dim::Principal, &[&string(principal), principal.as_bytes()]);
         if let Some(t) = token {
-            put(Dim::Token, &string_value(t));
+            put(Dim::Token, &[&string(t), t.as_bytes()]);
         }
-        put(Dim::Operation, &string_value(operation));
+        put(Dim::Operation, &[&string(operation), operation.as_bytes()]);
         if let Some(c) = country {
-            put(Dim::Country, &string_value(c));
+            put(Dim::Country, &[&string(c), c.as_bytes()]);
         }
+        self.keybuf = kb;
         self.zone = Some(match self.zone {
             None => (*time, *time),
             Some((a, b)) => (a.min(*time), b.max(*time)),

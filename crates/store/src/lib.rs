@@ -487,6 +487,9 @@ impl Store {
         let head = self.ledger.commit()?;
         self.note_sealed();
         self.index.commit(head.records)?;
+        // The marks are unchanged and now current for the new HEAD (a stale
+        // file would make the next open rebuild them from the whole ledger).
+        save_marks(&self.dir, head.records, &self.marks)?;
         Ok(head)
     }
 }
