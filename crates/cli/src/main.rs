@@ -37,6 +37,9 @@ enum Command {
     /// Check a store: every record's hash, every segment's link, the end
     /// against what was acknowledged; non-zero exit naming any damage.
     Verify(commands::verify::Args),
+    /// Signed Merkle checkpoints of the store, and inclusion and
+    /// consistency proofs against them that anyone can check.
+    Proof(commands::proof::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Proof(args) => commands::proof::run(args),
         Command::Scope(args) => commands::scope::run(args),
         Command::Export(args) => commands::export::run(args),
     };

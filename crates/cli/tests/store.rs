@@ -114,9 +114,12 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
-    for e in fs::read_dir(from.join("ledger")).unwrap() {
-        let p = e.unwrap().path();
-        fs::copy(&p, to.join("ledger").join(p.file_name().unwrap())).unwrap();
+    for sub in ["ledger", "merkle"] {
+        fs::create_dir_all(to.join(sub)).unwrap();
+        for e in fs::read_dir(from.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            fs::copy(&p, to.join(sub).join(p.file_name().unwrap())).unwrap();
+        }
     }
 }
 

@@ -143,9 +143,18 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
                 store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &edges, &mut a))?;
             }
         }
-        Plan::Narrowed(ranges) => {
-            let found = index.lookup(ranges, store::index::hour_of(from)..=store::index::hour_of(to))?;
-            let spans = plan::hour_spans(&found.hours, from, to);
+        Plan::Narrowed(parts) => {
+            // An access matching the whole `and` lies in an hour where every part matched.
+            let range = store::index::hour_of(from)..=store::index::hour_of(to);
+            let mut hours: Option<Vec<u32>> = None;
+            for part in parts {
+                let h = index.hours(part, range.clone())?;
+                hours = Some(match hours {
+                    None => h,
+                    Some(prev) => prev.into_iter().filter(|x| h.binary_search(x).is_ok()).collect(),
+                });
+            }
+            let spans = plan::hour_spans(&hours.unwrap_or_default(), from, to);
             let blocks = index.blocks(&spans)?;
             a.blocks_read += blocks.len() as u64;
             store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &spans, &mut a))?;

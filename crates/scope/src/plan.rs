@@ -15,9 +15,9 @@ pub enum Plan {
     /// From the index's entries for these key ranges (one dimension, so each
     /// access counts once), plus a scan of the partial hours at the edges.
     Index(Vec<ValueRange>),
-    /// A scan of the blocks of the hours in which these key ranges (a
-    /// necessary part of the expression) matched.
-    Narrowed(Vec<ValueRange>),
+    /// A scan of the blocks of the hours in which every one of these
+    /// groups of key ranges (the necessary parts of an `and`) matched.
+    Narrowed(Vec<Vec<ValueRange>>),
     /// A scan of the blocks of the time range.
     Scan,
     /// A scan of the whole ledger, the index unused.
@@ -32,10 +32,9 @@ impl Plan {
         if let Some(r) = exact(e) {
             return Plan::Index(r);
         }
-        match necessary(e) {
-            Some(r) => Plan::Narrowed(r),
-            None => Plan::Scan,
-        }
+        let mut parts = Vec::new();
+        necessary(e, &mut parts);
+        if parts.is_empty() { Plan::Scan } else { Plan::Narrowed(parts) }
     }
 
     /// A short name for people.
@@ -123,11 +122,15 @@ fn cidr_range(net: &IpNet) -> ValueRange {
     }
 }
 
-/// Key ranges that every access `e` matches is in (a necessary condition).
-fn necessary(e: &Expr) -> Option<Vec<ValueRange>> {
+/// Groups of key ranges such that every access `e` matches is in each
+/// (the index-answerable conjuncts of an `and`).
+fn necessary(e: &Expr, out: &mut Vec<Vec<ValueRange>>) {
     match e {
-        Expr::And(a, b) => necessary(a).or_else(|| necessary(b)),
-        e => exact(e),
+        Expr::And(a, b) => {
+            necessary(a, out);
+            necessary(b, out);
+        }
+        e => out.extend(exact(e)),
     }
 }
 

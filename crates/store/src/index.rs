@@ -121,6 +121,11 @@ pub fn hour_of(time: i64) -> u32 {
     u32::try_from(time.div_euclid(HOUR_MS)).unwrap_or(if time < 0 { 0 } else { u32::MAX })
 }
 
+/// Subjects an entry lists one by one before it keeps bitmaps: most keys
+/// (a token, a customer's principal or address in one hour) reach one or
+/// two subjects, and a list is smaller and cheaper to build than bitmaps.
+const SMALL: usize = 16;
+
 /// One key's accumulated exposure.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Entry {
@@ -130,11 +135,49 @@ pub struct Entry {
     pub first: i64,
     /// Last event time, ms.
     pub last: i64,
+    /// While the entry is small: (subject, stable field bits) as returned.
+    pub small: Vec<(u32, u64)>,
     /// Per set of stable field bits: the subjects returned with exactly that set.
     pub groups: Vec<(u64, RoaringBitmap)>,
 }
 
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 impl Entry {
+    fn group_insert(&mut self, id: u32, mask: u64) {
+        match self.groups.iter_mut().find(|g| g.0 == mask) {
+            Some(g) => {
+                g.1.insert(id);
+            }
+            None => self.groups.push((mask, std::iter::once(id).collect())),
+        }
+    }
+
+    fn spill(&mut self) {
+        for (id, mask) in std::mem::take(&mut self.small) {
+            self.group_insert(id, mask);
+        }
+    }
+
     fn add(&mut self, time: i64, subjects: &[(u32, u64)]) {
         if self.events == 0 {
             self.first = time;
@@ -145,11 +188,15 @@ impl Entry {
         }
         self.events += 1;
         for &(id, mask) in subjects {
-            match self.groups.iter_mut().find(|g| g.0 == mask) {
-                Some(g) => {
-                    g.1.insert(id);
+            if self.groups.is_empty() {
+                if !self.small.contains(&(id, mask)) {
+                    self.small.push((id, mask));
+                    if self.small.len() > SMALL {
+                        self.spill();
+                    }
                 }
-                None => self.groups.push((mask, std::iter::once(id).collect())),
+            } else {
+                self.group_insert(id, mask);
             }
         }
     }
@@ -165,6 +212,14 @@ impl Entry {
         self.events += other.events;
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
+        for p in other.small {
+            if !self.small.contains(&p) {
+                self.small.push(p);
+            }
+        }
+        if !other.groups.is_empty() || !self.groups.is_empty() || self.small.len() > SMALL {
+            self.spill();
+        }
         for (mask, b) in other.groups {
             match self.groups.iter_mut().find(|g| g.0 == mask) {
                 Some(g) => g.1 |= b,
@@ -173,43 +228,87 @@ impl Entry {
         }
     }
 
+    /// `events | first: i64 LE | last - first | 0, n, (subject delta, bits)*`
+    /// for a small entry, `... | 1, n, (bits, length, roaring)*` otherwise
+    /// (integers other than `first` as LEB128 varints).
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(26 + self.groups.iter().map(|g| 12 + g.1.serialized_size()).sum::<usize>());
-        out.extend_from_slice(&self.events.to_le_bytes());
+        let mut out = Vec::with_capacity(
+            24 + 6 * self.small.len() + self.groups.iter().map(|g| 12 + g.1.serialized_size()).sum::<usize>(),
+        );
+        put_varint(&mut out, self.events);
         out.extend_from_slice(&self.first.to_le_bytes());
-        out.extend_from_slice(&self.last.to_le_bytes());
-        out.extend_from_slice(&(self.groups.len() as u16).to_le_bytes());
-        let mut groups: Vec<&(u64, RoaringBitmap)> = self.groups.iter().collect();
-        groups.sort_unstable_by_key(|g| g.0);
-        for (mask, b) in groups {
-            out.extend_from_slice(&mask.to_le_bytes());
-            out.extend_from_slice(&(b.serialized_size() as u32).to_le_bytes());
-            // Writing to a Vec cannot fail.
-            let _ = b.serialize_into(&mut out);
+        put_varint(&mut out, self.last.wrapping_sub(self.first) as u64);
+        if self.groups.is_empty() {
+            out.push(0);
+            let mut small = self.small.clone();
+            small.sort_unstable();
+            put_varint(&mut out, small.len() as u64);
+            let mut prev = 0u32;
+            for (id, mask) in small {
+                put_varint(&mut out, u64::from(id - prev));
+                put_varint(&mut out, mask);
+                prev = id;
+            }
+        } else {
+            out.push(1);
+            let mut groups: Vec<&(u64, RoaringBitmap)> = self.groups.iter().collect();
+            groups.sort_unstable_by_key(|g| g.0);
+            put_varint(&mut out, groups.len() as u64);
+            for (mask, b) in groups {
+                put_varint(&mut out, *mask);
+                put_varint(&mut out, b.serialized_size() as u64);
+                // Writing to a Vec cannot fail.
+                let _ = b.serialize_into(&mut out);
+            }
         }
         out
     }
 
     /// Decodes an entry; `None` when the bytes are not one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
-            let s = bytes.get(*at..*at + n)?;
-            *at += n;
-            Some(s)
-        };
         let mut at = 0;
-        let events = u64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
-        let first = i64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
-        let last = i64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
-        let n = u16::from_le_bytes(take(&mut at, 2)?.try_into().ok()?);
-        let mut groups = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let mask = u64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
-            let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
-            let b = RoaringBitmap::deserialize_from(take(&mut at, len)?).ok()?;
-            groups.push((mask, b));
+        let events = get_varint(bytes, &mut at)?;
+        let first = i64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
+        at += 8;
+        let last = first.wrapping_add(get_varint(bytes, &mut at)? as i64);
+        let tag = *bytes.get(at)?;
+        at += 1;
+        let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+        let mut e = Self { events, first, last, small: Vec::new(), groups: Vec::new() };
+        match tag {
+            0 => {
+                let mut prev = 0u32;
+                for _ in 0..n.min(SMALL + 1) {
+                    let id = prev.checked_add(u32::try_from(get_varint(bytes, &mut at)?).ok()?)?;
+                    e.small.push((id, get_varint(bytes, &mut at)?));
+                    prev = id;
+                }
+            }
+            1 => {
+                for _ in 0..n.min(64) {
+                    let mask = get_varint(bytes, &mut at)?;
+                    let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+                    let b = RoaringBitmap::deserialize_from(bytes.get(at..at.checked_add(len)?)?).ok()?;
+                    at += len;
+                    e.groups.push((mask, b));
+                }
+            }
+            _ => return None,
         }
-        (at == bytes.len()).then_some(Self { events, first, last, groups })
+        (at == bytes.len()).then_some(e)
+    }
+
+    /// Subjects per set of field bits.
+    fn by_mask(&self) -> BTreeMap<u64, RoaringBitmap> {
+        let mut m: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
+        for (k, v) in &self.groups {
+            *m.entry(*k).or_default() |= v;
+        }
+        for &(id, k) in &self.small {
+            m.entry(k).or_default().insert(id);
+        }
+        m.retain(|_, v| !v.is_empty());
+        m
     }
 }
 
@@ -221,14 +320,7 @@ fn same_entry(a: Option<&Entry>, b: Option<&Entry>) -> bool {
     if (a.events, a.first, a.last) != (b.events, b.first, b.last) {
         return false;
     }
-    let norm = |e: &Entry| {
-        let mut m: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
-        for (k, v) in &e.groups {
-            *m.entry(*k).or_default() |= v;
-        }
-        m.retain(|_, v| !v.is_empty());
-        m
-    };
+    let norm = Entry::by_mask;
     let (x, y) = (norm(a), norm(b));
     x.len() == y.len()
         && x.iter()
@@ -270,7 +362,7 @@ macro_rules! redb_try {
 
 /// The exposure index of one store, open for reading and appending.
 pub struct Index {
-    db: redb::Database,
+    db: std::sync::Arc<redb::Database>,
     /// Stable bit of each field class name.
     fields: Vec<String>,
     /// Subjects that have a kind.
@@ -359,7 +451,7 @@ impl Index {
         }
         redb_try!(txn.commit(), "commit");
         Ok(Self {
-            db,
+            db: std::sync::Arc::new(db),
             fields,
             kinded,
             pending: HashMap::default(),
@@ -373,9 +465,46 @@ impl Index {
         })
     }
 
-    /// Ledger records the committed index covers.
+    /// Ledger records the committed index covers (as committed: another
+    /// handle on the same database may have moved it).
     pub fn covered(&self) -> u64 {
-        self.covered
+        let read = || -> Result<u64, Error> {
+            let txn = redb_try!(self.db.begin_read(), "begin");
+            let m = redb_try!(txn.open_table(META), "meta");
+            Ok(redb_try!(m.get("records"), "meta").map_or(0, |v| v.value()))
+        };
+        read().unwrap_or(self.covered)
+    }
+
+    /// A handle on the same database for queries, without this one's
+    /// uncommitted state (the writer may live on another thread).
+    pub fn reader(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            fields: Vec::new(),
+            kinded: RoaringBitmap::new(),
+            pending: HashMap::default(),
+            keybuf: Vec::new(),
+            pending_kinds: BTreeMap::new(),
+            pending_blocks: Vec::new(),
+            zone: None,
+            replaying: None,
+            covered: self.covered,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Field class names by stable bit, as committed.
+    fn field_names(&self) -> Result<Vec<String>, Error> {
+        let txn = redb_try!(self.db.begin_read(), "begin");
+        let t = redb_try!(txn.open_table(FIELDS), "fields");
+        let mut by_bit: Vec<(u8, String)> = Vec::new();
+        for row in redb_try!(t.iter(), "fields") {
+            let (k, v) = redb_try!(row, "fields");
+            by_bit.push((v.value(), k.value().to_owned()));
+        }
+        by_bit.sort();
+        Ok(by_bit.into_iter().map(|(_, n)| n).collect())
     }
 
     fn field_bit(&mut self, name: &str) -> u8 {
@@ -394,6 +523,16 @@ impl Index {
     /// Indexes one event (which will be record number `covered + 1` once
     /// committed); `dense` gives a subject pseudonym's dense id.
     pub fn add(&mut self, e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<(), Error> {
+        let StoredEvent::Access { success: true, subjects, .. } = e else { return Ok(()) };
+        let mut ids = Vec::with_capacity(subjects.len());
+        for s in subjects {
+            ids.push(dense(&s.id).ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id)))?);
+        }
+        self.add_ids(e, &ids)
+    }
+
+    /// As [`Index::add`], with each subject's dense id given, in order.
+    pub fn add_ids(&mut self, e: &StoredEvent, ids: &[u32]) -> Result<(), Error> {
         let StoredEvent::Access {
             time,
             success,
@@ -413,12 +552,12 @@ impl Index {
         if !success || subjects.is_empty() {
             return Ok(());
         }
+        if ids.len() != subjects.len() {
+            return Err(Error::Corrupt("an event's subjects and their dense ids differ in number".into()));
+        }
         let mut subs = std::mem::take(&mut self.scratch);
         subs.clear();
-        for s in subjects {
-            let Some(id) = dense(&s.id) else {
-                return Err(Error::Corrupt(format!("subject {} has no dense id", s.id)));
-            };
+        for (s, &id) in subjects.iter().zip(ids) {
             let mut mask = 0u64;
             for f in &s.fields {
                 mask |= 1u64 << self.field_bit(f);
@@ -615,6 +754,7 @@ impl Index {
         let mut events = 0u64;
         let mut span: Option<(i64, i64)> = None;
         let mut by_mask: HashMap<u64, Vec<RoaringBitmap>> = HashMap::new();
+        let mut small: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut hours_found = Vec::new();
         for r in ranges {
             let lo = key(r.dim, &r.lo, *hours.start());
@@ -643,13 +783,21 @@ impl Index {
                 for (mask, b) in e.groups {
                     by_mask.entry(mask).or_default().push(b);
                 }
+                for (id, mask) in e.small {
+                    small.entry(mask).or_default().push(id);
+                }
             }
+        }
+        for (mask, mut ids) in small {
+            ids.sort_unstable();
+            ids.dedup();
+            by_mask.entry(mask).or_default().push(RoaringBitmap::from_sorted_iter(ids).unwrap_or_default());
         }
         let mut per_mask: Vec<(u64, RoaringBitmap)> = by_mask.into_iter().map(|(m, bs)| (m, bs.union())).collect();
         per_mask.sort_unstable_by_key(|p| p.0);
         let subjects = per_mask.iter().map(|p| &p.1).union();
         let mut fields = BTreeMap::new();
-        for (bit, name) in self.fields.iter().enumerate() {
+        for (bit, name) in self.field_names()?.iter().enumerate() {
             let b = per_mask.iter().filter(|p| p.0 & (1u64 << bit) != 0).map(|p| &p.1).union();
             if !b.is_empty() {
                 fields.insert(name.clone(), b);
@@ -658,6 +806,33 @@ impl Index {
         hours_found.sort_unstable();
         hours_found.dedup();
         Ok(Found { events, span, subjects, fields, hours: hours_found })
+    }
+
+    /// The hours in `hours` in which any key of `ranges` has an entry (read
+    /// from the keys alone: no bitmap is decoded).
+    pub fn hours(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Vec<u32>, Error> {
+        let txn = redb_try!(self.db.begin_read(), "begin");
+        let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
+        let mut out = Vec::new();
+        for r in ranges {
+            let lo = key(r.dim, &r.lo, *hours.start());
+            let hi = key(r.dim, &r.hi, *hours.end());
+            let vlen = r.lo.len();
+            for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
+                let (k, _) = redb_try!(row, "exposure");
+                let k = k.value();
+                if k.len() != 1 + vlen + 4 {
+                    continue;
+                }
+                let hour = u32::from_be_bytes(k[1 + vlen..].try_into().unwrap_or_default());
+                if hours.contains(&hour) {
+                    out.push(hour);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// The blocks holding exposing accesses at times in any of `spans`
@@ -752,8 +927,8 @@ impl Index {
         if blocks(self)? != blocks(other)? {
             out.push("index.redb: the block time map differs from the ledger's".into());
         }
-        if self.covered != other.covered {
-            out.push(format!("index.redb: covers {} records, the ledger {}", self.covered, other.covered));
+        if self.covered() != other.covered() {
+            out.push(format!("index.redb: covers {} records, the ledger {}", self.covered(), other.covered()));
         }
         Ok(out)
     }
@@ -761,5 +936,62 @@ impl Index {
     /// Bytes of the index file.
     pub fn bytes(dir: &Path) -> u64 {
         std::fs::metadata(dir.join("index.redb")).map_or(0, |m| m.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(items: &[(u32, u64)]) -> BTreeMap<u64, RoaringBitmap> {
+        let mut m: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
+        for &(id, mask) in items {
+            m.entry(mask).or_default().insert(id);
+        }
+        m
+    }
+
+    proptest! {
+        // Entries built by adding, merged across commits, encoded and
+        // decoded, hold exactly the subjects per field set that were added,
+        // whether they stayed small lists or spilled into bitmaps.
+        #[test]
+        fn entries_keep_every_subject_through_merge_and_encoding(
+            a in prop::collection::vec((0u32..200, 1u64..8), 0..40),
+            b in prop::collection::vec((0u32..200, 1u64..8), 0..40),
+        ) {
+            let build = |items: &[(u32, u64)]| {
+                let mut e = Entry::default();
+                for (i, p) in items.iter().enumerate() {
+                    e.add(1000 + i as i64, &[*p]);
+                }
+                e
+            };
+            let (ea, eb) = (build(&a), build(&b));
+            let mut m = Entry::decode(&ea.encode()).unwrap();
+            m.merge(Entry::decode(&eb.encode()).unwrap());
+            let m = Entry::decode(&m.encode()).unwrap();
+            let all: Vec<(u32, u64)> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(m.by_mask(), naive(&all));
+            prop_assert_eq!(m.events, all.len() as u64);
+            if !all.is_empty() {
+                prop_assert_eq!(m.first, 1000);
+                prop_assert_eq!(m.last, 1000 + a.len().max(b.len()) as i64 - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_entry_bytes_do_not_decode() {
+        assert!(Entry::decode(&[]).is_none());
+        assert!(Entry::decode(&[0xff; 40]).is_none());
+        let mut e = Entry::default();
+        e.add(5, &[(7, 1)]);
+        let mut bytes = e.encode();
+        bytes.push(0);
+        assert!(Entry::decode(&bytes).is_none(), "trailing bytes");
+        bytes.truncate(bytes.len() - 3);
+        assert!(Entry::decode(&bytes).is_none(), "cut short");
     }
 }

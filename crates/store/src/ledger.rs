@@ -187,6 +187,8 @@ pub struct Ledger {
     rolled: bool,
     /// Blocks written since [`Ledger::take_sealed`] last took them: where each starts.
     sealed_blocks: Vec<BlockRef>,
+    /// Signed Merkle checkpoints kept in step with appends and commits.
+    checkpoints: Option<crate::checkpoint::Checkpointer>,
 }
 
 /// Where a block starts: its segment and byte offset.
@@ -260,7 +262,15 @@ impl Ledger {
             segment_bytes: segment_bytes.max(HEADER + FRAME),
             rolled: false,
             sealed_blocks: Vec::new(),
+            checkpoints: None,
         })
+    }
+
+    /// Keeps `checkpoints` in step with this ledger from now on: every
+    /// record appended is pushed to it, its leaves are made durable before
+    /// `HEAD` moves, and a checkpoint is signed once it has.
+    pub fn attach(&mut self, checkpoints: crate::checkpoint::Checkpointer) {
+        self.checkpoints = Some(checkpoints);
     }
 
     /// The committed end of the ledger.
@@ -292,6 +302,9 @@ impl Ledger {
         self.block.extend_from_slice(&hash);
         self.tip.records += 1;
         self.tip.hash = hash;
+        if let Some(c) = &mut self.checkpoints {
+            c.push(kind, payload);
+        }
         if self.block.len() >= BLOCK_RAW {
             self.seal()?;
         }
@@ -356,8 +369,14 @@ impl Ledger {
             sync_dir(&self.dir)?;
             self.rolled = false;
         }
+        if let Some(c) = &mut self.checkpoints {
+            c.sync_leaves()?;
+        }
         write_head(&self.dir, &self.tip)?;
         self.head = self.tip;
+        if let Some(c) = &mut self.checkpoints {
+            c.commit(self.head.records)?;
+        }
         Ok(self.head)
     }
 }

@@ -11,6 +11,8 @@
 //!   an input again does not count it twice (derived from the ledger's input
 //!   records; rebuilt from them if it does not match `HEAD`).
 
+pub mod background;
+pub mod checkpoint;
 pub mod export;
 pub mod index;
 pub mod ledger;
@@ -272,7 +274,10 @@ pub struct Store {
     secret: Secret,
     ledger: ledger::Ledger,
     map: subjects::MapWriter,
+    /// For queries, and for catching up at open.
     index: index::Index,
+    /// Builds the index from what is appended, on its own thread.
+    writer: Option<background::Background>,
     marks: Vec<InputMark>,
     /// Events appended and not yet committed.
     pending: u64,
@@ -297,12 +302,15 @@ impl Store {
             .map_err(|e| Error::Io { what: format!("cannot create store {}", dir.display()), source: e })?;
         let secret = Secret::load_or_create(&dir.join("secret"))
             .map_err(|e| Error::Io { what: format!("cannot open the secret of {}", dir.display()), source: e })?;
-        let ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
+        let mut ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
+        ledger.attach(checkpoint::Checkpointer::open(dir, &dir.join("ledger"), ledger.head().records)?);
         let marks = load_marks(dir, ledger.head().records)?;
         let map = subjects::MapWriter::open(dir, &secret)?;
         let index = index::Index::open(dir)?;
-        let mut st = Self { dir: dir.to_owned(), secret, ledger, map, index, marks, pending: 0 };
+        let mut st = Self { dir: dir.to_owned(), secret, ledger, map, index, writer: None, marks, pending: 0 };
         st.catch_up()?;
+        let reader = st.index.reader();
+        st.writer = Some(background::Background::start(std::mem::replace(&mut st.index, reader))?);
         Ok(st)
     }
 
@@ -358,10 +366,34 @@ impl Store {
     }
 
     /// Tells the index which blocks the ledger just wrote.
-    fn note_sealed(&mut self) {
+    fn note_sealed(&mut self) -> Result<(), Error> {
         let sealed = self.ledger.take_sealed();
-        if !sealed.is_empty() {
-            self.index.sealed(&sealed);
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        match &mut self.writer {
+            Some(w) => w.sealed(sealed),
+            None => {
+                self.index.sealed(&sealed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits the index up to `records` (on its thread: it may finish after this returns).
+    fn commit_index(&mut self, records: u64) -> Result<(), Error> {
+        match &mut self.writer {
+            Some(w) => w.commit(records),
+            None => self.index.commit(records),
+        }
+    }
+
+    /// Waits until the index has everything committed so far, and returns
+    /// any error its thread met. Dropping the store waits too, silently.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        match self.writer.take() {
+            Some(mut w) => w.finish(),
+            None => Ok(()),
         }
     }
 
@@ -420,23 +452,41 @@ impl Store {
         if let Some(err) = failed {
             return Err(err);
         }
-        self.append(&stored)
+        self.append(stored)
     }
 
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
     pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
         self.ledger.append(kind::ALERT, ocsf_line.as_bytes())?;
-        self.note_sealed();
-        Ok(())
+        self.note_sealed()
     }
 
     /// Appends one event (durable at the next [`Store::commit`]).
-    pub fn append(&mut self, event: &StoredEvent) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(event).map_err(|e| Error::Corrupt(e.to_string()))?;
+    pub fn append(&mut self, event: StoredEvent) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.ledger.append(kind::EVENT, &bytes)?;
-        let map = &self.map;
-        self.index.add(event, &|p| map.dense(p))?;
-        self.note_sealed();
+        match &mut self.writer {
+            Some(w) => {
+                if let StoredEvent::Access { success: true, subjects, .. } = &event
+                    && !subjects.is_empty()
+                {
+                    let mut ids = Vec::with_capacity(subjects.len());
+                    for s in subjects {
+                        ids.push(
+                            self.map
+                                .dense(&s.id)
+                                .ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id)))?,
+                        );
+                    }
+                    w.event(event, ids)?;
+                }
+            }
+            None => {
+                let map = &self.map;
+                self.index.add(&event, &|p| map.dense(p))?;
+            }
+        }
+        self.note_sealed()?;
         self.pending += 1;
         Ok(())
     }
@@ -448,14 +498,14 @@ impl Store {
         for m in progress {
             let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
             self.ledger.append(kind::INPUT, &bytes)?;
-            self.note_sealed();
+            self.note_sealed()?;
         }
         // Every pseudonym the ledger is about to acknowledge must resolve.
         self.map.sync()?;
         let head = self.ledger.commit()?;
-        self.note_sealed();
+        self.note_sealed()?;
         // The index follows the ledger (a crash in between: caught up at open).
-        self.index.commit(head.records)?;
+        self.commit_index(head.records)?;
         for m in progress {
             match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
                 Some(k) => k.lines = k.lines.max(m.lines),
@@ -485,8 +535,8 @@ impl Store {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.ledger.append(kind::AUDIT, &bytes)?;
         let head = self.ledger.commit()?;
-        self.note_sealed();
-        self.index.commit(head.records)?;
+        self.note_sealed()?;
+        self.commit_index(head.records)?;
         // The marks are unchanged and now current for the new HEAD (a stale
         // file would make the next open rebuild them from the whole ledger).
         save_marks(&self.dir, head.records, &self.marks)?;
@@ -597,7 +647,10 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
     let rebuilt = index::Index::open(&scratch);
     let result = verify_with(dir, &dense, rebuilt);
     let _ = fs::remove_dir_all(&scratch);
-    result
+    let (mut report, events) = result?;
+    // Signed checkpoints: the ledger against what the store signed.
+    checkpoint::verify(dir, &mut report);
+    Ok((report, events))
 }
 
 fn verify_with(

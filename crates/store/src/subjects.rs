@@ -36,16 +36,23 @@ pub struct MapWriter {
     path: PathBuf,
     out: BufWriter<File>,
     cipher: Aes256Gcm,
+    /// The map's pseudonyms, read on first need (a query answered from the
+    /// index never needs them).
+    loaded: std::cell::OnceCell<Loaded>,
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Loaded {
     /// Each pseudonym's dense id: its position in the map.
-    known: HashMap<[u8; 16], u32>,
+    known: HashMap<[u8; 16], u32, foldhash::fast::RandomState>,
     /// Pseudonyms by dense id.
     order: Vec<[u8; 16]>,
-    dirty: bool,
 }
 
 impl std::fmt::Debug for MapWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MapWriter").field("path", &self.path).field("known", &self.known.len()).finish()
+        f.debug_struct("MapWriter").field("path", &self.path).finish()
     }
 }
 
@@ -69,60 +76,72 @@ fn entries(bytes: &[u8], mut each: impl FnMut(&[u8; 16], &[u8], &[u8])) -> usize
 }
 
 impl MapWriter {
-    /// Opens `DIR/subjects.map` for appending, cutting back a torn last entry.
+    /// Opens `DIR/subjects.map` for appending. Its entries are read, and a
+    /// torn last entry cut back, on first need.
     pub fn open(dir: &Path, secret: &Secret) -> Result<Self, Error> {
         let path = dir.join("subjects.map");
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io(format!("cannot open {}", path.display())))?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(f),
+            cipher: cipher(secret),
+            loaded: std::cell::OnceCell::new(),
+            dirty: false,
+        })
+    }
+
+    fn loaded(&self) -> Result<&Loaded, Error> {
+        if let Some(l) = self.loaded.get() {
+            return Ok(l);
+        }
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).map_err(io(format!("cannot read {}", path.display())))?;
-        let mut known = HashMap::new();
-        let mut order = Vec::new();
+        File::open(&self.path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io(format!("cannot read {}", self.path.display())))?;
+        let mut l = Loaded::default();
         let whole = entries(&bytes, |p, _, _| {
-            if let std::collections::hash_map::Entry::Vacant(v) = known.entry(*p) {
-                v.insert(order.len() as u32);
-                order.push(*p);
+            if let std::collections::hash_map::Entry::Vacant(v) = l.known.entry(*p) {
+                v.insert(l.order.len() as u32);
+                l.order.push(*p);
             }
         });
         if whole < bytes.len() {
-            f.set_len(whole as u64).map_err(io(format!("cannot cut back {}", path.display())))?;
+            // A torn last entry (a crash while writing it): appends go after the cut.
+            OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(whole as u64))
+                .map_err(io(format!("cannot cut back {}", self.path.display())))?;
         }
-        Ok(Self { path, out: BufWriter::new(f), cipher: cipher(secret), known, order, dirty: false })
+        Ok(self.loaded.get_or_init(|| l))
     }
 
     /// A pseudonym's dense id (its position in the map), given in hex.
     pub fn dense(&self, hex_pseudonym: &str) -> Option<u32> {
         let mut p = [0u8; 16];
         hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
-        self.known.get(&p).copied()
+        self.loaded().ok()?.known.get(&p).copied()
     }
 
     /// The pseudonym (hex) with this dense id.
     pub fn pseudonym(&self, dense: u32) -> Option<String> {
-        self.order.get(dense as usize).map(hex::encode)
-    }
-
-    /// Subjects in the map.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Whether the map is empty.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.loaded().ok()?.order.get(dense as usize).map(hex::encode)
     }
 
     /// Records that `pseudonym` stands for `id` (once per pseudonym).
     pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<(), Error> {
-        if self.known.contains_key(&pseudonym) {
+        self.loaded()?;
+        let Some(l) = self.loaded.get_mut() else { return Err(Error::Corrupt("subject map not loaded".into())) };
+        if l.known.contains_key(&pseudonym) {
             return Ok(());
         }
-        self.known.insert(pseudonym, self.order.len() as u32);
-        self.order.push(pseudonym);
+        l.known.insert(pseudonym, l.order.len() as u32);
+        l.order.push(pseudonym);
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let n = Nonce::<Aes256Gcm>::try_from(&nonce[..]).map_err(|_| Error::Corrupt("nonce".into()))?;

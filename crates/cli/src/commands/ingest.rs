@@ -49,5 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         commit_every: args.commit_every.max(1),
         alerts: None,
     };
-    detect::pipeline(&args.detect, Some(ingesting))
+    detect::pipeline(&args.detect, Some(ingesting))?;
+    // The index is built on its own thread: wait for it before exiting.
+    st.finish().context("cannot build the exposure index")
 }

@@ -3,6 +3,7 @@
 pub mod detect;
 pub mod export;
 pub mod ingest;
+pub mod proof;
 pub mod scope;
 pub mod simulate;
 pub mod stats;
