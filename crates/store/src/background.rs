@@ -22,7 +22,7 @@ use crate::ledger::{BlockRef, Error};
 const BATCH: usize = 2048;
 
 enum Item {
-    Event(StoredEvent, Vec<u32>),
+    Event(Box<StoredEvent>, Vec<u32>),
     Sealed(Vec<BlockRef>),
     Commit(u64),
 }
@@ -90,7 +90,7 @@ impl Background {
 
     /// Queues an event, with its subjects' dense ids.
     pub fn event(&mut self, e: StoredEvent, ids: Vec<u32>) -> Result<(), Error> {
-        self.push(Item::Event(e, ids))
+        self.push(Item::Event(Box::new(e), ids))
     }
 
     /// Queues the blocks the ledger just sealed.

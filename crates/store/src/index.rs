@@ -228,10 +228,11 @@ impl Entry {
         }
     }
 
+    /// Encodes the entry:
     /// `events | first: i64 LE | last - first | 0, n, (subject delta, bits)*`
     /// for a small entry, `... | 1, n, (bits, length, roaring)*` otherwise
     /// (integers other than `first` as LEB128 varints).
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             24 + 6 * self.small.len() + self.groups.iter().map(|g| 12 + g.1.serialized_size()).sum::<usize>(),
         );
@@ -299,7 +300,7 @@ impl Entry {
     }
 
     /// Subjects per set of field bits.
-    fn by_mask(&self) -> BTreeMap<u64, RoaringBitmap> {
+    pub fn by_mask(&self) -> BTreeMap<u64, RoaringBitmap> {
         let mut m: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
         for (k, v) in &self.groups {
             *m.entry(*k).or_default() |= v;
@@ -310,6 +311,43 @@ impl Entry {
         m.retain(|_, v| !v.is_empty());
         m
     }
+}
+
+/// What [`fold`] sums over some entries.
+struct Partial {
+    events: u64,
+    span: Option<(i64, i64)>,
+    per_mask: Vec<(u64, RoaringBitmap)>,
+}
+
+/// Decodes entries and sums them: accesses, span, subjects per field set.
+fn fold(raw: &[Vec<u8>]) -> Result<Partial, Error> {
+    let mut events = 0u64;
+    let mut span: Option<(i64, i64)> = None;
+    let mut by_mask: HashMap<u64, Vec<RoaringBitmap>> = HashMap::new();
+    let mut small: HashMap<u64, Vec<u32>> = HashMap::new();
+    for v in raw {
+        let e =
+            Entry::decode(v).ok_or_else(|| Error::Corrupt("index.redb: an exposure entry does not decode".into()))?;
+        events += e.events;
+        span = Some(match span {
+            None => (e.first, e.last),
+            Some((a, b)) => (a.min(e.first), b.max(e.last)),
+        });
+        for (mask, b) in e.groups {
+            by_mask.entry(mask).or_default().push(b);
+        }
+        for (id, mask) in e.small {
+            small.entry(mask).or_default().push(id);
+        }
+    }
+    for (mask, mut ids) in small {
+        ids.sort_unstable();
+        ids.dedup();
+        by_mask.entry(mask).or_default().push(RoaringBitmap::from_sorted_iter(ids).unwrap_or_default());
+    }
+    let per_mask = by_mask.into_iter().map(|(m, bs)| (m, bs.union())).collect();
+    Ok(Partial { events, span, per_mask })
 }
 
 /// A block's position and the span of its exposing accesses.
@@ -751,10 +789,7 @@ impl Index {
         let txn = redb_try!(self.db.begin_read(), "begin");
         let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        let mut events = 0u64;
-        let mut span: Option<(i64, i64)> = None;
-        let mut by_mask: HashMap<u64, Vec<RoaringBitmap>> = HashMap::new();
-        let mut small: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut raw: Vec<Vec<u8>> = Vec::new();
         let mut hours_found = Vec::new();
         for r in ranges {
             let lo = key(r.dim, &r.lo, *hours.start());
@@ -772,29 +807,33 @@ impl Index {
                 if !hours.contains(&hour) || (ranges.len() > 1 && !seen.insert(k.to_vec())) {
                     continue;
                 }
-                let e = Entry::decode(v.value())
-                    .ok_or_else(|| Error::Corrupt("index.redb: an exposure entry does not decode".into()))?;
-                events += e.events;
-                span = Some(match span {
-                    None => (e.first, e.last),
-                    Some((a, b)) => (a.min(e.first), b.max(e.last)),
-                });
                 hours_found.push(hour);
-                for (mask, b) in e.groups {
-                    by_mask.entry(mask).or_default().push(b);
-                }
-                for (id, mask) in e.small {
-                    small.entry(mask).or_default().push(id);
-                }
+                raw.push(v.value().to_vec());
             }
         }
-        for (mask, mut ids) in small {
-            ids.sort_unstable();
-            ids.dedup();
-            by_mask.entry(mask).or_default().push(RoaringBitmap::from_sorted_iter(ids).unwrap_or_default());
+        // Decoding and unions are the work: two threads, each over half
+        // the entries, then the two halves joined.
+        let (a, b) = raw.split_at(raw.len() / 2);
+        let (pa, pb) = std::thread::scope(|scope| {
+            let h = (a.len() > 16).then(|| scope.spawn(|| fold(a)));
+            let pb = fold(b);
+            let pa = match h {
+                Some(h) => h.join().unwrap_or_else(|_| Err(Error::Corrupt("index: a lookup thread failed".into()))),
+                None => fold(a),
+            };
+            (pa, pb)
+        });
+        let (pa, pb) = (pa?, pb?);
+        let events = pa.events + pb.events;
+        let span = match (pa.span, pb.span) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (x, None) | (None, x) => x,
+        };
+        let mut by_mask: BTreeMap<u64, Vec<RoaringBitmap>> = BTreeMap::new();
+        for (m, b) in pa.per_mask.into_iter().chain(pb.per_mask) {
+            by_mask.entry(m).or_default().push(b);
         }
-        let mut per_mask: Vec<(u64, RoaringBitmap)> = by_mask.into_iter().map(|(m, bs)| (m, bs.union())).collect();
-        per_mask.sort_unstable_by_key(|p| p.0);
+        let per_mask: Vec<(u64, RoaringBitmap)> = by_mask.into_iter().map(|(m, bs)| (m, bs.union())).collect();
         let subjects = per_mask.iter().map(|p| &p.1).union();
         let mut fields = BTreeMap::new();
         for (bit, name) in self.field_names()?.iter().enumerate() {

@@ -9,7 +9,11 @@
 //! - `subjects.map`: pseudonym → subject id, encrypted (see [`subjects`]);
 //! - `inputs.json`: which inputs were ingested and how far, so that ingesting
 //!   an input again does not count it twice (derived from the ledger's input
-//!   records; rebuilt from them if it does not match `HEAD`).
+//!   records; rebuilt from them if it does not match `HEAD`);
+//! - `index.redb`: the exposure index (see [`index`]), derived from the
+//!   ledger, built on its own thread ([`background`]);
+//! - `merkle/` and `checkpoint.key`, `checkpoint.pub`: the ledger as an
+//!   RFC 6962 Merkle tree and its signed checkpoints (see [`checkpoint`]).
 
 pub mod background;
 pub mod checkpoint;

@@ -92,7 +92,9 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let q = scope::Query { expr, from, to, no_prefilter: args.no_prefilter, no_index: args.no_index };
+    let started = std::time::Instant::now();
     let answer = scope::scope(&st, &q)?;
+    let answered_in = started.elapsed();
     let s = answer.summary();
     let query = format!(
         "{}where {}; from {}; to {}",
@@ -133,7 +135,12 @@ pub fn run(args: Args) -> Result<()> {
                 ui::time(s.first_seen_time),
                 ui::time(s.last_seen_time)
             );
-            println!("answered by {} ({} ledger blocks read)", answer.plan.name(), answer.blocks_read);
+            println!(
+                "answered by {} in {:.1} ms ({} ledger blocks read)",
+                answer.plan.name(),
+                answered_in.as_secs_f64() * 1e3,
+                answer.blocks_read
+            );
             let mut t = ui::table(&["subject type", "subjects"]);
             for (k, n) in &s.subjects_by_type {
                 t.add_row(vec![k.clone(), n.to_string()]);
