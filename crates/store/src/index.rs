@@ -458,23 +458,10 @@ impl Index {
         let db = redb::Database::create(&path)
             .map_err(|e| Error::Corrupt(format!("cannot open {}: {e}", path.display())))?;
         let txn = redb_try!(db.begin_write(), "begin");
-        let mut fields = Vec::new();
         let mut kinded = RoaringBitmap::new();
         let covered;
         {
-            let t = redb_try!(txn.open_table(FIELDS), "fields");
-            let mut by_bit: Vec<(u8, String)> = Vec::new();
-            for row in redb_try!(t.iter(), "fields") {
-                let (k, v) = redb_try!(row, "fields");
-                by_bit.push((v.value(), k.value().to_owned()));
-            }
-            by_bit.sort();
-            for (i, (bit, name)) in by_bit.into_iter().enumerate() {
-                if usize::from(bit) != i {
-                    return Err(Error::Corrupt("index.redb: field bits are not dense".into()));
-                }
-                fields.push(name);
-            }
+            drop(redb_try!(txn.open_table(FIELDS), "fields"));
             let t = redb_try!(txn.open_table(KINDS), "kinds");
             for row in redb_try!(t.iter(), "kinds") {
                 let (_, v) = redb_try!(row, "kinds");
@@ -488,19 +475,10 @@ impl Index {
             drop(redb_try!(txn.open_table(BLOCKS), "blocks"));
         }
         redb_try!(txn.commit(), "commit");
-        Ok(Self {
-            db: std::sync::Arc::new(db),
-            fields,
-            kinded,
-            pending: HashMap::default(),
-            keybuf: Vec::new(),
-            pending_kinds: BTreeMap::new(),
-            pending_blocks: Vec::new(),
-            zone: None,
-            replaying: None,
-            covered,
-            scratch: Vec::new(),
-        })
+        let mut index = Self::with_db(std::sync::Arc::new(db), covered);
+        index.kinded = kinded;
+        index.fields = index.field_names()?;
+        Ok(index)
     }
 
     /// Ledger records the committed index covers (as committed: another
@@ -517,8 +495,13 @@ impl Index {
     /// A handle on the same database for queries, without this one's
     /// uncommitted state (the writer may live on another thread).
     pub fn reader(&self) -> Self {
+        Self::with_db(self.db.clone(), self.covered)
+    }
+
+    /// A handle with nothing pending.
+    fn with_db(db: std::sync::Arc<redb::Database>, covered: u64) -> Self {
         Self {
-            db: self.db.clone(),
+            db,
             fields: Vec::new(),
             kinded: RoaringBitmap::new(),
             pending: HashMap::default(),
@@ -527,7 +510,7 @@ impl Index {
             pending_blocks: Vec::new(),
             zone: None,
             replaying: None,
-            covered: self.covered,
+            covered,
             scratch: Vec::new(),
         }
     }
@@ -542,6 +525,9 @@ impl Index {
             by_bit.push((v.value(), k.value().to_owned()));
         }
         by_bit.sort();
+        if by_bit.iter().enumerate().any(|(i, (bit, _))| usize::from(*bit) != i) {
+            return Err(Error::Corrupt("index.redb: field bits are not dense".into()));
+        }
         Ok(by_bit.into_iter().map(|(_, n)| n).collect())
     }
 
@@ -786,31 +772,12 @@ impl Index {
     /// Sums the exposure of every key in `ranges` whose hour is in `hours`.
     /// Keys named by several ranges count once.
     pub fn lookup(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Found, Error> {
-        let txn = redb_try!(self.db.begin_read(), "begin");
-        let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
-        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut raw: Vec<Vec<u8>> = Vec::new();
         let mut hours_found = Vec::new();
-        for r in ranges {
-            let lo = key(r.dim, &r.lo, *hours.start());
-            let hi = key(r.dim, &r.hi, *hours.end());
-            let vlen = r.lo.len();
-            for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
-                let (k, v) = redb_try!(row, "exposure");
-                let k = k.value();
-                // Values of another length (strings) or hours outside the
-                // range (between two values of a range) are not asked for.
-                if k.len() != 1 + vlen + 4 {
-                    continue;
-                }
-                let hour = u32::from_be_bytes(k[1 + vlen..].try_into().unwrap_or_default());
-                if !hours.contains(&hour) || (ranges.len() > 1 && !seen.insert(k.to_vec())) {
-                    continue;
-                }
-                hours_found.push(hour);
-                raw.push(v.value().to_vec());
-            }
-        }
+        self.entries_in(ranges, &hours, |hour, v| {
+            hours_found.push(hour);
+            raw.push(v.to_vec());
+        })?;
         // Decoding and unions are the work: two threads, each over half
         // the entries, then the two halves joined.
         let (a, b) = raw.split_at(raw.len() / 2);
@@ -850,28 +817,44 @@ impl Index {
     /// The hours in `hours` in which any key of `ranges` has an entry (read
     /// from the keys alone: no bitmap is decoded).
     pub fn hours(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Vec<u32>, Error> {
+        let mut out = Vec::new();
+        self.entries_in(ranges, &hours, |hour, _| out.push(hour))?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Calls `each` with the hour and value of every entry of `ranges`
+    /// whose hour is in `hours`; a key named by several ranges once.
+    fn entries_in(
+        &self,
+        ranges: &[ValueRange],
+        hours: &RangeInclusive<u32>,
+        mut each: impl FnMut(u32, &[u8]),
+    ) -> Result<(), Error> {
         let txn = redb_try!(self.db.begin_read(), "begin");
         let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
-        let mut out = Vec::new();
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for r in ranges {
             let lo = key(r.dim, &r.lo, *hours.start());
             let hi = key(r.dim, &r.hi, *hours.end());
             let vlen = r.lo.len();
             for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
-                let (k, _) = redb_try!(row, "exposure");
+                let (k, v) = redb_try!(row, "exposure");
                 let k = k.value();
+                // Values of another length (strings) or hours outside the
+                // range (between two values of a range) are not asked for.
                 if k.len() != 1 + vlen + 4 {
                     continue;
                 }
                 let hour = u32::from_be_bytes(k[1 + vlen..].try_into().unwrap_or_default());
-                if hours.contains(&hour) {
-                    out.push(hour);
+                if !hours.contains(&hour) || (ranges.len() > 1 && !seen.insert(k.to_vec())) {
+                    continue;
                 }
+                each(hour, v.value());
             }
         }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+        Ok(())
     }
 
     /// The blocks holding exposing accesses at times in any of `spans`
