@@ -47,6 +47,17 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Milliseconds in an hour: the index's time bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// Set in a key's dimension byte for its daily roll-up: the same value's
+/// exposure over a whole UTC day, with the day number where the hour is.
+/// A month is then 30 entries to read, not 720.
+pub const DAILY: u8 = 0x80;
+
+/// Whether a dimension keeps daily roll-ups (not tokens and principals:
+/// there are millions of them and few last past an hour or two).
+fn rolled_up(dim: u8) -> bool {
+    matches!(dim & !DAILY, 1 | 2 | 3 | 4 | 7 | 8)
+}
+
 /// A dimension the index keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
@@ -369,7 +380,8 @@ fn same_entry(a: Option<&Entry>, b: Option<&Entry>) -> bool {
 /// A key for people: its dimension and hour (values are pseudonyms, keys
 /// and addresses: not secret, but kept out of the message all the same).
 fn describe(key: &[u8], what: &str) -> String {
-    let dim = match key.first() {
+    let daily = key.first().is_some_and(|d| d & DAILY != 0);
+    let dim = match key.first().map(|d| d & !DAILY) {
         Some(1) => "key",
         Some(2) => "address",
         Some(3) => "prefix",
@@ -385,7 +397,14 @@ fn describe(key: &[u8], what: &str) -> String {
     let when = hour
         .and_then(|h| jiff::Timestamp::from_millisecond(i64::from(h) * HOUR_MS).ok())
         .map_or_else(|| "?".to_owned(), |t| t.to_string());
-    format!("a {dim} entry for the hour from {when}: {what}")
+    let span = if daily { "day" } else { "hour" };
+    let when = if daily {
+        hour.and_then(|d| jiff::Timestamp::from_millisecond(i64::from(d) * 24 * HOUR_MS).ok())
+            .map_or_else(|| "?".to_owned(), |t| t.to_string())
+    } else {
+        when
+    };
+    format!("a {dim} entry for the {span} from {when}: {what}")
 }
 
 fn db_err(what: &str) -> impl FnOnce(redb::Error) -> Error + '_ {
@@ -691,6 +710,19 @@ impl Index {
         {
             let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
             let mut keys: Vec<(Vec<u8>, Entry)> = self.pending.drain().collect();
+            let mut days: HashMap<Vec<u8>, Entry, foldhash::fast::RandomState> = HashMap::default();
+            for (k, e) in &keys {
+                if k.len() < 5 || !rolled_up(k[0]) {
+                    continue;
+                }
+                let at = k.len() - 4;
+                let hour = u32::from_be_bytes(k[at..].try_into().unwrap_or_default());
+                let mut dk = k.clone();
+                dk[0] |= DAILY;
+                dk[at..].copy_from_slice(&(hour / 24).to_be_bytes());
+                days.entry(dk).or_default().merge(e.clone());
+            }
+            keys.extend(days);
             keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (k, mut entry) in keys {
                 if let Some(old) = redb_try!(t.get(k.as_slice()), "exposure") {
@@ -774,10 +806,33 @@ impl Index {
     pub fn lookup(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Found, Error> {
         let mut raw: Vec<Vec<u8>> = Vec::new();
         let mut hours_found = Vec::new();
-        self.entries_in(ranges, &hours, |hour, v| {
-            hours_found.push(hour);
-            raw.push(v.to_vec());
-        })?;
+        // Whole days from the daily roll-ups, the hours around them from
+        // the hourly entries.
+        let (h0, h1) = (u64::from(*hours.start()), u64::from(*hours.end()));
+        let (d0, d1) = (h0.div_ceil(24), (h1 + 1) / 24);
+        let daily = ranges.iter().all(|r| rolled_up(r.dim as u8)) && d0 < d1;
+        let mut hourly: Vec<RangeInclusive<u32>> = Vec::new();
+        if daily {
+            let clamp = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+            self.entries_in(ranges, DAILY, &(clamp(d0)..=clamp(d1 - 1)), |day, v| {
+                hours_found.extend(day.saturating_mul(24)..day.saturating_mul(24).saturating_add(24));
+                raw.push(v.to_vec());
+            })?;
+            if h0 < d0 * 24 {
+                hourly.push(clamp(h0)..=clamp(d0 * 24 - 1));
+            }
+            if d1 * 24 <= h1 {
+                hourly.push(clamp(d1 * 24)..=clamp(h1));
+            }
+        } else {
+            hourly.push(hours.clone());
+        }
+        for h in &hourly {
+            self.entries_in(ranges, 0, h, |hour, v| {
+                hours_found.push(hour);
+                raw.push(v.to_vec());
+            })?;
+        }
         // Decoding and unions are the work: two threads, each over half
         // the entries, then the two halves joined.
         let (a, b) = raw.split_at(raw.len() / 2);
@@ -818,7 +873,7 @@ impl Index {
     /// from the keys alone: no bitmap is decoded).
     pub fn hours(&self, ranges: &[ValueRange], hours: RangeInclusive<u32>) -> Result<Vec<u32>, Error> {
         let mut out = Vec::new();
-        self.entries_in(ranges, &hours, |hour, _| out.push(hour))?;
+        self.entries_in(ranges, 0, &hours, |hour, _| out.push(hour))?;
         out.sort_unstable();
         out.dedup();
         Ok(out)
@@ -829,6 +884,7 @@ impl Index {
     fn entries_in(
         &self,
         ranges: &[ValueRange],
+        level: u8,
         hours: &RangeInclusive<u32>,
         mut each: impl FnMut(u32, &[u8]),
     ) -> Result<(), Error> {
@@ -836,8 +892,10 @@ impl Index {
         let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for r in ranges {
-            let lo = key(r.dim, &r.lo, *hours.start());
-            let hi = key(r.dim, &r.hi, *hours.end());
+            let mut lo = key(r.dim, &r.lo, *hours.start());
+            let mut hi = key(r.dim, &r.hi, *hours.end());
+            lo[0] |= level;
+            hi[0] |= level;
             let vlen = r.lo.len();
             for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
                 let (k, v) = redb_try!(row, "exposure");
