@@ -9,7 +9,9 @@
 //!   those accesses returned. Values are encoded so that the byte order of
 //!   keys is the order of values: addresses as a family byte and 16 bytes
 //!   (a CIDR block is a key range), AS numbers as u32 BE, strings with a
-//!   length first;
+//!   length first; keys whose dimension byte has [`DAILY`] set hold the
+//!   same value's exposure over a whole UTC day (all dimensions but tokens
+//!   and principals), written at each commit from the hourly entries;
 //! - `kinds`: kind name (`customer`, `recipient`, ...) → bitmap of the
 //!   subjects first seen as that kind;
 //! - `fields`: field class name → its stable bit (the reader's bits change
