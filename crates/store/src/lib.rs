@@ -228,6 +228,18 @@ impl StoredEvent {
     }
 }
 
+/// The dense ids of the subjects an exposing access carried, in order
+/// (none for any other event: only those are indexed).
+fn subject_ids(e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<Vec<u32>, Error> {
+    match e {
+        StoredEvent::Access { success: true, subjects, .. } => subjects
+            .iter()
+            .map(|s| dense(&s.id).ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id))))
+            .collect(),
+        _ => Ok(Vec::new()),
+    }
+}
+
 fn activity_id(a: Activity) -> u8 {
     match a {
         Activity::Create => 1,
@@ -446,17 +458,24 @@ impl Store {
     pub fn append_event(&mut self, e: &Event<'_>, symbols: &Symbols) -> Result<(), Error> {
         let Self { secret, map, .. } = self;
         let mut failed = None;
+        // The dense ids the map gave, so the index need not look them up again.
+        let mut dense: Vec<(String, u32)> = Vec::new();
         let stored = StoredEvent::from_event_with(e, symbols, &mut |id| {
             let p = secret.pseudonym_bytes(id);
-            if let Err(err) = map.note(p, id) {
-                failed.get_or_insert(err);
+            let hex = hex::encode(p);
+            match map.note(p, id) {
+                Ok(d) => dense.push((hex.clone(), d)),
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
             }
-            hex::encode(p)
+            hex
         });
         if let Some(err) = failed {
             return Err(err);
         }
-        self.append(stored)
+        let ids = subject_ids(&stored, &|p| dense.iter().find(|(h, _)| h == p).map(|(_, d)| *d))?;
+        self.append_ids(stored, ids)
     }
 
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
@@ -467,28 +486,19 @@ impl Store {
 
     /// Appends one event (durable at the next [`Store::commit`]).
     pub fn append(&mut self, event: StoredEvent) -> Result<(), Error> {
+        let map = &self.map;
+        let ids = subject_ids(&event, &|p| map.dense(p))?;
+        self.append_ids(event, ids)
+    }
+
+    /// Appends one event whose exposing subjects' dense ids are known.
+    fn append_ids(&mut self, event: StoredEvent, ids: Vec<u32>) -> Result<(), Error> {
         let bytes = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.ledger.append(kind::EVENT, &bytes)?;
         match &mut self.writer {
-            Some(w) => {
-                if let StoredEvent::Access { success: true, subjects, .. } = &event
-                    && !subjects.is_empty()
-                {
-                    let mut ids = Vec::with_capacity(subjects.len());
-                    for s in subjects {
-                        ids.push(
-                            self.map
-                                .dense(&s.id)
-                                .ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id)))?,
-                        );
-                    }
-                    w.event(event, ids)?;
-                }
-            }
-            None => {
-                let map = &self.map;
-                self.index.add(&event, &|p| map.dense(p))?;
-            }
+            Some(w) if !ids.is_empty() => w.event(event, ids)?,
+            Some(_) => {}
+            None => self.index.add_ids(&event, &ids)?,
         }
         self.note_sealed()?;
         self.pending += 1;

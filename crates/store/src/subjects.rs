@@ -133,14 +133,16 @@ impl MapWriter {
         self.loaded().ok()?.order.get(dense as usize).map(hex::encode)
     }
 
-    /// Records that `pseudonym` stands for `id` (once per pseudonym).
-    pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<(), Error> {
+    /// Records that `pseudonym` stands for `id` (once per pseudonym);
+    /// returns its dense id.
+    pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<u32, Error> {
         self.loaded()?;
         let Some(l) = self.loaded.get_mut() else { return Err(Error::Corrupt("subject map not loaded".into())) };
-        if l.known.contains_key(&pseudonym) {
-            return Ok(());
+        if let Some(&dense) = l.known.get(&pseudonym) {
+            return Ok(dense);
         }
-        l.known.insert(pseudonym, l.order.len() as u32);
+        let dense = l.order.len() as u32;
+        l.known.insert(pseudonym, dense);
         l.order.push(pseudonym);
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
@@ -159,7 +161,7 @@ impl MapWriter {
         })()
         .map_err(io(format!("cannot write {}", self.path.display())))?;
         self.dirty = true;
-        Ok(())
+        Ok(dense)
     }
 
     /// Makes every entry durable (before the ledger acknowledges events that use them).
