@@ -92,16 +92,9 @@ fn rewrite_block(path: &Path, i: usize, edit: impl FnOnce(&mut Vec<u8>)) {
     let seg = fs::read(path).unwrap();
     let (off, len, mut raw) = blocks(&seg).swap_remove(i);
     edit(&mut raw);
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut enc, &raw).unwrap();
-    let data = enc.finish().unwrap();
-    let mut crc = flate2::Crc::new();
-    crc.update(&data);
+    let codec = store::ledger::Codec::of_header(&seg).unwrap();
     let mut out = seg[..off].to_vec();
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&data);
+    out.extend_from_slice(&store::ledger::encode_block(codec, &raw).unwrap());
     out.extend_from_slice(&seg[off + len..]);
     fs::write(path, out).unwrap();
 }

@@ -3,13 +3,15 @@
 //!
 //! `DIR/index.redb` (a [`redb`] database, crash-safe) holds
 //!
-//! - `exposure`: key `dim: u8 | value | hour: u32 BE` → an [`Entry`]: the
+//! - `exposure`: key `dim: u8 | hour: u32 BE | value` → an [`Entry`]: the
 //!   number of exposing accesses, the first and last event time, and one
 //!   roaring bitmap of dense subject ids per distinct set of field classes
 //!   those accesses returned. Values are encoded so that the byte order of
-//!   keys is the order of values: addresses as a family byte and 16 bytes
-//!   (a CIDR block is a key range), AS numbers as u32 BE, strings with a
-//!   length first; keys whose dimension byte has [`DAILY`] set hold the
+//!   keys within an hour is the order of values: addresses as a family byte
+//!   and 16 bytes (a CIDR block is a key range), AS numbers as u32 BE,
+//!   strings with a length first. The hour comes before the value so that
+//!   a commit's new hours are appended to the tree in order rather than
+//!   inserted all over it ([`LAYOUT`]); keys whose dimension byte has [`DAILY`] set hold the
 //!   same value's exposure over a whole UTC day (all dimensions but tokens
 //!   and principals), written at each commit from the hourly entries;
 //! - `kinds`: kind name (`customer`, `recipient`, ...) → bitmap of the
@@ -19,7 +21,8 @@
 //! - `blocks`: every ledger block that holds an exposing access → the span
 //!   of event times of those accesses in it (a zone map: a scan of a time
 //!   range or of a few hours reads only the blocks that can hold them);
-//! - `meta`: `records`, the ledger record count the index covers.
+//! - `meta`: `records`, the ledger record count the index covers, and
+//!   `layout`, the key layout ([`LAYOUT`]; an index of another is rebuilt).
 //!
 //! Only successful accesses that carried subjects are indexed: nothing else
 //! exposes anything. Subjects are dense ids, their position in the store's
@@ -121,12 +124,21 @@ pub fn string_value(s: &str) -> Vec<u8> {
     v
 }
 
-fn key(dim: Dim, value: &[u8], hour: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + value.len() + 4);
-    k.push(dim as u8);
-    k.extend_from_slice(value);
-    k.extend_from_slice(&hour.to_be_bytes());
-    k
+/// The layout this code writes: entries in packs keyed `dim | hour | first
+/// value` (see `pack.rs`). Earlier layouts (1: one key per entry, `dim |
+/// value | hour`; 2: one key per entry, `dim | hour | value`) are rebuilt.
+pub const LAYOUT: u64 = 3;
+
+/// The bytes of a key before its value: dimension byte (with [`DAILY`] for a
+/// roll-up) and the hour (or day).
+pub(crate) fn key_prefix(dim: u8, hour: u32) -> [u8; 5] {
+    let h = hour.to_be_bytes();
+    [dim, h[0], h[1], h[2], h[3]]
+}
+
+/// The hour (or day) of a key.
+fn key_hour(key: &[u8]) -> Option<u32> {
+    key.get(1..5).and_then(|h| h.try_into().ok()).map(u32::from_be_bytes)
 }
 
 /// The hour an event time falls in.
@@ -135,8 +147,12 @@ pub fn hour_of(time: i64) -> u32 {
 }
 
 mod entry;
+mod pack;
+mod pending;
 
 pub use entry::Entry;
+use pending::Pending;
+pub use pending::{ExposedSubject, Exposure, NameDim, PrincipalRef};
 
 /// What [`fold`] sums over some entries.
 struct Partial {
@@ -206,8 +222,7 @@ fn describe(key: &[u8], what: &str) -> String {
         Some(8) => "country",
         _ => "unknown dimension",
     };
-    let hour =
-        key.len().checked_sub(4).and_then(|at| key.get(at..)).and_then(|h| h.try_into().ok()).map(u32::from_be_bytes);
+    let hour = key_hour(key);
     let when = hour
         .and_then(|h| jiff::Timestamp::from_millisecond(i64::from(h) * HOUR_MS).ok())
         .map_or_else(|| "?".to_owned(), |t| t.to_string());
@@ -231,6 +246,20 @@ macro_rules! redb_try {
     };
 }
 
+/// The stable bit of a field class name in `fields`, registering it if new.
+fn field_bit(fields: &mut Vec<String>, name: &str) -> u8 {
+    if let Some(i) = fields.iter().position(|f| f == name) {
+        return i as u8;
+    }
+    // The reader caps classes per run; across runs the store keeps the
+    // first 63 names apart and folds the rest into the last bit.
+    if fields.len() >= 63 {
+        return 63;
+    }
+    fields.push(name.to_owned());
+    (fields.len() - 1) as u8
+}
+
 /// The exposure index of one store, open for reading and appending.
 pub struct Index {
     db: std::sync::Arc<redb::Database>,
@@ -239,8 +268,7 @@ pub struct Index {
     /// Subjects that have a kind.
     kinded: RoaringBitmap,
     /// Exposure not yet written.
-    pending: HashMap<Vec<u8>, Entry, foldhash::fast::RandomState>,
-    keybuf: Vec<u8>,
+    pending: Pending,
     pending_kinds: BTreeMap<String, RoaringBitmap>,
     pending_blocks: Vec<(BlockRef, i64, i64)>,
     /// Times of exposing accesses in the block being filled.
@@ -248,8 +276,14 @@ pub struct Index {
     /// While replaying the ledger: the block of the last record replayed.
     replaying: Option<BlockRef>,
     covered: u64,
-    scratch: Vec<(u32, u64)>,
+    /// Commits since the last durable one.
+    lazy: u32,
+    /// Written by an older key layout.
+    stale: bool,
 }
+
+/// Commits of [`Index::commit_lazy`] between two durable ones.
+pub const LAZY_COMMITS: u32 = 16;
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -293,6 +327,7 @@ impl Index {
         let txn = redb_try!(db.begin_write(), "begin");
         let mut kinded = RoaringBitmap::new();
         let covered;
+        let layout;
         {
             drop(redb_try!(txn.open_table(FIELDS), "fields"));
             let t = redb_try!(txn.open_table(KINDS), "kinds");
@@ -304,6 +339,7 @@ impl Index {
             }
             let m = redb_try!(txn.open_table(META), "meta");
             covered = redb_try!(m.get("records"), "meta").map_or(0, |v| v.value());
+            layout = redb_try!(m.get("layout"), "meta").map(|v| v.value());
             drop(redb_try!(txn.open_table(EXPOSURE), "exposure"));
             drop(redb_try!(txn.open_table(BLOCKS), "blocks"));
         }
@@ -311,7 +347,14 @@ impl Index {
         let mut index = Self::with_db(std::sync::Arc::new(db), covered);
         index.kinded = kinded;
         index.fields = index.field_names()?;
+        index.stale = covered > 0 && layout != Some(LAYOUT);
         Ok(index)
+    }
+
+    /// Whether the index was written by an older layout of keys (to be
+    /// rebuilt from the ledger: [`crate::Store::open`] does).
+    pub fn stale(&self) -> bool {
+        self.stale
     }
 
     /// Ledger records the committed index covers (as committed: another
@@ -337,14 +380,14 @@ impl Index {
             db,
             fields: Vec::new(),
             kinded: RoaringBitmap::new(),
-            pending: HashMap::default(),
-            keybuf: Vec::new(),
+            pending: Pending::default(),
             pending_kinds: BTreeMap::new(),
             pending_blocks: Vec::new(),
             zone: None,
             replaying: None,
             covered,
-            scratch: Vec::new(),
+            lazy: 0,
+            stale: false,
         }
     }
 
@@ -365,16 +408,7 @@ impl Index {
     }
 
     fn field_bit(&mut self, name: &str) -> u8 {
-        if let Some(i) = self.fields.iter().position(|f| f == name) {
-            return i as u8;
-        }
-        // The reader caps classes per run; across runs the store keeps the
-        // first 63 names apart and folds the rest into the last bit.
-        if self.fields.len() >= 63 {
-            return 63;
-        }
-        self.fields.push(name.to_owned());
-        (self.fields.len() - 1) as u8
+        field_bit(&mut self.fields, name)
     }
 
     /// Indexes one event (which will be record number `covered + 1` once
@@ -412,7 +446,7 @@ impl Index {
         if ids.len() != subjects.len() {
             return Err(Error::Corrupt("an event's subjects and their dense ids differ in number".into()));
         }
-        let mut subs = std::mem::take(&mut self.scratch);
+        let mut subs = std::mem::take(&mut self.pending.subs);
         subs.clear();
         for (s, &id) in subjects.iter().zip(ids) {
             let mut mask = 0u64;
@@ -424,25 +458,11 @@ impl Index {
                 self.pending_kinds.entry(s.kind.clone()).or_default().insert(id);
             }
         }
-        let hour = hour_of(*time).to_be_bytes();
-        let mut kb = std::mem::take(&mut self.keybuf);
+        let hour = hour_of(*time);
         let pending = &mut self.pending;
-        // Keys are built in one buffer and copied only when new.
         let mut put = |dim: Dim, parts: &[&[u8]]| {
-            kb.clear();
-            kb.push(dim as u8);
-            for p in parts {
-                kb.extend_from_slice(p);
-            }
-            kb.extend_from_slice(&hour);
-            match pending.get_mut(kb.as_slice()) {
-                Some(entry) => entry.add(*time, &subs),
-                None => {
-                    let mut entry = Entry::default();
-                    entry.add(*time, &subs);
-                    pending.insert(kb.clone(), entry);
-                }
-            }
+            let slot = pending.slot(dim, parts, hour);
+            pending.entries[slot as usize].add(*time, &subs);
         };
         let string = |s: &str| (s.len() as u32).to_be_bytes();
         if let Some(k) = signing {
@@ -463,12 +483,51 @@ impl Index {
         if let Some(c) = country {
             put(Dim::Country, &[&string(c), c.as_bytes()]);
         }
-        self.keybuf = kb;
+        self.note_zone(*time);
+        self.pending.subs = subs;
+        Ok(())
+    }
+
+    fn note_zone(&mut self, time: i64) {
         self.zone = Some(match self.zone {
-            None => (*time, *time),
-            Some((a, b)) => (a.min(*time), b.max(*time)),
+            None => (time, time),
+            Some((a, b)) => (a.min(time), b.max(time)),
         });
-        self.scratch = subs;
+    }
+
+    /// Records the value bytes behind one of the reader's dense ids, which
+    /// [`Index::add_exposure`] then uses (once per id, before its first use).
+    pub fn name(&mut self, dim: NameDim, id: u32, value: &[u8]) {
+        self.pending.name(dim, id, value);
+    }
+
+    /// Indexes an exposing access given by the reader's dense ids (the
+    /// ingest path: no strings, no pseudonym lookups). Every id must have
+    /// been named with [`Index::name`].
+    pub fn add_exposure(&mut self, x: &Exposure, subjects: &[ExposedSubject]) -> Result<(), Error> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let mut subs = std::mem::take(&mut self.pending.subs);
+        subs.clear();
+        for s in subjects {
+            let fields = &mut self.fields;
+            let mut stable = |name: &str| field_bit(fields, name);
+            let mask = match self.pending.stable_mask(s.fields, &mut stable) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.pending.subs = subs;
+                    return Err(e);
+                }
+            };
+            subs.push((s.dense, mask));
+            if self.kinded.insert(s.dense) {
+                self.pending_kinds.entry(s.kind.to_owned()).or_default().insert(s.dense);
+            }
+        }
+        self.pending.subs = subs;
+        self.pending.add_exposure(x)?;
+        self.note_zone(x.time);
         Ok(())
     }
 
@@ -518,35 +577,50 @@ impl Index {
     }
 
     /// Writes what was added, covering ledger records up to `records`, in
-    /// one transaction.
+    /// one transaction, durable when this returns.
     pub fn commit(&mut self, records: u64) -> Result<(), Error> {
-        let txn = redb_try!(self.db.begin_write(), "begin");
+        self.commit_with(records, true)
+    }
+
+    /// As [`Index::commit`], without waiting for the disk: the index is
+    /// derived from the ledger, so a crash that loses this commit loses
+    /// nothing ([`crate::Store::open`] replays the ledger past the last
+    /// durable one). Every [`LAZY_COMMITS`]th is made durable all the same,
+    /// which bounds that replay and the memory redb holds for commits not
+    /// yet on disk.
+    pub fn commit_lazy(&mut self, records: u64) -> Result<(), Error> {
+        self.lazy += 1;
+        let durable = self.lazy >= LAZY_COMMITS;
+        self.commit_with(records, durable)
+    }
+
+    fn commit_with(&mut self, records: u64, durable: bool) -> Result<(), Error> {
+        let mut txn = redb_try!(self.db.begin_write(), "begin");
+        if !durable {
+            redb_try!(txn.set_durability(redb::Durability::None), "durability");
+        }
         {
             let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
-            let mut keys: Vec<(Vec<u8>, Entry)> = self.pending.drain().collect();
+            let mut keys: Vec<(Vec<u8>, Entry)> = self.pending.take();
             let mut days: HashMap<Vec<u8>, Entry, foldhash::fast::RandomState> = HashMap::default();
             for (k, e) in &keys {
-                if k.len() < 5 || !rolled_up(k[0]) {
-                    continue;
-                }
-                let at = k.len() - 4;
-                let hour = u32::from_be_bytes(k[at..].try_into().unwrap_or_default());
+                let Some(hour) = key_hour(k).filter(|_| rolled_up(k[0])) else { continue };
                 let mut dk = k.clone();
-                dk[0] |= DAILY;
-                dk[at..].copy_from_slice(&(hour / 24).to_be_bytes());
+                dk[..5].copy_from_slice(&key_prefix(k[0] | DAILY, hour / 24));
                 days.entry(dk).or_default().merge(e.clone());
             }
             keys.extend(days);
             keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (k, mut entry) in keys {
-                if let Some(old) = redb_try!(t.get(k.as_slice()), "exposure") {
-                    let old = Entry::decode(old.value())
-                        .ok_or_else(|| Error::Corrupt("index.redb: an exposure entry does not decode".into()))?;
-                    let mut merged = old;
-                    merged.merge(entry);
-                    entry = merged;
+            // One merge per dimension and hour (or day).
+            let mut group: Vec<(Vec<u8>, Entry)> = Vec::new();
+            let mut keys = keys.into_iter().peekable();
+            while let Some((mut k, e)) = keys.next() {
+                let value = k.split_off(pack::PREFIX.min(k.len()));
+                group.push((value, e));
+                if keys.peek().is_none_or(|(next, _)| next.get(..pack::PREFIX) != Some(k.as_slice())) {
+                    pack::merge_into(&mut t, &k, &group)?;
+                    group.clear();
                 }
-                redb_try!(t.insert(k.as_slice(), entry.encode().as_slice()), "exposure");
             }
             let mut t = redb_try!(txn.open_table(KINDS), "kinds");
             for (kind, b) in std::mem::take(&mut self.pending_kinds) {
@@ -574,8 +648,12 @@ impl Index {
             }
             let mut m = redb_try!(txn.open_table(META), "meta");
             redb_try!(m.insert("records", records), "meta");
+            redb_try!(m.insert("layout", LAYOUT), "meta");
         }
         redb_try!(txn.commit(), "commit");
+        if durable {
+            self.lazy = 0;
+        }
         self.covered = records;
         Ok(())
     }
@@ -591,11 +669,12 @@ impl Index {
         redb_try!(txn.commit(), "commit");
         self.fields.clear();
         self.kinded.clear();
-        self.pending.clear();
+        self.pending.reset();
         self.pending_kinds.clear();
         self.pending_blocks.clear();
         self.zone = None;
         self.covered = 0;
+        self.stale = false;
         Ok(())
     }
 }
@@ -695,6 +774,10 @@ impl Index {
 
     /// Calls `each` with the hour and value of every entry of `ranges`
     /// whose hour is in `hours`; a key named by several ranges once.
+    ///
+    /// Keys are `dim | hour | value`: for each dimension this skips from one
+    /// hour that holds any key of it to the next (one seek), and reads the
+    /// ranges' values within each such hour (one seek each).
     fn entries_in(
         &self,
         ranges: &[ValueRange],
@@ -705,25 +788,48 @@ impl Index {
         let txn = redb_try!(self.db.begin_read(), "begin");
         let t = redb_try!(txn.open_table(EXPOSURE), "exposure");
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        for r in ranges {
-            let mut lo = key(r.dim, &r.lo, *hours.start());
-            let mut hi = key(r.dim, &r.hi, *hours.end());
-            lo[0] |= level;
-            hi[0] |= level;
-            let vlen = r.lo.len();
-            for row in redb_try!(t.range(lo.as_slice()..=hi.as_slice()), "exposure") {
-                let (k, v) = redb_try!(row, "exposure");
-                let k = k.value();
-                // Values of another length (strings) or hours outside the
-                // range (between two values of a range) are not asked for.
-                if k.len() != 1 + vlen + 4 {
-                    continue;
+        let mut dims: Vec<u8> = ranges.iter().map(|r| r.dim as u8 | level).collect();
+        dims.sort_unstable();
+        dims.dedup();
+        for dim in dims {
+            let mut hour = *hours.start();
+            loop {
+                // The next hour at or after `hour` holding a key of `dim`.
+                let from = key_prefix(dim, hour);
+                let next = match redb_try!(t.range(from.as_slice()..), "exposure").next() {
+                    Some(row) => {
+                        let (k, _) = redb_try!(row, "exposure");
+                        let k = k.value();
+                        if k.first() != Some(&dim) {
+                            break;
+                        }
+                        key_hour(k)
+                    }
+                    None => break,
+                };
+                let Some(h) = next.filter(|h| hours.contains(h)) else { break };
+                let prefix = key_prefix(dim, h);
+                for r in ranges.iter().filter(|r| r.dim as u8 | level == dim) {
+                    let vlen = r.lo.len();
+                    pack::each_in(&t, &prefix, r.lo.as_slice()..=r.hi.as_slice(), |value, entry| {
+                        // Values of another length (strings) are not asked for.
+                        if value.len() != vlen {
+                            return;
+                        }
+                        if ranges.len() > 1 {
+                            let mut k = prefix.to_vec();
+                            k.extend_from_slice(value);
+                            if !seen.insert(k) {
+                                return;
+                            }
+                        }
+                        each(h, entry);
+                    })?;
                 }
-                let hour = u32::from_be_bytes(k[1 + vlen..].try_into().unwrap_or_default());
-                if !hours.contains(&hour) || (ranges.len() > 1 && !seen.insert(k.to_vec())) {
-                    continue;
+                match h.checked_add(1) {
+                    Some(n) => hour = n,
+                    None => break,
                 }
-                each(hour, v.value());
             }
         }
         Ok(())
@@ -752,50 +858,46 @@ impl Index {
         let mut out = Vec::new();
         let (a, b) = (redb_try!(self.db.begin_read(), "begin"), redb_try!(other.db.begin_read(), "begin"));
         let (ta, tb) = (redb_try!(a.open_table(EXPOSURE), "exposure"), redb_try!(b.open_table(EXPOSURE), "exposure"));
-        let mut ia = redb_try!(ta.iter(), "exposure");
-        let mut ib = redb_try!(tb.iter(), "exposure");
+        // Compared entry by entry: pack boundaries depend on the commits
+        // that wrote them, not on what the index says.
+        let mut ia = pack::Flat::new(&ta)?;
+        let mut ib = pack::Flat::new(&tb)?;
         let (mut extra, mut missing, mut altered) = (0u64, 0u64, 0u64);
         let mut first: Option<String> = None;
-        let mut na = ia.next();
-        let mut nb = ib.next();
+        let mut na = ia.next().transpose()?;
+        let mut nb = ib.next().transpose()?;
         loop {
-            let ka = match &na {
-                Some(r) => Some(r.as_ref().map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?),
-                None => None,
-            };
-            let kb = match &nb {
-                Some(r) => Some(r.as_ref().map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?),
-                None => None,
-            };
-            let order = match (ka, kb) {
+            let order = match (&na, &nb) {
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((x, _)), Some((y, _))) => x.value().cmp(y.value()),
+                (Some((x, _)), Some((y, _))) => x.cmp(y),
             };
             match order {
                 std::cmp::Ordering::Less => {
                     extra += 1;
                     first.get_or_insert_with(|| {
-                        describe(ka.map(|k| k.0.value()).unwrap_or_default(), "not in the ledger")
+                        describe(na.as_ref().map(|k| k.0.as_slice()).unwrap_or_default(), "not in the ledger")
                     });
-                    na = ia.next();
+                    na = ia.next().transpose()?;
                 }
                 std::cmp::Ordering::Greater => {
                     missing += 1;
-                    first.get_or_insert_with(|| describe(kb.map(|k| k.0.value()).unwrap_or_default(), "missing"));
-                    nb = ib.next();
+                    first.get_or_insert_with(|| {
+                        describe(nb.as_ref().map(|k| k.0.as_slice()).unwrap_or_default(), "missing")
+                    });
+                    nb = ib.next().transpose()?;
                 }
                 std::cmp::Ordering::Equal => {
-                    if let (Some((k, va)), Some((_, vb))) = (ka, kb) {
-                        let (ea, eb) = (Entry::decode(va.value()), Entry::decode(vb.value()));
+                    if let (Some((k, va)), Some((_, vb))) = (&na, &nb) {
+                        let (ea, eb) = (Entry::decode(va), Entry::decode(vb));
                         if !same_entry(ea.as_ref(), eb.as_ref()) {
                             altered += 1;
-                            first.get_or_insert_with(|| describe(k.value(), "altered"));
+                            first.get_or_insert_with(|| describe(k, "altered"));
                         }
                     }
-                    na = ia.next();
-                    nb = ib.next();
+                    na = ia.next().transpose()?;
+                    nb = ib.next().transpose()?;
                 }
             }
         }

@@ -20,8 +20,10 @@ pub mod checkpoint;
 pub mod export;
 pub mod index;
 pub mod ledger;
+mod normalize;
 pub mod secret;
 pub mod subjects;
+mod writer;
 
 use std::fs;
 use std::io::{self, Read};
@@ -240,7 +242,7 @@ fn subject_ids(e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<V
     }
 }
 
-fn activity_id(a: Activity) -> u8 {
+pub(crate) fn activity_id(a: Activity) -> u8 {
     match a {
         Activity::Create => 1,
         Activity::Read => 2,
@@ -288,15 +290,53 @@ impl Default for Options {
 pub struct Store {
     dir: PathBuf,
     secret: Secret,
-    ledger: ledger::Ledger,
     map: subjects::MapWriter,
-    /// For queries, and for catching up at open.
+    /// For queries.
     index: index::Index,
-    /// Builds the index from what is appended, on its own thread.
-    writer: Option<background::Background>,
+    /// The ledger and the index writer, each on a thread of its own.
+    writer: writer::Writer,
     marks: Vec<InputMark>,
     /// Events appended and not yet committed.
     pending: u64,
+    /// The hot path's per-run caches (pseudonyms by reader id, ids named to the index).
+    norm: normalize::Normalizer,
+}
+
+/// Brings the index up to `HEAD` from the ledger: after a crash between
+/// the ledger's commit and the index's, or for a store older than its
+/// index. An index ahead of the ledger (which cannot happen unless files
+/// were replaced) is rebuilt from scratch.
+fn catch_up(dir: &Path, index: &mut index::Index, map: &subjects::MapWriter, records: u64) -> Result<(), Error> {
+    if index.stale() {
+        index.clear()?;
+    }
+    if index.covered() == records {
+        return Ok(());
+    }
+    if index.covered() > records {
+        index.clear()?;
+    }
+    let skip = index.covered();
+    let mut failed = None;
+    let mut n = 0u64;
+    ledger::scan(&dir.join("ledger"), |r| {
+        n += 1;
+        if n <= skip || failed.is_some() {
+            return;
+        }
+        // A long replay (a store older than its index) commits as it goes.
+        let res = index
+            .replay(r, &|p| map.dense(p))
+            .and_then(|()| if index.pending() > REPLAY_KEYS { index.commit(n) } else { Ok(()) });
+        if let Err(e) = res {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    index.replay_end();
+    index.commit(records)
 }
 
 /// Where ingesting an input starts.
@@ -322,50 +362,24 @@ impl Store {
         ledger.attach(checkpoint::Checkpointer::open(dir, &dir.join("ledger"), ledger.head().records)?);
         let marks = load_marks(dir, ledger.head().records)?;
         let map = subjects::MapWriter::open(dir, &secret)?;
-        let index = index::Index::open(dir)?;
-        let mut st = Self { dir: dir.to_owned(), secret, ledger, map, index, writer: None, marks, pending: 0 };
-        st.catch_up()?;
-        let reader = st.index.reader();
-        st.writer = Some(background::Background::start(std::mem::replace(&mut st.index, reader))?);
-        Ok(st)
+        let mut index = index::Index::open(dir)?;
+        catch_up(dir, &mut index, &map, ledger.head().records)?;
+        let reader = index.reader();
+        let writer = writer::Writer::start(ledger, background::Background::start(index)?)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            secret,
+            map,
+            index: reader,
+            writer,
+            marks,
+            pending: 0,
+            norm: normalize::Normalizer::default(),
+        })
     }
+}
 
-    /// Brings the index up to `HEAD` from the ledger: after a crash between
-    /// the ledger's commit and the index's, or for a store older than its
-    /// index. An index ahead of the ledger (which cannot happen unless files
-    /// were replaced) is rebuilt from scratch.
-    fn catch_up(&mut self) -> Result<(), Error> {
-        let records = self.ledger.head().records;
-        if self.index.covered() == records {
-            return Ok(());
-        }
-        if self.index.covered() > records {
-            self.index.clear()?;
-        }
-        let skip = self.index.covered();
-        let (index, map) = (&mut self.index, &self.map);
-        let mut failed = None;
-        let mut n = 0u64;
-        ledger::scan(&self.dir.join("ledger"), |r| {
-            n += 1;
-            if n <= skip || failed.is_some() {
-                return;
-            }
-            // A long replay (a store older than its index) commits as it goes.
-            let res = index
-                .replay(r, &|p| map.dense(p))
-                .and_then(|()| if index.pending() > REPLAY_KEYS { index.commit(n) } else { Ok(()) });
-            if let Err(e) = res {
-                failed = Some(e);
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        self.index.replay_end();
-        self.index.commit(records)
-    }
-
+impl Store {
     /// The exposure index.
     pub fn index(&self) -> &index::Index {
         &self.index
@@ -381,36 +395,11 @@ impl Store {
         self.map.pseudonym(dense)
     }
 
-    /// Tells the index which blocks the ledger just wrote.
-    fn note_sealed(&mut self) -> Result<(), Error> {
-        let sealed = self.ledger.take_sealed();
-        if sealed.is_empty() {
-            return Ok(());
-        }
-        match &mut self.writer {
-            Some(w) => w.sealed(sealed),
-            None => {
-                self.index.sealed(&sealed);
-                Ok(())
-            }
-        }
-    }
-
-    /// Commits the index up to `records` (on its thread: it may finish after this returns).
-    fn commit_index(&mut self, records: u64) -> Result<(), Error> {
-        match &mut self.writer {
-            Some(w) => w.commit(records),
-            None => self.index.commit(records),
-        }
-    }
-
-    /// Waits until the index has everything committed so far, and returns
-    /// any error its thread met. Dropping the store waits too, silently.
+    /// Waits until the index has everything committed so far, durably,
+    /// and returns any error its thread met. Dropping the store waits too,
+    /// silently. Nothing may be appended after.
     pub fn finish(&mut self) -> Result<(), Error> {
-        match self.writer.take() {
-            Some(mut w) => w.finish(),
-            None => Ok(()),
-        }
+        self.writer.finish()
     }
 
     /// The store's directory.
@@ -425,7 +414,7 @@ impl Store {
 
     /// The committed end of the ledger.
     pub fn head(&self) -> Head {
-        self.ledger.head()
+        self.writer.head()
     }
 
     /// Events appended since the last commit.
@@ -454,34 +443,36 @@ impl Store {
 
     /// Normalizes, pseudonymises and appends one reader event, recording
     /// each new pseudonym's id in the encrypted map (durable at the next
-    /// [`Store::commit`]).
+    /// [`Store::commit`]). Every event appended to one open store must come
+    /// with the same (growing) `symbols`: pseudonyms and index values are
+    /// cached by the reader's ids.
     pub fn append_event(&mut self, e: &Event<'_>, symbols: &Symbols) -> Result<(), Error> {
+        if let Event::Access(a) = e {
+            let Self { secret, map, norm, writer, .. } = self;
+            let record = norm.access(a, symbols, secret, map, &mut normalize::IndexSink::Thread(writer))?;
+            writer.record(kind::EVENT, record)?;
+            self.pending += 1;
+            return Ok(());
+        }
         let Self { secret, map, .. } = self;
         let mut failed = None;
-        // The dense ids the map gave, so the index need not look them up again.
-        let mut dense: Vec<(String, u32)> = Vec::new();
         let stored = StoredEvent::from_event_with(e, symbols, &mut |id| {
             let p = secret.pseudonym_bytes(id);
-            let hex = hex::encode(p);
-            match map.note(p, id) {
-                Ok(d) => dense.push((hex.clone(), d)),
-                Err(err) => {
-                    failed.get_or_insert(err);
-                }
+            if let Err(err) = map.note(p, id) {
+                failed.get_or_insert(err);
             }
-            hex
+            hex::encode(p)
         });
         if let Some(err) = failed {
             return Err(err);
         }
-        let ids = subject_ids(&stored, &|p| dense.iter().find(|(h, _)| h == p).map(|(_, d)| *d))?;
-        self.append_ids(stored, ids)
+        // Only accesses expose subjects: nothing to index.
+        self.append_ids(stored, Vec::new())
     }
 
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
     pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
-        self.ledger.append(kind::ALERT, ocsf_line.as_bytes())?;
-        self.note_sealed()
+        self.writer.record(kind::ALERT, ocsf_line.as_bytes())
     }
 
     /// Appends one event (durable at the next [`Store::commit`]).
@@ -494,13 +485,12 @@ impl Store {
     /// Appends one event whose exposing subjects' dense ids are known.
     fn append_ids(&mut self, event: StoredEvent, ids: Vec<u32>) -> Result<(), Error> {
         let bytes = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
-        self.ledger.append(kind::EVENT, &bytes)?;
-        match &mut self.writer {
-            Some(w) if !ids.is_empty() => w.event(event, ids)?,
-            Some(_) => {}
-            None => self.index.add_ids(&event, &ids)?,
+        // The index sees an event before the record that holds it, as with
+        // the hot path: what matters is that both come before its block is sealed.
+        if !ids.is_empty() {
+            self.writer.event(event, ids)?;
         }
-        self.note_sealed()?;
+        self.writer.record(kind::EVENT, &bytes)?;
         self.pending += 1;
         Ok(())
     }
@@ -511,15 +501,12 @@ impl Store {
     pub fn commit(&mut self, progress: &[InputMark]) -> Result<Head, Error> {
         for m in progress {
             let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
-            self.ledger.append(kind::INPUT, &bytes)?;
-            self.note_sealed()?;
+            self.writer.record(kind::INPUT, &bytes)?;
         }
         // Every pseudonym the ledger is about to acknowledge must resolve.
         self.map.sync()?;
-        let head = self.ledger.commit()?;
-        self.note_sealed()?;
         // The index follows the ledger (a crash in between: caught up at open).
-        self.commit_index(head.records)?;
+        let head = self.writer.commit()?;
         for m in progress {
             match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
                 Some(k) => k.lines = k.lines.max(m.lines),
@@ -547,10 +534,8 @@ impl Store {
     /// Records a query in the ledger and commits it.
     pub fn audit(&mut self, entry: &Audit) -> Result<Head, Error> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
-        self.ledger.append(kind::AUDIT, &bytes)?;
-        let head = self.ledger.commit()?;
-        self.note_sealed()?;
-        self.commit_index(head.records)?;
+        self.writer.record(kind::AUDIT, &bytes)?;
+        let head = self.writer.commit()?;
         // The marks are unchanged and now current for the new HEAD (a stale
         // file would make the next open rebuild them from the whole ledger).
         save_marks(&self.dir, head.records, &self.marks)?;
@@ -678,6 +663,7 @@ fn verify_with(
     // must equal the ledger's own index at that point (a lagging index is a
     // crash's, and is caught up at the next open; an edited one is damage).
     let mut index_problems: Vec<String> = Vec::new();
+    let mut report_stale = false;
     let stored = if dir.join("index.redb").is_file() {
         match index::Index::open(dir) {
             Ok(i) => Some(i),
@@ -688,6 +674,13 @@ fn verify_with(
         }
     } else {
         None
+    };
+    let stored = match stored {
+        Some(i) if i.stale() => {
+            report_stale = true;
+            None
+        }
+        other => other,
     };
     let at = stored.as_ref().map(index::Index::covered);
     let mut compared = false;
@@ -736,6 +729,12 @@ fn verify_with(
     }
     match (rebuild_failed, at) {
         (Some(why), _) => report.problems.push(format!("cannot rebuild the index from the ledger: {why}")),
+        (None, None) if report_stale => {
+            report.notes.push(
+                "index.redb was written by an older piiwatch (rebuilt from the ledger when the store is next opened)"
+                    .into(),
+            );
+        }
         (None, None) if index_problems.is_empty() => {
             report.notes.push("index.redb is missing (rebuilt from the ledger when the store is next opened)".into());
         }

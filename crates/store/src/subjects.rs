@@ -133,6 +133,11 @@ impl MapWriter {
         self.loaded().ok()?.order.get(dense as usize).map(hex::encode)
     }
 
+    /// The pseudonym with this dense id.
+    pub fn pseudonym_bytes(&self, dense: u32) -> Option<[u8; 16]> {
+        self.loaded().ok()?.order.get(dense as usize).copied()
+    }
+
     /// Records that `pseudonym` stands for `id` (once per pseudonym);
     /// returns its dense id.
     pub fn note(&mut self, pseudonym: [u8; 16], id: &str) -> Result<u32, Error> {

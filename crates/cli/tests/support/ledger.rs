@@ -10,12 +10,9 @@ pub fn blocks(seg: &[u8]) -> Vec<(usize, usize, Vec<u8>)> {
     let mut out = Vec::new();
     let mut pos = 48;
     while pos + 12 <= seg.len() {
-        let clen = u32::from_le_bytes(seg[pos..pos + 4].try_into().unwrap()) as usize;
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(&seg[pos + 12..pos + 12 + clen]), &mut raw)
-            .unwrap();
-        out.push((pos, 12 + clen, raw));
-        pos += 12 + clen;
+        let (raw, next) = store::ledger::decode_block(seg, pos).unwrap();
+        out.push((pos, next - pos, raw));
+        pos = next;
     }
     out
 }
