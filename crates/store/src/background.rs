@@ -52,6 +52,8 @@ fn range(start: usize, end: usize) -> Range<u32> {
 /// The index writer thread and what is batched for it.
 pub struct Background {
     tx: Option<SyncSender<Batch>>,
+    /// Batches the thread has applied, emptied, to fill again.
+    recycled: Receiver<Batch>,
     batch: Batch,
     handle: Option<JoinHandle<Result<(), Error>>>,
     /// The last commit queued, and whether it was durable.
@@ -64,8 +66,8 @@ impl std::fmt::Debug for Background {
     }
 }
 
-fn run(mut index: Index, rx: Receiver<Batch>) -> Result<(), Error> {
-    for batch in rx {
+fn run(mut index: Index, rx: Receiver<Batch>, recycle: SyncSender<Batch>) -> Result<(), Error> {
+    for mut batch in rx {
         let bytes = |r: Range<u32>| batch.bytes.get(r.start as usize..r.end as usize).unwrap_or_default();
         for item in &batch.items {
             match item {
@@ -81,6 +83,10 @@ fn run(mut index: Index, rx: Receiver<Batch>) -> Result<(), Error> {
                 Item::Commit(records, false) => index.commit_lazy(*records)?,
             }
         }
+        batch.items.clear();
+        batch.bytes.clear();
+        batch.subjects.clear();
+        let _ = recycle.try_send(batch);
     }
     Ok(())
 }
@@ -89,11 +95,12 @@ impl Background {
     /// Starts the thread, which owns `index` from now on.
     pub fn start(index: Index) -> Result<Self, Error> {
         let (tx, rx) = sync_channel::<Batch>(8);
+        let (recycle, recycled) = sync_channel::<Batch>(4);
         let handle = std::thread::Builder::new()
             .name("piiwatch-index".into())
-            .spawn(move || run(index, rx))
+            .spawn(move || run(index, rx, recycle))
             .map_err(|e| Error::Io { what: "cannot start the index thread".into(), source: e })?;
-        Ok(Self { tx: Some(tx), batch: Batch::default(), handle: Some(handle), last: None })
+        Ok(Self { tx: Some(tx), recycled, batch: Batch::default(), handle: Some(handle), last: None })
     }
 
     fn push(&mut self, item: Item) -> Result<(), Error> {
@@ -105,11 +112,11 @@ impl Background {
         if self.batch.items.is_empty() {
             return Ok(());
         }
-        let next = Batch {
+        let next = self.recycled.try_recv().unwrap_or_else(|_| Batch {
             items: Vec::with_capacity(BATCH),
             bytes: Vec::with_capacity(self.batch.bytes.len()),
             subjects: Vec::with_capacity(self.batch.subjects.len()),
-        };
+        });
         let batch = std::mem::replace(&mut self.batch, next);
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
         if sent { Ok(()) } else { self.join() }

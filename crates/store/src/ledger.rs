@@ -21,11 +21,16 @@
 //!
 //! ```text
 //! len: u32 LE | kind: u8 | payload: len bytes | hash: 32 bytes
-//! hash = SHA-256(previous record's hash | kind | len | payload)
+//! hash = SHA-256(previous record's hash | leaf)
+//! leaf = SHA-256(0x00 | kind | len | payload)      (the record's RFC 6962 leaf hash)
 //! ```
 //!
 //! The chain is over the records themselves, so compression changes nothing
-//! about what is proved. Appends fill a block in memory; a block is sealed
+//! about what is proved; it goes through the record's Merkle leaf hash,
+//! which the signed checkpoints need anyway, so each record is hashed once
+//! (`PIIWLED2` segments chained `SHA-256(previous | kind | len | payload)`,
+//! which hashed every record twice; they are verified that way still, and
+//! a store of that format continues in a new `PIIWLED3` segment). Appends fill a block in memory; a block is sealed
 //! (compressed and written) when it is full and at every commit. Segments
 //! roll over past a size bound. [`Ledger::commit`] seals, flushes and
 //! fsyncs, and only then moves `HEAD` (record count, segment, byte offset and
@@ -71,8 +76,20 @@ impl Codec {
 
     /// Compresses a block's records.
     pub fn compress(self, raw: &[u8]) -> io::Result<Vec<u8>> {
+        self.compress_with(raw, &mut None)
+    }
+
+    /// As [`Codec::compress`], reusing a zstd context (one per writer: making
+    /// one per block showed in profiles).
+    fn compress_with(self, raw: &[u8], ctx: &mut Option<zstd::bulk::Compressor<'static>>) -> io::Result<Vec<u8>> {
         match self {
-            Self::Zstd => zstd::bulk::compress(raw, ZSTD_LEVEL),
+            Self::Zstd => {
+                let c = match ctx {
+                    Some(c) => c,
+                    None => ctx.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+                };
+                c.compress(raw)
+            }
             Self::Deflate => {
                 let mut enc = DeflateEncoder::new(Vec::with_capacity(raw.len() / 4), Compression::fast());
                 enc.write_all(raw).and_then(|()| enc.finish())
@@ -227,7 +244,24 @@ fn write_head(dir: &Path, h: &Head) -> Result<(), Error> {
     write_atomic(dir, "HEAD", text.as_bytes())
 }
 
-/// The hash chaining a record to the one before.
+/// The hash chaining a record to the one before, from the record's leaf
+/// hash ([`crate::checkpoint::leaf_hash`]).
+pub fn chain_leaf(prev: &Hash, leaf: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+/// The hash chaining a record to the one before in a segment of `codec`'s format.
+pub fn record_hash(codec: Codec, prev: &Hash, kind: u8, payload: &[u8]) -> Hash {
+    match codec {
+        Codec::Zstd => chain_leaf(prev, &crate::checkpoint::leaf_hash(kind, payload)),
+        Codec::Deflate => chain(prev, kind, payload),
+    }
+}
+
+/// The hash chaining a record to the one before in a `PIIWLED2` segment.
 pub fn chain(prev: &Hash, kind: u8, payload: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update(prev);
@@ -266,6 +300,8 @@ pub struct Ledger {
     checkpoints: Option<crate::checkpoint::Checkpointer>,
     /// How the segment being written compresses its blocks.
     codec: Codec,
+    /// The zstd context, made on first use.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 /// Where a block starts: its segment and byte offset.
@@ -337,6 +373,7 @@ impl Ledger {
         f.seek(SeekFrom::End(0)).map_err(io_err(format!("cannot seek {}", path.display())))?;
         Ok(Self {
             codec,
+            zstd: None,
             dir: dir.to_owned(),
             out: BufWriter::with_capacity(1 << 20, f),
             block: Vec::with_capacity(BLOCK_RAW + (64 << 10)),
@@ -379,7 +416,13 @@ impl Ledger {
         if payload.len() > MAX_PAYLOAD {
             return Err(Error::TooLarge(payload.len()));
         }
-        let hash = chain(&self.tip.hash, kind, payload);
+        if self.codec == Codec::Deflate {
+            // A store of the previous format continues in a segment of this one.
+            self.seal()?;
+            self.roll()?;
+        }
+        let leaf = crate::checkpoint::leaf_hash(kind, payload);
+        let hash = chain_leaf(&self.tip.hash, &leaf);
         self.block.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         self.block.push(kind);
         self.block.extend_from_slice(payload);
@@ -387,7 +430,7 @@ impl Ledger {
         self.tip.records += 1;
         self.tip.hash = hash;
         if let Some(c) = &mut self.checkpoints {
-            c.push(kind, payload);
+            c.push_leaf(leaf);
         }
         if self.block.len() >= BLOCK_RAW {
             self.seal()?;
@@ -404,7 +447,8 @@ impl Ledger {
         if self.tip.offset >= self.segment_bytes && self.tip.offset > HEADER {
             self.roll()?;
         }
-        let compressed = self.codec.compress(&self.block).map_err(io_err("cannot compress a block"))?;
+        let compressed =
+            self.codec.compress_with(&self.block, &mut self.zstd).map_err(io_err("cannot compress a block"))?;
         let path = segment_path(&self.dir, self.tip.segment);
         let w = &mut self.out;
         (|| {
@@ -769,7 +813,7 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
                 };
                 if resync {
                     resync = false;
-                } else if chain(&prev, kind, payload) != stored {
+                } else if record_hash(codec, &prev, kind, payload) != stored {
                     r.problems.push(format!(
                         "{name}: record {index} (block at byte {block}) does not match its hash: altered, or a record before it removed or reordered"
                     ));
@@ -807,4 +851,64 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
         ));
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames records as a block's raw bytes, chained as `chain` says.
+    fn framed(prev: &mut Hash, records: &[&[u8]], chain_of: impl Fn(&Hash, u8, &[u8]) -> Hash) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for p in records {
+            let h = chain_of(prev, 1, p);
+            raw.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            raw.push(1);
+            raw.extend_from_slice(p);
+            raw.extend_from_slice(&h);
+            *prev = h;
+        }
+        raw
+    }
+
+    #[test]
+    fn a_store_of_the_deflate_format_verifies_and_continues_in_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A segment as the previous format wrote it: DEFLATE blocks, records chained over their bytes.
+        let mut prev = [0u8; 32];
+        let mut seg = Vec::new();
+        seg.extend_from_slice(MAGIC_DEFLATE);
+        seg.extend_from_slice(&1u64.to_le_bytes());
+        seg.extend_from_slice(&[0u8; 32]);
+        let raw = framed(&mut prev, &[b"{\"a\":1}", b"{\"a\":2}"], chain);
+        seg.extend_from_slice(&encode_block(Codec::Deflate, &raw).unwrap());
+        fs::write(segment_path(d, 1), &seg).unwrap();
+        write_head(d, &Head { records: 2, segment: 1, offset: seg.len() as u64, hash: prev }).unwrap();
+        let r = verify(d, |_| {}).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.records, 2);
+
+        let mut l = Ledger::open(d, SEGMENT_BYTES).unwrap();
+        l.append(1, b"{\"a\":3}").unwrap();
+        let head = l.commit().unwrap();
+        assert_eq!((head.records, head.segment), (3, 2), "new records go to a new segment");
+        let new = fs::read(segment_path(d, 2)).unwrap();
+        assert_eq!(&new[..8], MAGIC);
+        let mut seen = Vec::new();
+        let r = verify(d, |rec| seen.push(rec.payload.to_vec())).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(seen, vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec(), b"{\"a\":3}".to_vec()]);
+        assert_eq!(scan(d, |_| {}).unwrap(), 3);
+
+        // A record of the old segment altered (and its block rewritten) is still named.
+        let mut p2 = [0u8; 32];
+        let mut raw = framed(&mut p2, &[b"{\"a\":1}", b"{\"a\":2}"], chain);
+        raw[5] = b'[';
+        let mut seg2 = seg[..HEADER as usize].to_vec();
+        seg2.extend_from_slice(&encode_block(Codec::Deflate, &raw).unwrap());
+        fs::write(segment_path(d, 1), &seg2).unwrap();
+        let r = verify(d, |_| {}).unwrap();
+        assert!(r.problems.iter().any(|p| p.contains("record 0")), "{:?}", r.problems);
+    }
 }

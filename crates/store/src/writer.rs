@@ -54,6 +54,9 @@ fn range(start: usize, end: usize) -> Range<u32> {
 /// The ledger writer thread, and what is batched for it.
 pub(crate) struct Writer {
     tx: Option<SyncSender<Batch>>,
+    /// Batches the thread has applied, emptied, to fill again (fresh
+    /// megabyte buffers cost page faults every time).
+    recycled: Receiver<Batch>,
     batch: Batch,
     handle: Option<JoinHandle<()>>,
     /// The last head a commit answered with.
@@ -126,9 +129,9 @@ impl State {
     }
 }
 
-fn run(mut state: State, rx: Receiver<Batch>) {
-    for Batch { items, bytes, subjects } in rx {
-        for item in items {
+fn run(mut state: State, rx: Receiver<Batch>, recycle: SyncSender<Batch>) {
+    for Batch { mut items, mut bytes, mut subjects } in rx {
+        for item in items.drain(..) {
             let failed = state.failed.is_some();
             match item {
                 // Commits and finishes are answered even after a failure (with it).
@@ -143,6 +146,10 @@ fn run(mut state: State, rx: Receiver<Batch>) {
                 }
             }
         }
+        bytes.clear();
+        subjects.clear();
+        // When the other side has enough spare batches, this one is freed.
+        let _ = recycle.try_send(Batch { items, bytes, subjects });
     }
 }
 
@@ -151,12 +158,13 @@ impl Writer {
     pub(crate) fn start(ledger: Ledger, index: Background) -> Result<Self, Error> {
         let head = ledger.head();
         let (tx, rx) = sync_channel::<Batch>(8);
+        let (recycle, recycled) = sync_channel::<Batch>(4);
         let state = State { ledger, index, failed: None };
         let handle = std::thread::Builder::new()
             .name("piiwatch-ledger".into())
-            .spawn(move || run(state, rx))
+            .spawn(move || run(state, rx, recycle))
             .map_err(|e| Error::Io { what: "cannot start the ledger thread".into(), source: e })?;
-        Ok(Self { tx: Some(tx), batch: Batch::default(), handle: Some(handle), head })
+        Ok(Self { tx: Some(tx), recycled, batch: Batch::default(), handle: Some(handle), head })
     }
 
     /// The committed end of the ledger, as of the last commit.
@@ -176,11 +184,11 @@ impl Writer {
         if self.batch.items.is_empty() {
             return Ok(());
         }
-        let next = Batch {
+        let next = self.recycled.try_recv().unwrap_or_else(|_| Batch {
             items: Vec::with_capacity(BATCH_ITEMS),
-            bytes: Vec::with_capacity(self.batch.bytes.len().max(BATCH_BYTES / 4)),
-            subjects: Vec::with_capacity(self.batch.subjects.len()),
-        };
+            bytes: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+            subjects: Vec::with_capacity(BATCH_ITEMS * 2),
+        });
         let batch = std::mem::replace(&mut self.batch, next);
         if self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok()) {
             Ok(())

@@ -119,6 +119,8 @@ struct Feeder<'a> {
     last: Vec<Millis>,
     hasher: foldhash::fast::FixedState,
     ingest: Option<Ingesting<'a>>,
+    /// Batches the detection thread has emptied, to fill again.
+    recycled: Receiver<Vec<(Ev, u64)>>,
 }
 
 /// `piiwatch ingest`: the store events are appended to, and per input where
@@ -240,7 +242,8 @@ impl Feeder<'_> {
         }
         *marks = next;
         self.started = None;
-        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let events = std::mem::replace(&mut self.batch, next);
         tx.send(Msg::Batch { events, delta: Box::new(delta), untimed: std::mem::take(&mut self.untimed) }).is_ok()
     }
 }
@@ -252,6 +255,16 @@ struct Detected {
     per: BTreeMap<&'static str, PerDetector>,
 }
 
+/// The detection thread's channels.
+struct Wires {
+    /// Batches from the parsing thread.
+    rx: Receiver<Msg>,
+    /// With `ingest`: every finding line, to be stored.
+    keep: Option<std::sync::mpsc::Sender<String>>,
+    /// Emptied batches, back to the parsing thread.
+    recycle: SyncSender<Vec<(Ev, u64)>>,
+}
+
 /// The detection thread: the engine over a replica of the parser's symbols.
 fn detect_thread(
     cfg: &Config,
@@ -259,9 +272,9 @@ fn detect_thread(
     inputs: Vec<String>,
     out: Option<std::fs::File>,
     follow: bool,
-    rx: Receiver<Msg>,
-    keep: Option<std::sync::mpsc::Sender<String>>,
+    wires: Wires,
 ) -> Result<Detected> {
+    let Wires { rx, keep, recycle } = wires;
     let mut engine = Engine::new(cfg, world)?;
     engine.set_inputs(inputs);
     let out: Box<dyn Write> = match out {
@@ -272,12 +285,14 @@ fn detect_thread(
     let mut symbols = Symbols::default();
     for msg in rx {
         match msg {
-            Msg::Batch { events, delta, untimed } => {
+            Msg::Batch { mut events, delta, untimed } => {
                 symbols.apply(&delta);
                 engine.add_untimed(untimed);
-                for (ev, digest) in events {
+                for (ev, digest) in events.drain(..) {
                     engine.push_owned(ev, digest, &symbols, &mut sink);
                 }
+                // Back to the parsing thread to fill again (when it has room).
+                let _ = recycle.try_send(events);
             }
             Msg::Idle => {
                 if let Some(t) = engine.max_time() {
@@ -381,6 +396,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
     // Two threads: this one reads, parses and interns; the other runs the
     // engine over a replica of the symbol tables, fed in batches.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+    let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<(Ev, u64)>>(4);
     let (detected, quarantined) = std::thread::scope(|scope| {
         // Owned here, so that any early return drops it and the detection
         // thread ends instead of waiting for more.
@@ -397,7 +413,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
         };
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
-            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, rx, keep))
+            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, Wires { rx, keep, recycle }))
             .context("cannot start the detection thread")?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
@@ -411,6 +427,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
             last: vec![Millis::MIN; cursors.len()],
             hasher: foldhash::fast::FixedState::with_seed(7),
             ingest: ingest.take(),
+            recycled,
         };
         let mut idle_now = vec![false; cursors.len()];
         let mut steps = 0u64;

@@ -134,7 +134,11 @@ impl Checkpointer {
     /// Adds the leaf of a record just appended to the ledger. A write error
     /// is reported by the next [`Checkpointer::commit`].
     pub fn push(&mut self, kind: u8, payload: &[u8]) {
-        let h = leaf_hash(kind, payload);
+        self.push_leaf(leaf_hash(kind, payload));
+    }
+
+    /// As [`Checkpointer::push`], with the record's leaf hash already computed.
+    pub fn push_leaf(&mut self, h: Hash) {
         if self.failed.is_none()
             && let Err(e) = self.leaves.write_all(&h)
         {
