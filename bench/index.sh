@@ -41,6 +41,16 @@ say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 say "input: $SIM/events.jsonl.gz ($(du -h "$SIM/events.jsonl.gz" | cut -f1)), $params"
 
 rm -rf "$STORE" "$EXPORT"
+# Detection alone over the same input, for what the store adds on top.
+/usr/bin/time -v -o bench-data/index-detect.time "$BIN" detect --format json \
+    --directory "$SIM/directory.json" --out bench-data/index-detect-findings.jsonl \
+    --quarantine bench-data/index-quarantine.jsonl "$SIM/events.jsonl.gz" 2> bench-data/index-detect.txt
+python3 - <<'PY' | tee -a "$OUT"
+import json
+s = [json.loads(l) for l in open("bench-data/index-detect.txt") if l.startswith("{")][-1]
+t = {l.split(": ")[0].strip(): l.split(": ")[-1].strip() for l in open("bench-data/index-detect.time") if ": " in l}
+print(f"detect alone: {s['events'] / s['seconds'] / 1e6:.3f} M events/s ({s['seconds']:.1f} s), max RSS {int(t['Maximum resident set size (kbytes)']) / 1024:.0f} MiB")
+PY
 /usr/bin/time -v -o bench-data/index-ingest.time "$BIN" ingest --store "$STORE" --format json \
     --directory "$SIM/directory.json" --out bench-data/index-findings.jsonl \
     --quarantine bench-data/index-quarantine.jsonl "$SIM/events.jsonl.gz" 2> bench-data/index-ingest.txt
@@ -53,10 +63,12 @@ rss = int(t["Maximum resident set size (kbytes)"]) / 1024
 led = sum(os.path.getsize(os.path.join(store, "ledger", f)) for f in os.listdir(os.path.join(store, "ledger")))
 idx = os.path.getsize(os.path.join(store, "index.redb"))
 smap = os.path.getsize(os.path.join(store, "subjects.map"))
+merkle = sum(os.path.getsize(os.path.join(store, "merkle", f)) for f in os.listdir(os.path.join(store, "merkle")))
 n = s["store"]["stored"]
-print(f"ingest (detect + store + index): {n / s['seconds'] / 1e6:.3f} M events/s ({s['seconds']:.1f} s, {n} events), max RSS {rss:.0f} MiB")
-print(f"bytes per event: ledger {led / n:.1f}, index {idx / n:.1f}, subject map {smap / n:.1f}; "
-      f"total {(led + idx + smap) / 1e9:.2f} GB")
+wall = t["Elapsed (wall clock) time (h:mm:ss or m:ss)"]
+print(f"ingest (detect + store + index): {n / s['seconds'] / 1e6:.3f} M events/s ({s['seconds']:.1f} s to the last event, {wall} wall with the final index commit, {n} events), max RSS {rss:.0f} MiB")
+print(f"bytes per event: ledger {led / n:.1f}, index {idx / n:.1f}, Merkle leaves {merkle / n:.1f}, subject map {smap / n:.1f}; "
+      f"total {(led + idx + smap + merkle) / 1e9:.2f} GB")
 PY
 
 # The 30 addresses: the crawler's (truth.json lists them under the attack's
@@ -107,3 +119,11 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 python3 -c "import os; print(f'piiwatch export: {$end - $start:.1f} s, {os.path.getsize(\"$EXPORT/events.parquet\") / 1e9:.2f} GB of Parquet')" | tee -a "$OUT"
 bench-data/venv/bin/python bench/duckdb_index.py "$EXPORT/events.parquet" "$KEY" bench-data/index-ips.txt 2 | tee -a "$OUT"
+
+# verify: every hash and link, every signed checkpoint, the index rebuilt and compared.
+start=$(date +%s.%N)
+/usr/bin/time -v -o bench-data/index-verify.time "$BIN" verify --store "$STORE" > bench-data/index-verify.txt 2>&1 || true
+end=$(date +%s.%N)
+python3 -c "
+t = {l.split(': ')[0].strip(): l.split(': ')[-1].strip() for l in open('bench-data/index-verify.time') if ': ' in l}
+print(f'piiwatch verify: {$end - $start:.1f} s, max RSS {int(t[\"Maximum resident set size (kbytes)\"]) / 1024:.0f} MiB; ' + open('bench-data/index-verify.txt').read().strip().splitlines()[-1])" | tee -a "$OUT"

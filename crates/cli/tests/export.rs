@@ -50,3 +50,45 @@ fn exported_parquet_answers_like_scope() {
     // The export is recorded in the store.
     assert!(support::ledger::ledger_text(&store).contains(r#""command":"export""#));
 }
+
+/// Every row of one string column of a Parquet file.
+fn strings(path: &std::path::Path, column: &str) -> Vec<String> {
+    let file = std::fs::File::open(path).expect("parquet file");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let col = batch.column_by_name(column).unwrap_or_else(|| panic!("column {column}")).clone();
+        let col = col.as_any().downcast_ref::<StringArray>().expect("string");
+        out.extend((0..col.len()).map(|i| col.value(i).to_owned()));
+    }
+    out
+}
+
+#[test]
+fn token_issuance_and_offboarding_are_exported_too() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, store) = support::simulated_store(tmp.path(), "coupang", 2000, 3);
+    let out = tmp.path().join("lake");
+    ok(&[
+        "export",
+        "--store",
+        store.to_str().expect("utf-8"),
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let text = support::ledger::ledger_text(&store);
+    let tokens = strings(&out.join("issuance.parquet"), "session_uid");
+    assert_eq!(tokens.len(), text.matches(r#""class":"issuance""#).count());
+    assert!(tokens.len() > 100, "{}", tokens.len());
+    // Customers' principals are pseudonyms there too: no customer id in clear.
+    let users = strings(&out.join("issuance.parquet"), "user_uid");
+    assert!(users.iter().all(|u| !u.starts_with('c') || u.len() == 32), "{:?}", &users[..5]);
+    assert!(users.iter().any(|u| u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit())));
+    let offboarded = strings(&out.join("offboarding.parquet"), "user_uid");
+    assert_eq!(offboarded.len(), text.matches(r#""class":"offboarding""#).count());
+    assert!(!offboarded.is_empty(), "the benign platform offboards staff");
+    assert!(strings(&out.join("offboarding.parquet"), "action").iter().all(|a| a == "disable" || a == "delete"));
+}

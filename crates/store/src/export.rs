@@ -1,11 +1,15 @@
 //! The store's events as Parquet, for lakes and for independent checks
 //! (DuckDB, Spark, Trino read it as is).
 //!
-//! One row per (API access, subject it returned), or one row with empty
-//! subject columns for an access that returned none; columns are named
-//! after the OCSF paths (`actor.session.issuer` → `actor_session_issuer`).
-//! Subject ids are the store's pseudonyms; field classes a list per row.
-//! Other event classes (token issuance, offboarding) are not exported.
+//! `events.parquet`: one row per (API access, subject it returned), or one
+//! row with empty subject columns for an access that returned none; columns
+//! are named after the OCSF paths (`actor.session.issuer` →
+//! `actor_session_issuer`). Subject ids are the store's pseudonyms; field
+//! classes a list per row. `issuance.parquet`: one row per token issued
+//! (Authentication: `user_uid`, `session_uid`, `session_issuer`,
+//! `session_expiration_time`); `offboarding.parquet`: one row per principal
+//! disabled or deleted (Account Change: `user_uid`, `action`). Principals
+//! that are customers are pseudonyms there too, as in the store.
 
 use std::fs::File;
 use std::path::Path;
@@ -29,6 +33,86 @@ pub struct Exported {
     pub events: u64,
     /// Rows (one per access and subject).
     pub rows: u64,
+    /// Tokens issued.
+    pub issuances: u64,
+    /// Principals offboarded.
+    pub offboardings: u64,
+}
+
+/// Token issuances (Authentication) as columns.
+#[derive(Default)]
+struct Issuances {
+    time: Int64Builder,
+    principal: StringBuilder,
+    token: StringBuilder,
+    key: StringBuilder,
+    expires: Int64Builder,
+    rows: usize,
+}
+
+impl Issuances {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        self.rows = 0;
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("time", Arc::new(self.time.finish())),
+            ("user_uid", Arc::new(self.principal.finish())),
+            ("session_uid", Arc::new(self.token.finish())),
+            ("session_issuer", Arc::new(self.key.finish())),
+            ("session_expiration_time", Arc::new(self.expires.finish())),
+        ];
+        batch(cols)
+    }
+}
+
+/// Offboardings (Account Change) as columns.
+#[derive(Default)]
+struct Offboardings {
+    time: Int64Builder,
+    principal: StringBuilder,
+    action: StringBuilder,
+    rows: usize,
+}
+
+impl Offboardings {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        self.rows = 0;
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("time", Arc::new(self.time.finish())),
+            ("user_uid", Arc::new(self.principal.finish())),
+            ("action", Arc::new(self.action.finish())),
+        ];
+        batch(cols)
+    }
+}
+
+/// A batch of nullable columns, so every batch of a file has the one schema.
+fn batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, Error> {
+    RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
+        .map_err(|e| Error::Corrupt(format!("cannot build a Parquet batch: {e}")))
+}
+
+/// A Parquet file being written.
+struct Out {
+    w: ArrowWriter<File>,
+}
+
+impl Out {
+    fn create(path: &Path, first: &RecordBatch) -> Result<Self, Error> {
+        let file = File::create(path)
+            .map_err(|e| Error::Io { what: format!("cannot write {}", path.display()), source: e })?;
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let w = ArrowWriter::try_new(file, first.schema(), Some(props))
+            .map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))?;
+        Ok(Self { w })
+    }
+
+    fn write(&mut self, b: &RecordBatch) -> Result<(), Error> {
+        self.w.write(b).map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))
+    }
+
+    fn close(self) -> Result<(), Error> {
+        self.w.close().map(drop).map_err(|e| Error::Corrupt(format!("cannot finish Parquet: {e}")))
+    }
 }
 
 #[derive(Default)]
@@ -73,27 +157,77 @@ impl Columns {
             ("resources_type", Arc::new(self.subject_kind.finish())),
             ("resources_fields", Arc::new(self.fields.finish())),
         ];
-        // Every column nullable, so every batch has the one schema.
-        RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
-            .map_err(|e| Error::Corrupt(format!("cannot build a Parquet batch: {e}")))
+        batch(cols)
     }
 }
 
-/// Writes every API access in the store at `dir` to `out` (a Parquet file).
+/// Writes the store at `dir` to the directory `out`: every API access to
+/// `events.parquet`, every token issued to `issuance.parquet`, every
+/// principal offboarded to `offboarding.parquet`.
 pub fn parquet(dir: &Path, out: &Path) -> Result<Exported, Error> {
-    let file =
-        File::create(out).map_err(|e| Error::Io { what: format!("cannot write {}", out.display()), source: e })?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut c = Columns::default();
-    let schema = c.finish()?.schema();
-    let mut w = ArrowWriter::try_new(file, schema, Some(props))
-        .map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))?;
+    let mut w = Out::create(&out.join("events.parquet"), &c.finish()?)?;
+    let mut iss = Issuances::default();
+    let mut wi = Out::create(&out.join("issuance.parquet"), &iss.finish()?)?;
+    let mut off = Offboardings::default();
+    let mut wo = Out::create(&out.join("offboarding.parquet"), &off.finish()?)?;
     let mut done = Exported::default();
     let mut failed: Option<Error> = None;
     crate::events(dir, |e| {
         if failed.is_some() {
             return;
         }
+        let written = match e {
+            StoredEvent::Access { .. } => {
+                done.events += 1;
+                done.rows += c.push(e) as u64;
+                if c.rows >= BATCH { c.finish().and_then(|b| w.write(&b)) } else { Ok(()) }
+            }
+            StoredEvent::Issuance { time, principal, token, key, expires } => {
+                iss.time.append_value(time);
+                iss.principal.append_value(&principal);
+                iss.token.append_value(&token);
+                iss.key.append_option(key.as_deref());
+                iss.expires.append_option(expires);
+                iss.rows += 1;
+                done.issuances += 1;
+                if iss.rows >= BATCH { iss.finish().and_then(|b| wi.write(&b)) } else { Ok(()) }
+            }
+            StoredEvent::Offboarding { time, principal, action } => {
+                off.time.append_value(time);
+                off.principal.append_value(&principal);
+                off.action.append_value(&action);
+                off.rows += 1;
+                done.offboardings += 1;
+                if off.rows >= BATCH { off.finish().and_then(|b| wo.write(&b)) } else { Ok(()) }
+            }
+            StoredEvent::Other { .. } => Ok(()),
+        };
+        if let Err(e) = written {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if c.rows > 0 {
+        w.write(&c.finish()?)?;
+    }
+    if iss.rows > 0 {
+        wi.write(&iss.finish()?)?;
+    }
+    if off.rows > 0 {
+        wo.write(&off.finish()?)?;
+    }
+    w.close()?;
+    wi.close()?;
+    wo.close()?;
+    Ok(done)
+}
+
+impl Columns {
+    /// Appends an access's rows (one per subject, or one without); returns how many.
+    fn push(&mut self, e: StoredEvent) -> usize {
         let StoredEvent::Access {
             time,
             activity_id,
@@ -111,57 +245,40 @@ pub fn parquet(dir: &Path, out: &Path) -> Result<Exported, Error> {
             subjects,
         } = e
         else {
-            return;
+            return 0;
         };
-        done.events += 1;
         let n = subjects.len().max(1);
         for i in 0..n {
-            c.time.append_value(time);
-            c.activity_id.append_value(activity_id);
-            c.success.append_value(success);
-            c.principal.append_value(&principal);
-            c.principal_kind.append_value(&principal_kind);
-            c.token.append_option(token.as_deref());
-            c.key.append_option(key.as_deref());
-            c.ip.append_value(&ip);
-            c.asn.append_option(asn);
-            c.country.append_option(country.as_deref());
-            c.user_agent.append_option(user_agent.as_deref());
-            c.operation.append_value(&operation);
-            c.service.append_option(service.as_deref());
+            self.time.append_value(time);
+            self.activity_id.append_value(activity_id);
+            self.success.append_value(success);
+            self.principal.append_value(&principal);
+            self.principal_kind.append_value(&principal_kind);
+            self.token.append_option(token.as_deref());
+            self.key.append_option(key.as_deref());
+            self.ip.append_value(&ip);
+            self.asn.append_option(asn);
+            self.country.append_option(country.as_deref());
+            self.user_agent.append_option(user_agent.as_deref());
+            self.operation.append_value(&operation);
+            self.service.append_option(service.as_deref());
             match subjects.get(i) {
                 Some(s) => {
-                    c.subject.append_value(&s.id);
-                    c.subject_kind.append_value(&s.kind);
+                    self.subject.append_value(&s.id);
+                    self.subject_kind.append_value(&s.kind);
                     for f in &s.fields {
-                        c.fields.values().append_value(f);
+                        self.fields.values().append_value(f);
                     }
-                    c.fields.append(true);
+                    self.fields.append(true);
                 }
                 None => {
-                    c.subject.append_null();
-                    c.subject_kind.append_null();
-                    c.fields.append(false);
+                    self.subject.append_null();
+                    self.subject_kind.append_null();
+                    self.fields.append(false);
                 }
             }
-            c.rows += 1;
-            done.rows += 1;
+            self.rows += 1;
         }
-        if c.rows >= BATCH {
-            let r =
-                c.finish().and_then(|b| w.write(&b).map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}"))));
-            if let Err(e) = r {
-                failed = Some(e);
-            }
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
+        n
     }
-    if c.rows > 0 {
-        let b = c.finish()?;
-        w.write(&b).map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))?;
-    }
-    w.close().map_err(|e| Error::Corrupt(format!("cannot finish Parquet: {e}")))?;
-    Ok(done)
 }

@@ -147,7 +147,7 @@ pub fn hour_of(time: i64) -> u32 {
 }
 
 mod entry;
-mod pack;
+pub mod pack;
 mod pending;
 
 pub use entry::Entry;

@@ -470,6 +470,15 @@ impl Store {
         self.append_ids(stored, Vec::new())
     }
 
+    /// Commits the ledger, and the index after it (a crash in between:
+    /// caught up at open). The index forgets the values it was given at
+    /// each commit, so the hot path gives them again.
+    fn commit_writer(&mut self) -> Result<Head, Error> {
+        let head = self.writer.commit()?;
+        self.norm.committed();
+        Ok(head)
+    }
+
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
     pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
         self.writer.record(kind::ALERT, ocsf_line.as_bytes())
@@ -505,8 +514,7 @@ impl Store {
         }
         // Every pseudonym the ledger is about to acknowledge must resolve.
         self.map.sync()?;
-        // The index follows the ledger (a crash in between: caught up at open).
-        let head = self.writer.commit()?;
+        let head = self.commit_writer()?;
         for m in progress {
             match self.marks.iter_mut().find(|k| k.prefix_len == m.prefix_len && k.prefix_sha256 == m.prefix_sha256) {
                 Some(k) => k.lines = k.lines.max(m.lines),
@@ -535,7 +543,7 @@ impl Store {
     pub fn audit(&mut self, entry: &Audit) -> Result<Head, Error> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.writer.record(kind::AUDIT, &bytes)?;
-        let head = self.writer.commit()?;
+        let head = self.commit_writer()?;
         // The marks are unchanged and now current for the new HEAD (a stale
         // file would make the next open rebuild them from the whole ledger).
         save_marks(&self.dir, head.records, &self.marks)?;

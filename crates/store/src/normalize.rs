@@ -90,6 +90,14 @@ fn note(secret: &Secret, map: &mut MapWriter, id: &str) -> Result<u32, Error> {
 }
 
 impl Normalizer {
+    /// Forgets which values the index was given: it forgets them at each
+    /// commit (and is given them again when next used).
+    pub(crate) fn committed(&mut self) {
+        for n in &mut self.named {
+            n.clear();
+        }
+    }
+
     fn subject(
         &mut self,
         id: SubjectId,

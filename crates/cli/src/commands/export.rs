@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 /// Output formats of `export`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// Apache Parquet: one row per access and subject.
+    /// Apache Parquet: one row per access and subject (`events.parquet`),
+    /// per token issued (`issuance.parquet`), per principal offboarded
+    /// (`offboarding.parquet`).
     Parquet,
 }
 
@@ -20,7 +22,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum)]
     format: ExportFormat,
-    /// Output directory (created if absent): writes `events.parquet` there.
+    /// Output directory (created if absent): writes `events.parquet`,
+    /// `issuance.parquet` and `offboarding.parquet` there.
     #[arg(long)]
     out: PathBuf,
 }
@@ -33,12 +36,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut st = store::Store::open(&args.store, store::Options::default())
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let path = args.out.join("events.parquet");
     let done = match args.format {
-        ExportFormat::Parquet => store::export::parquet(&args.store, &path)?,
+        ExportFormat::Parquet => store::export::parquet(&args.store, &args.out)?,
     };
-    st.audit(&store::Audit::now("export", format!("parquet to {}", path.display()), done.events, 0, false))
+    st.audit(&store::Audit::now("export", format!("parquet to {}", args.out.display()), done.events, 0, false))
         .context("cannot record the export in the store")?;
-    eprintln!("exported {} accesses as {} rows to {}", done.events, done.rows, path.display());
+    eprintln!(
+        "exported {} accesses as {} rows, {} token issuances and {} offboardings to {}",
+        done.events,
+        done.rows,
+        done.issuances,
+        done.offboardings,
+        args.out.display()
+    );
     Ok(())
 }
