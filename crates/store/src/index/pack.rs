@@ -18,6 +18,7 @@ use std::ops::RangeInclusive;
 use redb::{ReadableTable, Table};
 
 use super::Entry;
+use super::entry::{get_varint, put_varint};
 use crate::ledger::Error;
 
 /// A pack is closed once its encoding reaches this many bytes.
@@ -26,27 +27,6 @@ pub const PACK_BYTES: usize = 8 << 10;
 pub const PACK_ENTRIES: usize = 256;
 /// Bytes of a key before the value: dimension and hour.
 pub const PREFIX: usize = 5;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
 
 fn corrupt() -> Error {
     Error::Corrupt("index.redb: an exposure pack does not decode".into())
