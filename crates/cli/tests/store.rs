@@ -339,3 +339,56 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_counts_nothing_twice() {
     assert!(intact, "{v}");
     assert_eq!(v["events"].as_u64().unwrap(), expected, "{v}");
 }
+
+#[test]
+fn ingest_follow_commits_when_its_input_goes_quiet_and_keeps_it_through_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sample(tmp.path(), 200);
+    // Bytes: the simulation writes some malformed lines on purpose, not all UTF-8.
+    let text = fs::read(&input).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let joined = |ls: &[&[u8]]| ls.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect::<Vec<u8>>();
+    let live = tmp.path().join("live.jsonl");
+    fs::write(&live, joined(first)).unwrap();
+    let store = tmp.path().join("store");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
+        .args(["ingest", "--store", store.to_str().unwrap(), "--follow", "--idle-flush", "0.2"])
+        .args(["--quarantine", tmp.path().join("q.jsonl").to_str().unwrap()])
+        .args(["--out", tmp.path().join("f.jsonl").to_str().unwrap()])
+        .arg(&live)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Far fewer lines than a commit's worth: only going quiet commits them.
+    let head = || -> u64 {
+        fs::read_to_string(store.join("ledger/HEAD"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["records"].as_u64())
+            .unwrap_or(0)
+    };
+    let wait_for = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while head() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        head()
+    };
+    let half = first.len() as u64 - 20;
+    assert!(wait_for(half) >= half, "the first half was not committed: HEAD {}", head());
+    // More lines later: committed in their turn, then the service is killed.
+    let mut f = fs::OpenOptions::new().append(true).open(&live).unwrap();
+    std::io::Write::write_all(&mut f, &joined(rest)).unwrap();
+    drop(f);
+    let all = lines.len() as u64 - 40;
+    assert!(wait_for(all) >= all, "the appended lines were not committed: HEAD {}", head());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (intact, v) = verify(&store);
+    assert!(intact, "{v}");
+    // Ingesting the whole file again adds nothing: every line was acknowledged.
+    let again = ingest(&store, &live, &[]);
+    assert_eq!(again["store"]["stored"].as_u64(), Some(0), "{again}");
+}

@@ -445,6 +445,14 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
                 // Every live input is quiet: release what is held and show it.
                 open = feeder.send(&tx, &symbols, &mut marks) && tx.send(Msg::Idle).is_ok();
                 idle_now.fill(false);
+                // `ingest --follow`: a quiet moment is when to make what was read
+                // durable, so a service fed slowly (or by standard input, which
+                // cannot be read again) does not wait for a million events.
+                if let Some(ing) = &mut feeder.ingest
+                    && ing.store.pending() > 0
+                {
+                    ing.commit()?;
+                }
                 continue;
             };
             feeder.input = i as u16;
