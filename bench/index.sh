@@ -112,6 +112,8 @@ print(f'piiwatch scope $name: {s[\"subjects\"]} subjects, {s[\"events\"]} events
 }
 scope key "actor.session.issuer = \"$KEY\""
 scope ips "src_endpoint.ip in ($IN)"
+# The README's query: an index-narrowed scan of the ledger (one run: it takes seconds).
+RUNS=1 scope hosting "actor.session.issuer = \"$KEY\" and src_endpoint.autonomous_system.number in (\"16276\", \"16509\", \"20473\", \"63949\")"
 "$BIN" scope --store "$STORE" --where "actor.session.issuer = \"$KEY\"" --format table | grep "answered by" | tee -a "$OUT"
 
 start=$(date +%s.%N)

@@ -369,22 +369,33 @@ fn needle(f: Field, v: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// Groups of byte strings: a record can match only if its bytes hold at
+/// least one string of every group (none: no condition).
+pub type Needles = Vec<Vec<Vec<u8>>>;
+
 impl Expr {
-    /// Byte strings at least one of which must appear in a stored event's
-    /// JSON for the event to match: a necessary condition, checked before
-    /// parsing the record. `None` when there is no such cheap condition.
-    pub fn needles(&self) -> Option<Vec<Vec<u8>>> {
+    /// A necessary condition on a stored event's JSON for the event to
+    /// match, checked before parsing the record: every group must have a
+    /// string in the bytes. Empty when there is no such cheap condition.
+    pub fn needles(&self) -> Needles {
         match self {
-            Expr::In(f, vals) => vals.iter().map(|v| needle(*f, v)).collect(),
-            Expr::Cidr(..) | Expr::Not(_) => None,
-            // Both sides must hold: either side's condition is necessary.
-            Expr::And(a, b) => a.needles().or_else(|| b.needles()),
-            // One side must hold: necessary only when both sides have one.
-            Expr::Or(a, b) => {
-                let (mut x, y) = (a.needles()?, b.needles()?);
-                x.extend(y);
-                Some(x)
+            Expr::In(f, vals) => vals.iter().map(|v| needle(*f, v)).collect::<Option<Vec<_>>>().into_iter().collect(),
+            Expr::Cidr(..) | Expr::Not(_) => Vec::new(),
+            // Both sides must hold: both sides' conditions are necessary
+            // (`key = K and asn in (...)` parses only records holding both).
+            Expr::And(a, b) => {
+                let mut x = a.needles();
+                x.extend(b.needles());
+                x
             }
+            // One side must hold: one group of either side, when both have one.
+            Expr::Or(a, b) => match (a.needles().into_iter().next(), b.needles().into_iter().next()) {
+                (Some(mut x), Some(y)) => {
+                    x.extend(y);
+                    vec![x]
+                }
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -422,14 +433,21 @@ mod tests {
     #[test]
     fn needles_are_necessary_conditions() {
         let n = |e: &str| parse(e).unwrap().needles();
-        assert_eq!(n(r#"actor.session.issuer = "k""#), Some(vec![b"\"k\"".to_vec()]));
-        assert_eq!(n(r#"src_endpoint.autonomous_system.number in ("16509", "20473")"#).unwrap().len(), 2);
-        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24""#), None);
-        assert_eq!(n(r#"not api.operation = "x""#), None);
-        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24" and api.operation = "x""#), Some(vec![b"\"x\"".to_vec()]));
-        assert_eq!(n(r#"api.operation = "x" or src_endpoint.ip cidr "1.2.3.0/24""#), None);
-        assert_eq!(n(r#"api.operation = "x" or api.operation = "y""#).unwrap().len(), 2);
-        assert_eq!(n(r#"http_request.user_agent = "a\"b""#), None);
+        let none: Needles = Vec::new();
+        assert_eq!(n(r#"actor.session.issuer = "k""#), vec![vec![b"\"k\"".to_vec()]]);
+        assert_eq!(n(r#"src_endpoint.autonomous_system.number in ("16509", "20473")"#)[0].len(), 2);
+        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24""#), none);
+        assert_eq!(n(r#"not api.operation = "x""#), none);
+        assert_eq!(n(r#"src_endpoint.ip cidr "1.2.3.0/24" and api.operation = "x""#), vec![vec![b"\"x\"".to_vec()]]);
+        // Both sides of an `and`: a record must hold the key and one of the AS numbers.
+        let both = n(r#"actor.session.issuer = "k" and src_endpoint.autonomous_system.number in ("1", "2")"#);
+        assert_eq!(both, vec![vec![b"\"k\"".to_vec()], vec![b":1".to_vec(), b":2".to_vec()]]);
+        assert_eq!(n(r#"api.operation = "x" or src_endpoint.ip cidr "1.2.3.0/24""#), none);
+        assert_eq!(
+            n(r#"api.operation = "x" or api.operation = "y""#),
+            vec![vec![b"\"x\"".to_vec(), b"\"y\"".to_vec()]]
+        );
+        assert_eq!(n(r#"http_request.user_agent = "a\"b""#), none);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 use serde::Serialize;
-use store::{Store, StoredEvent};
+use store::Store;
 
 pub use expr::{Expr, Field, ParseError, parse};
 pub use plan::Plan;
@@ -101,6 +101,18 @@ impl Answer {
         });
     }
 
+    /// Adds a partial answer over other records.
+    fn merge(&mut self, other: Answer) {
+        self.events += other.events;
+        if let Some((f, l)) = other.span {
+            self.widen(f, l);
+        }
+        self.subjects |= other.subjects;
+        for (k, b) in other.fields {
+            *self.fields.entry(k).or_default() |= b;
+        }
+    }
+
     fn absorb(&mut self, found: store::index::Found) {
         self.events += found.events;
         if let Some((f, l)) = found.span {
@@ -121,7 +133,6 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
     let ledger = st.dir().join("ledger");
     let from = q.from.unwrap_or(i64::MIN);
     let to = q.to.unwrap_or(i64::MAX);
-    let scanner = Scanner::new(q);
     let plan =
         if q.no_index || index.covered() != st.head().records { Plan::FullScan } else { Plan::of(q.expr.as_ref()) };
     a.plan = plan.clone();
@@ -130,7 +141,12 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
     }
     match &plan {
         Plan::FullScan => {
-            store::ledger::scan(&ledger, |r| scanner.record(st, r, &[(from, to)], &mut a))?;
+            let ids = st.subject_ids()?;
+            let scanner = Scanner::new(q, ids);
+            store::ledger::scan(&ledger, |r| scanner.record(r, &[(from, to)], &mut a))?;
+            if let Some(e) = scanner.failed.take() {
+                return Err(e);
+            }
         }
         Plan::Index(ranges) => {
             let (whole, edges) = plan::split_hours(from, to);
@@ -139,8 +155,7 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
             }
             if !edges.is_empty() {
                 let blocks = index.blocks(&edges)?;
-                a.blocks_read += blocks.len() as u64;
-                store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &edges, &mut a))?;
+                scan_blocks(st, q, &blocks, &edges, &mut a)?;
             }
         }
         Plan::Narrowed(parts) => {
@@ -156,19 +171,60 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
             }
             let spans = plan::hour_spans(&hours.unwrap_or_default(), from, to);
             let blocks = index.blocks(&spans)?;
-            a.blocks_read += blocks.len() as u64;
-            store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &spans, &mut a))?;
+            scan_blocks(st, q, &blocks, &spans, &mut a)?;
         }
         Plan::Scan => {
             let blocks = index.blocks(&[(from, to)])?;
-            a.blocks_read += blocks.len() as u64;
-            store::ledger::scan_blocks(&ledger, &blocks, |r| scanner.record(st, r, &[(from, to)], &mut a))?;
+            scan_blocks(st, q, &blocks, &[(from, to)], &mut a)?;
         }
     }
-    if let Some(e) = scanner.failed.take() {
-        return Err(e);
-    }
     finish(st, a)
+}
+
+/// Reads `blocks` (in ledger order) and adds their matching accesses to
+/// `a`: on as many threads as the machine has cores, each over a run of
+/// consecutive blocks; the partial answers are unions and sums, so the
+/// split changes nothing.
+fn scan_blocks(
+    st: &Store,
+    q: &Query,
+    blocks: &[store::ledger::BlockRef],
+    spans: &[(i64, i64)],
+    a: &mut Answer,
+) -> Result<(), store::Error> {
+    a.blocks_read += blocks.len() as u64;
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let ids = st.subject_ids()?;
+    let ledger = st.dir().join("ledger");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let chunk = blocks.len().div_ceil(threads).max(64);
+    let parts: Vec<Result<Answer, store::Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = blocks
+            .chunks(chunk)
+            .map(|c| {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    let scanner = Scanner::new(q, ids);
+                    let mut part = Answer::default();
+                    store::ledger::scan_blocks(ledger, c, |r| scanner.record(r, spans, &mut part))?;
+                    match scanner.failed.take() {
+                        Some(e) => Err(e),
+                        None => Ok(part),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(store::Error::Corrupt("a scan thread failed".into()))))
+            .collect()
+    });
+    for part in parts {
+        a.merge(part?);
+    }
+    Ok(())
 }
 
 fn finish(st: &Store, mut a: Answer) -> Result<Answer, store::Error> {
@@ -184,80 +240,64 @@ fn finish(st: &Store, mut a: Answer) -> Result<Answer, store::Error> {
 /// Evaluates the query on ledger records.
 struct Scanner<'q> {
     q: &'q Query,
-    finders: Option<Vec<memchr::memmem::Finder<'static>>>,
+    ids: store::subjects::SubjectIds<'q>,
+    /// Every group must find something in a record's bytes.
+    finders: Vec<Vec<memchr::memmem::Finder<'static>>>,
     failed: std::cell::Cell<Option<store::Error>>,
 }
 
 impl<'q> Scanner<'q> {
-    fn new(q: &'q Query) -> Self {
-        // Records that cannot match (none of the values a match needs is in
+    fn new(q: &'q Query, ids: store::subjects::SubjectIds<'q>) -> Self {
+        // Records that cannot match (the values a match needs are not in
         // their bytes) are skipped without parsing.
         let finders = match (&q.expr, q.no_prefilter) {
-            (Some(x), false) => {
-                x.needles().map(|n| n.into_iter().map(|b| memchr::memmem::Finder::new(&b).into_owned()).collect())
-            }
-            _ => None,
+            (Some(x), false) => x
+                .needles()
+                .into_iter()
+                .map(|g| g.into_iter().map(|b| memchr::memmem::Finder::new(&b).into_owned()).collect())
+                .collect(),
+            _ => Vec::new(),
         };
-        Self { q, finders, failed: std::cell::Cell::new(None) }
+        Self { q, ids, finders, failed: std::cell::Cell::new(None) }
     }
 
     /// Adds the record to the answer if it is an exposing access at a time
     /// in one of `spans` that the expression matches.
-    fn record(&self, st: &Store, r: &store::ledger::RecordRef<'_>, spans: &[(i64, i64)], a: &mut Answer) {
+    fn record(&self, r: &store::ledger::RecordRef<'_>, spans: &[(i64, i64)], a: &mut Answer) {
         if r.kind != store::kind::EVENT {
             return;
         }
-        if let Some(f) = &self.finders
-            && !f.iter().any(|f| f.find(r.payload).is_some())
-        {
+        if !self.finders.iter().all(|g| g.iter().any(|f| f.find(r.payload).is_some())) {
             return;
         }
-        let e = match serde_json::from_slice::<StoredEvent>(r.payload) {
-            Ok(e) => e,
+        let e = match store::view::access(r.payload) {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
             Err(e) => {
                 self.fail(store::Error::Corrupt(format!("an event record does not parse: {e}")));
                 return;
             }
         };
-        let StoredEvent::Access {
-            time,
-            success,
-            principal,
-            principal_kind,
-            token,
-            key,
-            ip,
-            asn,
-            country,
-            user_agent,
-            operation,
-            service,
-            subjects,
-            ..
-        } = e
-        else {
-            return;
-        };
-        if !success || subjects.is_empty() || !spans.iter().any(|&(f, t)| f <= time && time <= t) {
+        if !e.success || e.subjects.is_empty() || !spans.iter().any(|&(f, t)| f <= e.time && e.time <= t) {
             return;
         }
         if let Some(x) = &self.q.expr {
-            let asn = asn.map(|n| n.to_string());
+            let asn = e.asn.map(|n| n.to_string());
             let get = |f: Field, m: &mut dyn FnMut(&str) -> bool| -> bool {
                 if f == Field::Subject {
-                    return subjects.iter().any(|s| m(&s.id));
+                    return e.subjects.iter().any(|s| m(&s.id));
                 }
                 let v: Option<&str> = match f {
-                    Field::SrcIp => Some(&ip),
-                    Field::Principal => Some(&principal),
-                    Field::PrincipalKind => Some(&principal_kind),
-                    Field::Token => token.as_deref(),
-                    Field::Key => key.as_deref(),
+                    Field::SrcIp => Some(&e.ip),
+                    Field::Principal => Some(&e.principal),
+                    Field::PrincipalKind => Some(&e.principal_kind),
+                    Field::Token => e.token.as_deref(),
+                    Field::Key => e.key.as_deref(),
                     Field::Asn => asn.as_deref(),
-                    Field::Country => country.as_deref(),
-                    Field::UserAgent => user_agent.as_deref(),
-                    Field::Operation => Some(&operation),
-                    Field::Service => service.as_deref(),
+                    Field::Country => e.country.as_deref(),
+                    Field::UserAgent => e.user_agent.as_deref(),
+                    Field::Operation => Some(&e.operation),
+                    Field::Service => e.service.as_deref(),
                     Field::Subject => None,
                 };
                 v.is_some_and(m)
@@ -267,15 +307,22 @@ impl<'q> Scanner<'q> {
             }
         }
         a.events += 1;
-        a.widen(time, time);
-        for s in subjects {
-            let Some(id) = st.dense(&s.id) else {
+        a.widen(e.time, e.time);
+        for s in &e.subjects {
+            let Some(id) = self.ids.dense(&s.id) else {
                 self.fail(store::Error::Corrupt(format!("subject {} is not in the subject map", s.id)));
                 return;
             };
             a.subjects.insert(id);
-            for f in s.fields {
-                a.fields.entry(f).or_default().insert(id);
+            for f in &s.fields {
+                match a.fields.get_mut(f.as_ref()) {
+                    Some(b) => {
+                        b.insert(id);
+                    }
+                    None => {
+                        a.fields.entry(f.to_string()).or_default().insert(id);
+                    }
+                }
             }
         }
     }

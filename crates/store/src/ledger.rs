@@ -55,6 +55,11 @@ pub const MAGIC_DEFLATE: &[u8; 8] = b"PIIWLED2";
 /// The zstd level of blocks: level 1 measured fastest for its ratio here.
 const ZSTD_LEVEL: i32 = 1;
 
+thread_local! {
+    /// One zstd context per reading thread (making one per block showed in scans).
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// How a segment's blocks are compressed, from its magic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
@@ -101,7 +106,16 @@ impl Codec {
     /// (at most that many are ever produced).
     fn decompress(self, data: &[u8], rawlen: usize) -> Result<Vec<u8>, String> {
         let raw = match self {
-            Self::Zstd => zstd::bulk::decompress(data, rawlen).map_err(|_| "does not decompress".to_owned())?,
+            Self::Zstd => DCTX
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    let d = match d.as_mut() {
+                        Some(d) => d,
+                        None => d.insert(zstd::bulk::Decompressor::new()?),
+                    };
+                    d.decompress(data, rawlen)
+                })
+                .map_err(|_| "does not decompress".to_owned())?,
             Self::Deflate => {
                 let mut raw = Vec::with_capacity(rawlen);
                 DeflateDecoder::new(data)

@@ -23,6 +23,7 @@ pub mod ledger;
 mod normalize;
 pub mod secret;
 pub mod subjects;
+pub mod view;
 mod writer;
 
 use std::fs;
@@ -388,6 +389,12 @@ impl Store {
     /// A subject pseudonym's dense id (the index's subject numbering).
     pub fn dense(&self, pseudonym: &str) -> Option<u32> {
         self.map.dense(pseudonym)
+    }
+
+    /// Dense ids by pseudonym, for lookups from several threads (the
+    /// subject map is read on first need).
+    pub fn subject_ids(&self) -> Result<subjects::SubjectIds<'_>, Error> {
+        self.map.ids()
     }
 
     /// The pseudonym with this dense id.

@@ -31,6 +31,19 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
+/// Dense subject ids by pseudonym, shareable between threads.
+#[derive(Clone, Copy)]
+pub struct SubjectIds<'a>(&'a HashMap<[u8; 16], u32, foldhash::fast::RandomState>);
+
+impl SubjectIds<'_> {
+    /// A pseudonym's dense id, given in hex.
+    pub fn dense(&self, hex_pseudonym: &str) -> Option<u32> {
+        let mut p = [0u8; 16];
+        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
+        self.0.get(&p).copied()
+    }
+}
+
 /// Appends new pseudonym → id pairs.
 pub struct MapWriter {
     path: PathBuf,
@@ -119,6 +132,11 @@ impl MapWriter {
                 .map_err(io(format!("cannot cut back {}", self.path.display())))?;
         }
         Ok(self.loaded.get_or_init(|| l))
+    }
+
+    /// The map's dense ids by pseudonym.
+    pub fn ids(&self) -> Result<SubjectIds<'_>, Error> {
+        Ok(SubjectIds(&self.loaded()?.known))
     }
 
     /// A pseudonym's dense id (its position in the map), given in hex.
