@@ -356,6 +356,62 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The expression as text that [`parse`] reads back to the same
+    /// expression, each value of `actor.user.uid` and `resources.uid` passed
+    /// through `subject` first (the store records queries with those values
+    /// as pseudonyms: a query names customers).
+    pub fn render(&self, subject: &dyn Fn(Field, &str) -> String) -> String {
+        fn quote(v: &str) -> String {
+            // The lexer takes the character after a backslash as it is.
+            let mut q = String::with_capacity(v.len() + 2);
+            q.push('"');
+            for c in v.chars() {
+                if c == '"' || c == '\\' {
+                    q.push('\\');
+                }
+                q.push(c);
+            }
+            q.push('"');
+            q
+        }
+        fn go(e: &Expr, subject: &dyn Fn(Field, &str) -> String, out: &mut String) {
+            match e {
+                Expr::In(f, vals) => {
+                    let shown: Vec<String> = vals
+                        .iter()
+                        .map(|v| match f {
+                            Field::Principal | Field::Subject => quote(&subject(*f, v)),
+                            _ => quote(v),
+                        })
+                        .collect();
+                    if shown.len() == 1 {
+                        out.push_str(&format!("{} = {}", f.path(), shown[0]));
+                    } else {
+                        out.push_str(&format!("{} in ({})", f.path(), shown.join(", ")));
+                    }
+                }
+                Expr::Cidr(f, net) => out.push_str(&format!("{} cidr {}", f.path(), quote(&net.to_string()))),
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    out.push('(');
+                    go(a, subject, out);
+                    out.push_str(if matches!(e, Expr::And(..)) { " and " } else { " or " });
+                    go(b, subject, out);
+                    out.push(')');
+                }
+                Expr::Not(a) => {
+                    out.push_str("not (");
+                    go(a, subject, out);
+                    out.push(')');
+                }
+            }
+        }
+        let mut out = String::new();
+        go(self, subject, &mut out);
+        out
+    }
+}
+
 /// The bytes a value of `f` shows as in a stored event's JSON, when that is
 /// certain (plain ASCII, nothing JSON would escape).
 fn needle(f: Field, v: &str) -> Option<Vec<u8>> {
@@ -448,6 +504,27 @@ mod tests {
             vec![vec![b"\"x\"".to_vec(), b"\"y\"".to_vec()]]
         );
         assert_eq!(n(r#"http_request.user_agent = "a\"b""#), none);
+    }
+
+    #[test]
+    fn renders_what_parses_back_with_subjects_replaced() {
+        let same = |_: Field, v: &str| v.to_owned();
+        for e in [
+            r#"src_endpoint.ip = "1.2.3.4""#,
+            r#"not (api.operation in ("a\"b", "c\\d") or src_endpoint.ip cidr "1.2.0.0/16") and actor.user.uid != "u""#,
+            r#"actor.session.issuer = "k" or actor.session.issuer = "x" and src_endpoint.ip = "9.9.9.9""#,
+        ] {
+            let parsed = parse(e).unwrap();
+            assert_eq!(parse(&parsed.render(&same)).unwrap(), parsed, "{e}");
+        }
+        let e =
+            parse(r#"resources.uid = "c-1" and (actor.user.uid in ("c-2", "emp") or api.operation = "c-3")"#).unwrap();
+        let shown = e.render(&|f, v| if v == "emp" { v.to_owned() } else { format!("p({v}, {})", f.path()) });
+        assert!(!shown.contains("\"c-1\"") && !shown.contains("\"c-2\""), "{shown}");
+        assert!(
+            shown.contains("\"p(c-2, actor.user.uid)\"") && shown.contains("\"emp\"") && shown.contains("\"c-3\""),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod background;
 pub mod checkpoint;
 pub mod export;
+pub mod finding;
 pub mod index;
 pub mod ledger;
 mod normalize;
@@ -84,6 +85,40 @@ pub struct StoredSubject {
     pub kind: String,
     /// Field classes returned.
     pub fields: Vec<String>,
+}
+
+/// The principal ids the store may keep in clear: those the platform's
+/// directory lists as staff or services. Every other principal is taken for
+/// a customer (real Authentication events rarely say so: OCSF's user types
+/// are User, Admin and System), and a customer's id is a subject id, so it
+/// is kept only as its pseudonym. An id also seen as a subject id is
+/// pseudonymised whatever the directory says.
+#[derive(Clone, Debug, Default)]
+pub struct KeepClear {
+    ids: std::collections::HashSet<String>,
+}
+
+impl KeepClear {
+    /// The directory's employees and services.
+    pub fn from_directory(d: &model::Directory) -> Self {
+        let ids = d
+            .principals
+            .iter()
+            .filter(|p| matches!(p.kind, PrincipalKind::Employee | PrincipalKind::Service))
+            .map(|p| p.uid.clone())
+            .collect();
+        Self { ids }
+    }
+
+    /// These ids.
+    pub fn of(ids: impl IntoIterator<Item = String>) -> Self {
+        Self { ids: ids.into_iter().collect() }
+    }
+
+    /// Whether `id` may be written in clear, given what the reader has seen.
+    pub fn keeps(&self, id: &str, symbols: &Symbols) -> bool {
+        self.ids.contains(id) && symbols.subjects.get(id).is_none()
+    }
 }
 
 /// A normalized event as the ledger keeps it.
@@ -163,24 +198,22 @@ pub enum StoredEvent {
 }
 
 impl StoredEvent {
-    /// Normalizes a reader event, pseudonymising every subject id and the
-    /// principal of customer-kind calls (a customer's principal id is a
-    /// subject id).
-    pub fn from_event(e: &Event<'_>, symbols: &Symbols, secret: &Secret) -> Self {
-        Self::from_event_with(e, symbols, &mut |id| secret.pseudonym(id))
+    /// Normalizes a reader event, pseudonymising every subject id and every
+    /// principal that `clear` does not keep (see [`KeepClear`]).
+    pub fn from_event(e: &Event<'_>, symbols: &Symbols, secret: &Secret, clear: &KeepClear) -> Self {
+        Self::from_event_with(e, symbols, clear, &mut |id| secret.pseudonym(id))
     }
 
     /// As [`StoredEvent::from_event`], with the pseudonymiser given.
-    pub fn from_event_with(e: &Event<'_>, symbols: &Symbols, pseudonym: &mut dyn FnMut(&str) -> String) -> Self {
-        // A principal is pseudonymised when the event says it is a customer
-        // or when its id has been seen as a subject id.
-        let principal = |id: PrincipalId, kind: PrincipalKind, pseudonym: &mut dyn FnMut(&str) -> String| {
+    pub fn from_event_with(
+        e: &Event<'_>,
+        symbols: &Symbols,
+        clear: &KeepClear,
+        pseudonym: &mut dyn FnMut(&str) -> String,
+    ) -> Self {
+        let principal = |id: PrincipalId, _kind: PrincipalKind, pseudonym: &mut dyn FnMut(&str) -> String| {
             let name = symbols.principal_name(id);
-            if kind == PrincipalKind::Customer || symbols.subjects.get(name).is_some() {
-                pseudonym(name)
-            } else {
-                name.to_owned()
-            }
+            if clear.keeps(name, symbols) { name.to_owned() } else { pseudonym(name) }
         };
         match e {
             Event::Access(a) => {
@@ -301,6 +334,8 @@ pub struct Store {
     pending: u64,
     /// The hot path's per-run caches (pseudonyms by reader id, ids named to the index).
     norm: normalize::Normalizer,
+    /// Principals written in clear.
+    clear: KeepClear,
 }
 
 /// Brings the index up to `HEAD` from the ledger: after a crash between
@@ -376,11 +411,19 @@ impl Store {
             marks,
             pending: 0,
             norm: normalize::Normalizer::default(),
+            clear: KeepClear::default(),
         })
     }
 }
 
 impl Store {
+    /// Which principals this run writes in clear (by default none: every
+    /// principal is pseudonymised). Set before the first append: the hot
+    /// path caches its decision per principal.
+    pub fn keep_clear(&mut self, clear: KeepClear) {
+        self.clear = clear;
+    }
+
     /// The exposure index.
     pub fn index(&self) -> &index::Index {
         &self.index
@@ -455,15 +498,15 @@ impl Store {
     /// cached by the reader's ids.
     pub fn append_event(&mut self, e: &Event<'_>, symbols: &Symbols) -> Result<(), Error> {
         if let Event::Access(a) = e {
-            let Self { secret, map, norm, writer, .. } = self;
-            let record = norm.access(a, symbols, secret, map, &mut normalize::IndexSink::Thread(writer))?;
+            let Self { secret, map, norm, writer, clear, .. } = self;
+            let record = norm.access(a, symbols, secret, map, clear, &mut normalize::IndexSink::Thread(writer))?;
             writer.record(kind::EVENT, record)?;
             self.pending += 1;
             return Ok(());
         }
-        let Self { secret, map, .. } = self;
+        let Self { secret, map, clear, .. } = self;
         let mut failed = None;
-        let stored = StoredEvent::from_event_with(e, symbols, &mut |id| {
+        let stored = StoredEvent::from_event_with(e, symbols, clear, &mut |id| {
             let p = secret.pseudonym_bytes(id);
             if let Err(err) = map.note(p, id) {
                 failed.get_or_insert(err);
@@ -486,9 +529,24 @@ impl Store {
         Ok(head)
     }
 
-    /// Appends a finding (its OCSF line; durable at the next [`Store::commit`]).
-    pub fn append_alert(&mut self, ocsf_line: &str) -> Result<(), Error> {
-        self.writer.record(kind::ALERT, ocsf_line.as_bytes())
+    /// Appends a finding (its OCSF line; durable at the next [`Store::commit`])
+    /// with every subject id in it replaced by its pseudonym, as the events
+    /// it covers hold them (see [`finding::pseudonymise`]), so that
+    /// `scope --alert` still selects them.
+    pub fn append_alert(&mut self, ocsf_line: &str, symbols: &Symbols) -> Result<(), Error> {
+        let Self { secret, map, clear, .. } = self;
+        let mut failed = None;
+        let stored = finding::pseudonymise(ocsf_line, symbols, clear, &mut |id| {
+            let p = secret.pseudonym_bytes(id);
+            if let Err(err) = map.note(p, id) {
+                failed.get_or_insert(err);
+            }
+            hex::encode(p)
+        })?;
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        self.writer.record(kind::ALERT, stored.as_bytes())
     }
 
     /// Appends one event (durable at the next [`Store::commit`]).

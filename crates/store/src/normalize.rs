@@ -10,9 +10,10 @@
 use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
-use model::{Access, FieldClasses, FieldSet, PrincipalId, PrincipalKind, Subject, SubjectId, Symbols};
+use model::{Access, FieldClasses, FieldSet, PrincipalId, Subject, SubjectId, Symbols};
 use serde::{Serialize, Serializer};
 
+use crate::KeepClear;
 #[cfg(test)]
 use crate::index::Index;
 use crate::index::{ExposedSubject, Exposure, NameDim, PrincipalRef, ip_key, string_value};
@@ -114,21 +115,20 @@ impl Normalizer {
     }
 
     /// The dense id of the principal's pseudonym when it is stored as one:
-    /// when the event says it is a customer, or its id has been seen as a
-    /// subject id (a customer's principal id is a subject id).
+    /// unless `clear` keeps it (the directory's staff and services).
     fn principal(
         &mut self,
         id: PrincipalId,
-        kind: PrincipalKind,
         symbols: &Symbols,
         secret: &Secret,
         map: &mut MapWriter,
+        clear: &KeepClear,
     ) -> Result<Option<u32>, Error> {
         if let Some(d) = cached(&self.by_principal, id.index()) {
             return Ok(Some(d));
         }
         let name = symbols.principal_name(id);
-        if kind != PrincipalKind::Customer && symbols.subjects.get(name).is_none() {
+        if clear.keeps(name, symbols) {
             return Ok(None);
         }
         let d = note(secret, map, name)?;
@@ -163,9 +163,10 @@ impl Normalizer {
         symbols: &Symbols,
         secret: &Secret,
         map: &mut MapWriter,
+        clear: &KeepClear,
         sink: &mut IndexSink<'_>,
     ) -> Result<&[u8], Error> {
-        let pseudo = self.principal(a.principal, a.principal_kind, symbols, secret, map)?;
+        let pseudo = self.principal(a.principal, symbols, secret, map, clear)?;
         self.hexes.clear();
         self.exposed.clear();
         for s in a.subjects {
@@ -339,7 +340,7 @@ impl Serialize for SubjectsRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Activity, Country, Event, SubjectKind};
+    use model::{Activity, Country, Event, PrincipalKind, SubjectKind};
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {
@@ -391,12 +392,16 @@ mod tests {
                 service: service.as_deref().map(|s| sy.service(s)),
                 subjects: &subs,
             };
-            let want = serde_json::to_vec(&crate::StoredEvent::from_event(&Event::Access(a.clone()), &sy, &secret)).unwrap();
+            // Staff (the directory's) in clear, customers as pseudonyms.
+            let clear = if customer { KeepClear::default() } else { KeepClear::of([principal.clone()]) };
+            let want = serde_json::to_vec(&crate::StoredEvent::from_event(&Event::Access(a.clone()), &sy, &secret, &clear)).unwrap();
             let mut norm = Normalizer::default();
-            let got = norm.access(&a, &sy, &secret, &mut map, &mut IndexSink::Direct(&mut index)).unwrap().to_vec();
+            let got = norm.access(&a, &sy, &secret, &mut map, &clear, &mut IndexSink::Direct(&mut index)).unwrap().to_vec();
             prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+            let shown = !customer && sy.subjects.get(&principal).is_none();
+            prop_assert_eq!(String::from_utf8_lossy(&got).contains(&format!("\"principal\":{}", serde_json::to_string(&principal).unwrap())), shown);
             // Again, from the caches.
-            let again = norm.access(&a, &sy, &secret, &mut map, &mut IndexSink::Direct(&mut index)).unwrap().to_vec();
+            let again = norm.access(&a, &sy, &secret, &mut map, &clear, &mut IndexSink::Direct(&mut index)).unwrap().to_vec();
             prop_assert_eq!(again, want);
         }
     }

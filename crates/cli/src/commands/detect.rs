@@ -165,14 +165,16 @@ impl Ingesting<'_> {
         }
     }
 
-    /// Commits what was appended, with each input's progress and the findings so far.
-    fn commit(&mut self) -> Result<()> {
+    /// Commits what was appended, with each input's progress and the
+    /// findings so far (their subject ids pseudonymised by the store, from
+    /// what `symbols` knows).
+    fn commit(&mut self, symbols: &Symbols) -> Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e).context("cannot store events");
         }
         if let Some(rx) = &self.alerts {
             for line in rx.try_iter() {
-                self.store.append_alert(&line).context("cannot store a finding")?;
+                self.store.append_alert(&line, symbols).context("cannot store a finding")?;
             }
         }
         let marks: Vec<store::InputMark> = self
@@ -321,6 +323,11 @@ impl Args {
     pub fn inputs(&self) -> &[String] {
         &self.inputs
     }
+
+    /// Whether only the default configuration is asked for.
+    pub fn print_config(&self) -> bool {
+        self.print_config
+    }
 }
 
 /// Reads the configuration file, or the defaults.
@@ -372,6 +379,10 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::from_arg(a)).collect();
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("standard input (`-`) can be named only once");
+    }
+    if let Some(ing) = &mut ingest {
+        // Only the directory's staff and services are stored in clear.
+        ing.store.keep_clear(store::KeepClear::from_directory(&directory));
     }
     let world = World::new(directory, &cfg.engine.hosting_labels);
     // Checked here, before any thread starts, so a bad setting is a one-line error.
@@ -451,7 +462,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
                 if let Some(ing) = &mut feeder.ingest
                     && ing.store.pending() > 0
                 {
-                    ing.commit()?;
+                    ing.commit(&symbols)?;
                 }
                 continue;
             };
@@ -468,7 +479,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
                 if let Some(ing) = &mut feeder.ingest
                     && (ing.error.is_some() || ing.store.pending() >= ing.commit_every)
                 {
-                    ing.commit()?;
+                    ing.commit(&symbols)?;
                 }
             }
             steps += 1;
@@ -487,7 +498,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
         // The last findings arrive once detection has finished.
         let stored = match &mut feeder.ingest {
             Some(ing) => {
-                ing.commit()?;
+                ing.commit(&symbols)?;
                 Some(serde_json::json!({
                     "store": ing.store.dir().display().to_string(), "stored": ing.stored,
                     "skipped_already_stored": ing.skipped, "ledger_records": ing.store.head().records,

@@ -27,6 +27,10 @@ pub struct Args {
 
 /// Runs ingest.
 pub fn run(args: Args) -> Result<()> {
+    if args.detect.print_config() {
+        // Asking for the defaults creates no store.
+        return detect::pipeline(&args.detect, None);
+    }
     let mut st = store::Store::open(&args.store, store::Options { segment_bytes: args.segment_bytes })
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     let inputs: Vec<Input> = args.detect.inputs().iter().map(|a| Input::from_arg(a)).collect();
