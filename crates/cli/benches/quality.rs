@@ -17,6 +17,7 @@
 //!   matching, as an investigator would) with event time before that moment;
 //! - benign findings name no indicator of any attack (each finding counted
 //!   once, not its updates).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a report for people
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// A line on standard error; a closed or failing stderr is ignored (the
+/// `eprintln!` it replaces panics then).
+macro_rules! errln {
+    ($($t:tt)*) => {
+        $crate::ui::err_line(format_args!($($t)*))
+    };
+}
+
 mod commands;
 mod ui;
 
@@ -52,21 +60,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every command writes its output to this writer, never with `print!`
+    // (clippy's `print_stdout` holds it): a closed pipe (`piiwatch ... |
+    // head`) is an error that ends the command, and a quiet exit here.
+    let mut out = std::io::stdout();
+    let out: &mut dyn std::io::Write = &mut out;
     let result = match cli.command {
         Command::Simulate(args) => commands::simulate::run(args),
-        Command::Stats(args) => commands::stats::run(args),
-        Command::Detect(args) => commands::detect::run(args),
-        Command::Ingest(args) => commands::ingest::run(args),
-        Command::Verify(args) => commands::verify::run(args),
-        Command::Proof(args) => commands::proof::run(args),
-        Command::Scope(args) => commands::scope::run(args),
+        Command::Stats(args) => commands::stats::run(args, out),
+        Command::Detect(args) => commands::detect::run(args, out),
+        Command::Ingest(args) => commands::ingest::run(args, out),
+        Command::Verify(args) => commands::verify::run(args, out),
+        Command::Proof(args) => commands::proof::run(args, out),
+        Command::Scope(args) => commands::scope::run(args, out),
         Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away: what it did not read, it did not want.
+        Err(e) if ui::broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, joined.
-            eprintln!("piiwatch: error: {e:#}");
+            errln!("piiwatch: error: {e:#}");
             if e.downcast_ref::<commands::Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }

@@ -1,5 +1,6 @@
 //! What people see: progress bars, tables, output formats.
 
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,4 +47,15 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
 /// An epoch-ms time as RFC 3339, or `-`.
 pub fn time(ms: Option<i64>) -> String {
     ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+/// Writes one line to standard error, ignoring failure (a closed stderr
+/// must not turn a warning into a panic).
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// Whether `e`, or anything that caused it, is a write to a closed pipe.
+pub fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -3,6 +3,7 @@
 //! API Activity (6003) line as the input contract describes it and about
 //! the simulator's output. Each test skips when `../shared/ocsf` is absent
 //! (unless `PIIWATCH_REQUIRE_SHARED=1`).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a report for people
 
 mod support;
 

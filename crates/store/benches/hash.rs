@@ -5,6 +5,7 @@
 //!
 //! Each record's hash covers the previous hash, its kind, length and payload,
 //! as `store::ledger::chain` does; prints chained records per second.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a report for people
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -80,17 +80,36 @@ impl Sink for AlertWriter {
             detect::alert::Activity::Update => e.updates += 1,
         }
         e.max_severity = e.max_severity.max(alert.severity);
-        if self.error.is_some() {
+        if self.error.is_some() && self.keep.is_none() {
             return;
         }
         let line = alert.to_ocsf().to_string();
         if let Some(k) = &self.keep {
+            // Stored whether or not anyone still reads the findings.
             let _ = k.send(line.clone());
+        }
+        if self.error.is_some() {
+            return;
         }
         let r = writeln!(self.out, "{line}").and_then(|()| if self.flush_each { self.out.flush() } else { Ok(()) });
         if let Err(err) = r {
+            if self.keep.is_some() {
+                // `ingest`: the store is what matters; say so once and go on.
+                warn_unwritten(&err);
+            }
             self.error = Some(err);
         }
+    }
+}
+
+/// `ingest`'s one warning when its findings output fails.
+fn warn_unwritten(e: &io::Error) {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        errln!(
+            "piiwatch: warning: cannot write findings: their reader went away; they are still stored, and ingest goes on"
+        );
+    } else {
+        errln!("piiwatch: warning: cannot write findings ({e}); they are still stored, and ingest goes on");
     }
 }
 
@@ -295,19 +314,49 @@ fn detect_thread(
                 }
                 // Back to the parsing thread to fill again (when it has room).
                 let _ = recycle.try_send(events);
+                if sink.error.is_some() && sink.keep.is_none() {
+                    // Nobody reads the findings any more (`detect | head`):
+                    // stop, and the parsing thread stops at its next send.
+                    break;
+                }
             }
             Msg::Idle => {
                 if let Some(t) = engine.max_time() {
                     engine.release(t, &symbols, &mut sink);
                 }
-                let _ = sink.out.flush();
+                if let Err(e) = sink.out.flush()
+                    && sink.error.is_none()
+                {
+                    if sink.keep.is_some() {
+                        errln!(
+                            "piiwatch: warning: cannot write findings ({e}); they are still stored, and ingest goes on"
+                        );
+                    }
+                    sink.error = Some(e);
+                }
+                if sink.error.is_some() && sink.keep.is_none() {
+                    break;
+                }
             }
         }
     }
-    engine.finish(&symbols, &mut sink);
-    sink.out.flush().context("cannot write findings")?;
-    if let Some(e) = sink.error.take() {
-        return Err(e).context("cannot write findings");
+    if sink.keep.is_none() {
+        if let Some(e) = sink.error.take() {
+            return Err(e).context("cannot write findings");
+        }
+        engine.finish(&symbols, &mut sink);
+        sink.out.flush().context("cannot write findings")?;
+        if let Some(e) = sink.error.take() {
+            return Err(e).context("cannot write findings");
+        }
+    } else {
+        // `ingest`: a closed findings output was warned about; storing went on.
+        engine.finish(&symbols, &mut sink);
+        if sink.error.is_none()
+            && let Err(e) = sink.out.flush()
+        {
+            warn_unwritten(&e);
+        }
     }
     let mut per = sink.per;
     let mut state = 0;
@@ -353,25 +402,25 @@ pub fn load_directory(path: Option<&PathBuf>) -> Result<Directory> {
 }
 
 /// Runs detect.
-pub fn run(args: Args) -> Result<()> {
-    pipeline(&args, None)
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    pipeline(&args, None, out)
 }
 
 /// Detection over the inputs, and with `ingest` the events appended to a store.
-pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
+pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>, out: &mut dyn Write) -> Result<()> {
     if args.print_config {
-        print!("{}", Config::defaults_toml());
+        write!(out, "{}", Config::defaults_toml())?;
         return Ok(());
     }
     let cfg = load_config(args.config.as_ref())?;
     let directory = load_directory(args.directory.as_ref())?;
     if args.directory.is_none() {
-        eprintln!(
+        errln!(
             "piiwatch: warning: no --directory: principals, keys and networks are unknown, so several detectors see less"
         );
     }
     if let Some(r) = &args.rules {
-        eprintln!(
+        errln!(
             "piiwatch: warning: Sigma rules ({}) are not evaluated yet; only the built-in detectors run",
             r.display()
         );
@@ -394,7 +443,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
     for input in &inputs {
         cursors.push(reader.open(input, open).with_context(|| format!("cannot read {}", input.name()))?);
     }
-    let out = match &args.out {
+    let findings_to = match &args.out {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
         None => None,
     };
@@ -424,7 +473,9 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
         };
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
-            .spawn_scoped(scope, move || detect_thread(cfg, world, names, out, follow, Wires { rx, keep, recycle }))
+            .spawn_scoped(scope, move || {
+                detect_thread(cfg, world, names, findings_to, follow, Wires { rx, keep, recycle })
+            })
             .context("cannot start the detection thread")?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
@@ -515,7 +566,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     summary(&detected, quarantined, secs, args.format, stored);
     if quarantined > 0 {
-        eprintln!("{quarantined} lines quarantined to {}", args.read.quarantine.display());
+        errln!("{quarantined} lines quarantined to {}", args.read.quarantine.display());
     }
     Ok(())
 }
@@ -530,7 +581,7 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format, stored: Op
                 "quarantined": quarantined, "first_time": st.span.map(|s| s.0), "last_time": st.span.map(|s| s.1),
                 "seconds": secs, "state_bytes": state, "detectors": d.per, "store": stored,
             });
-            eprintln!("{v}");
+            errln!("{v}");
         }
         Format::Table => {
             let mut t = ui::table(&["detector", "findings", "updates", "max severity", "state MiB"]);
@@ -547,8 +598,8 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format, stored: Op
             if d.per.is_empty() {
                 t.add_row(vec!["(none)".to_owned(), "0".into(), "0".into(), "-".into(), "0".into()]);
             }
-            eprintln!("{t}");
-            eprintln!(
+            errln!("{t}");
+            errln!(
                 "{} events ({} late, {} quarantined) from {} to {} in {secs:.2}s ({:.0} events/s); detector state ~{} MiB",
                 st.events,
                 st.late,
@@ -559,7 +610,7 @@ fn summary(d: &Detected, quarantined: u64, secs: f64, format: Format, stored: Op
                 state >> 20
             );
             if let Some(st) = stored {
-                eprintln!(
+                errln!(
                     "stored {} events in {} ({} lines skipped as already stored); the ledger holds {} records",
                     st["stored"],
                     st["store"].as_str().unwrap_or_default(),

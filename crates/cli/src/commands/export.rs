@@ -41,7 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     st.audit(&store::Audit::now("export", format!("parquet to {}", args.out.display()), done.events, 0, false))
         .context("cannot record the export in the store")?;
-    eprintln!(
+    errln!(
         "exported {} accesses as {} rows, {} token issuances and {} offboardings to {}",
         done.events,
         done.rows,

@@ -26,10 +26,10 @@ pub struct Args {
 }
 
 /// Runs ingest.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, out: &mut dyn std::io::Write) -> Result<()> {
     if args.detect.print_config() {
         // Asking for the defaults creates no store.
-        return detect::pipeline(&args.detect, None);
+        return detect::pipeline(&args.detect, None, out);
     }
     let mut st = store::Store::open(&args.store, store::Options { segment_bytes: args.segment_bytes })
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         commit_every: args.commit_every.max(1),
         alerts: None,
     };
-    detect::pipeline(&args.detect, Some(ingesting))?;
+    detect::pipeline(&args.detect, Some(ingesting), out)?;
     // The index is built on its own thread: wait for it before exiting.
     st.finish().context("cannot build the exposure index")
 }

@@ -8,6 +8,7 @@
 //! nothing but the verifier key and the files (see `store::checkpoint`).
 //! Nothing here writes to the store.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -116,12 +117,12 @@ struct CheckArgs {
 }
 
 /// Runs `piiwatch proof ...`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     match args.command {
-        Command::Checkpoint(a) => show_checkpoint(a),
-        Command::Inclusion(a) => inclusion(a),
-        Command::Consistency(a) => consistency(a),
-        Command::Check(a) => check(a),
+        Command::Checkpoint(a) => show_checkpoint(a, out),
+        Command::Inclusion(a) => inclusion(a, out),
+        Command::Consistency(a) => consistency(a, out),
+        Command::Check(a) => check(a, out),
     }
 }
 
@@ -154,7 +155,7 @@ fn usage_on_range(e: ProofError) -> anyhow::Error {
     }
 }
 
-fn show_checkpoint(a: CheckpointArgs) -> Result<()> {
+fn show_checkpoint(a: CheckpointArgs, out: &mut dyn Write) -> Result<()> {
     is_store(&a.store)?;
     let key = checkpoint::verifier_key(&a.store)?;
     let (note, cp) = signed(&a.store, a.size)?;
@@ -164,15 +165,15 @@ fn show_checkpoint(a: CheckpointArgs) -> Result<()> {
                 "origin": cp.origin, "size": cp.size, "root": checkpoint::encode_hash(&cp.root),
                 "note": note, "key": key.to_string(),
             });
-            println!("{v}");
+            writeln!(out, "{v}")?;
         }
-        (Format::Table, true) => println!("{key}"),
-        (Format::Table, false) => print!("{note}"),
+        (Format::Table, true) => writeln!(out, "{key}")?,
+        (Format::Table, false) => write!(out, "{note}")?,
     }
     Ok(())
 }
 
-fn inclusion(a: InclusionArgs) -> Result<()> {
+fn inclusion(a: InclusionArgs, out: &mut dyn Write) -> Result<()> {
     is_store(&a.store)?;
     let (_, cp) = signed(&a.store, a.size)?;
     if a.record >= cp.size {
@@ -183,20 +184,20 @@ fn inclusion(a: InclusionArgs) -> Result<()> {
     // What is handed out must check: a damaged leaves file fails here, not at the third party.
     proof.check(&cp).with_context(|| format!("the proof built from {} does not check", a.store.display()))?;
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&proof)?),
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&proof)?)?,
         Format::Table => {
-            println!("record {} of the tree of {} records ({})", proof.record, proof.tree_size, proof.origin);
-            println!("root       {}", proof.root);
-            println!("leaf hash  {}", proof.leaf_hash);
+            writeln!(out, "record {} of the tree of {} records ({})", proof.record, proof.tree_size, proof.origin)?;
+            writeln!(out, "root       {}", proof.root)?;
+            writeln!(out, "leaf hash  {}", proof.leaf_hash)?;
             for (i, h) in proof.audit_path.iter().enumerate() {
-                println!("path {i:<5} {h}");
+                writeln!(out, "path {i:<5} {h}")?;
             }
         }
     }
     Ok(())
 }
 
-fn consistency(a: ConsistencyArgs) -> Result<()> {
+fn consistency(a: ConsistencyArgs, out: &mut dyn Write) -> Result<()> {
     is_store(&a.store)?;
     let (_, new) = signed(&a.store, a.to)?;
     let (_, old) = signed(&a.store, Some(a.from))?;
@@ -211,13 +212,13 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
     let proof = leaves.prove_consistency(&new.origin, old.size, new.size).map_err(usage_on_range)?;
     proof.check(&old, &new).with_context(|| format!("the proof built from {} does not check", a.store.display()))?;
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&proof)?),
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&proof)?)?,
         Format::Table => {
-            println!("{} records -> {} records ({})", proof.old_size, proof.new_size, proof.origin);
-            println!("old root   {}", proof.old_root);
-            println!("new root   {}", proof.new_root);
+            writeln!(out, "{} records -> {} records ({})", proof.old_size, proof.new_size, proof.origin)?;
+            writeln!(out, "old root   {}", proof.old_root)?;
+            writeln!(out, "new root   {}", proof.new_root)?;
             for (i, h) in proof.proof.iter().enumerate() {
-                println!("proof {i:<4} {h}");
+                writeln!(out, "proof {i:<4} {h}")?;
             }
         }
     }
@@ -236,7 +237,7 @@ fn open_checkpoint(path: &Path, key: &VerifierKey, what: &str) -> Result<Checkpo
     Checkpoint::open(&read(path, what)?, key).with_context(|| format!("the {what} {} does not check", path.display()))
 }
 
-fn check(a: CheckArgs) -> Result<()> {
+fn check(a: CheckArgs, out: &mut dyn Write) -> Result<()> {
     let key = VerifierKey::parse(&read(&a.key, "verifier key")?)
         .with_context(|| format!("{} is not a verifier key", a.key.display()))?;
     let cp = open_checkpoint(&a.checkpoint, &key, "checkpoint")?;
@@ -255,14 +256,15 @@ fn check(a: CheckArgs) -> Result<()> {
         "signature checks".to_owned()
     };
     match a.format {
-        Format::Json => println!(
+        Format::Json => writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "ok": true, "origin": cp.origin, "size": cp.size,
                 "root": checkpoint::encode_hash(&cp.root), "checked": what,
             })
-        ),
-        Format::Table => println!("ok: {} at {} records: {what}", cp.origin, cp.size),
+        )?,
+        Format::Table => writeln!(out, "ok: {} at {} records: {what}", cp.origin, cp.size)?,
     }
     Ok(())
 }

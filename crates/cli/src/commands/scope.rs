@@ -1,6 +1,7 @@
 //! `piiwatch scope`: what the matching accesses exposed, from the store.
 //! Every scope is itself recorded in the store's ledger.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -61,7 +62,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 /// Runs scope.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     if !args.store.join("ledger").is_dir() {
         bail!("{} is not a piiwatch store (no ledger/)", args.store.display());
     }
@@ -134,31 +135,33 @@ pub fn run(args: Args) -> Result<()> {
     st.audit(&store::Audit::now("scope", query, s.events, s.subjects, args.subjects_out.is_some()))
         .context("cannot record the query in the store")?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&s)?),
+        Format::Json => writeln!(out, "{}", serde_json::to_string(&s)?)?,
         Format::Table => {
-            println!(
+            writeln!(
+                out,
                 "{} accesses exposed {} subjects, from {} to {}",
                 s.events,
                 s.subjects,
                 ui::time(s.first_seen_time),
                 ui::time(s.last_seen_time)
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "answered by {} in {:.1} ms ({} ledger blocks read)",
                 answer.plan.name(),
                 answered_in.as_secs_f64() * 1e3,
                 answer.blocks_read
-            );
+            )?;
             let mut t = ui::table(&["subject type", "subjects"]);
             for (k, n) in &s.subjects_by_type {
                 t.add_row(vec![k.clone(), n.to_string()]);
             }
-            println!("{t}");
+            writeln!(out, "{t}")?;
             let mut t = ui::table(&["field class", "subjects"]);
             for (k, n) in &s.fields {
                 t.add_row(vec![k.clone(), n.to_string()]);
             }
-            println!("{t}");
+            writeln!(out, "{t}")?;
         }
     }
     Ok(())

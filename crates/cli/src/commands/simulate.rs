@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let summary = simulate::run(&opts, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
+    errln!(
         "wrote {} lines ({} from the attack, {} malformed on purpose, {:.1} MB uncompressed) to {} in {:.1}s ({:.0} lines/s)",
         summary.lines,
         summary.attack_lines,

@@ -1,5 +1,6 @@
 //! `piiwatch stats`: what a user runs first on their logs.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -78,7 +79,7 @@ impl Visitor for StatsVisitor {
 }
 
 /// Runs stats.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::from_arg(a)).collect();
     for input in &inputs {
         if let Input::Path(p) = input {
@@ -113,18 +114,18 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot write quarantine {}", args.read.quarantine.display()))?;
     let report = visitor.tally.report(&symbols);
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print_table(&report),
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Table => print_table(&report, out)?,
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("read {lines} lines in {secs:.2}s ({:.0} events/s)", report.events as f64 / secs.max(1e-9));
+    errln!("read {lines} lines in {secs:.2}s ({:.0} events/s)", report.events as f64 / secs.max(1e-9));
     if report.quarantined > 0 {
-        eprintln!("{} lines quarantined to {}", report.quarantined, args.read.quarantine.display());
+        errln!("{} lines quarantined to {}", report.quarantined, args.read.quarantine.display());
     }
     Ok(())
 }
 
-fn print_table(r: &ingest::StatsReport) {
+fn print_table(r: &ingest::StatsReport, out: &mut dyn Write) -> std::io::Result<()> {
     let mut t = ui::table(&["summary", "value"]);
     t.add_row(vec!["events".to_owned(), r.events.to_string()]);
     for (class, n) in &r.events_by_class {
@@ -141,7 +142,7 @@ fn print_table(r: &ingest::StatsReport) {
     for (kind, n) in &r.quarantined_by_kind {
         t.add_row(vec![format!("  {kind}"), n.to_string()]);
     }
-    println!("{t}");
+    writeln!(out, "{t}")?;
     if !r.events_by_operation.is_empty() {
         let mut ops: Vec<_> = r.events_by_operation.iter().collect();
         ops.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
@@ -149,13 +150,14 @@ fn print_table(r: &ingest::StatsReport) {
         for (op, n) in ops {
             t.add_row(vec![op.clone(), n.to_string()]);
         }
-        println!("{t}");
+        writeln!(out, "{t}")?;
     }
     if !r.quarantine_samples.is_empty() {
         let mut t = ui::table(&["source", "line", "reason"]);
         for s in &r.quarantine_samples {
             t.add_row(vec![s.source.clone(), s.line.to_string(), s.reason.clone()]);
         }
-        println!("{t}");
+        writeln!(out, "{t}")?;
     }
+    Ok(())
 }

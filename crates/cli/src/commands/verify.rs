@@ -1,6 +1,7 @@
 //! `piiwatch verify`: recomputes every hash of a store and names what was
 //! altered, removed, reordered or truncated.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -19,7 +20,7 @@ pub struct Args {
 }
 
 /// Runs verify: exit 0 when intact, non-zero naming each problem otherwise.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let (report, events) = store::verify(&args.store)?;
     match args.format {
         Format::Json => {
@@ -28,22 +29,23 @@ pub fn run(args: Args) -> Result<()> {
                 "acknowledged": report.acknowledged, "events": events,
                 "problems": report.problems, "notes": report.notes,
             });
-            println!("{v}");
+            writeln!(out, "{v}")?;
         }
         Format::Table => {
             for p in &report.problems {
-                println!("DAMAGED: {p}");
+                writeln!(out, "DAMAGED: {p}")?;
             }
             for n in &report.notes {
-                println!("note: {n}");
+                writeln!(out, "note: {n}")?;
             }
-            println!(
+            writeln!(
+                out,
                 "{} segments, {} records ({} events){}",
                 report.segments,
                 report.records,
                 events,
                 if report.problems.is_empty() { ": every hash and link checks" } else { "" }
-            );
+            )?;
         }
     }
     if !report.problems.is_empty() {

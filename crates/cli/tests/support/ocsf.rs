@@ -21,7 +21,7 @@
 //! and the form of `metadata.version`. Not checked: the other type regexes
 //! and what the OCSF server only warns about (recommended attributes,
 //! deprecations, enum sibling captions).
-
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a report for people
 #![allow(dead_code)] // test files use different parts
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
