@@ -69,7 +69,7 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
     let size = cp_json["size"].as_u64().expect("a checkpoint size").to_string();
     let incl = tmp.path().join("incl");
     std::fs::write(&incl, ok(&["proof", "inclusion", "--store", s(&store), "--record", "3"]).stdout).expect("write");
-    let mut commands: Vec<Vec<&str>> = vec![
+    let all: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["scope", "--help"],
         vec!["stats", s(&events), "--quarantine", s(&q)],
@@ -88,7 +88,6 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         vec!["scope", "--store", s(&store), "--where", "actor.user.type = \"customer\""],
         vec!["scope", "--store", s(&store), "--where", "not actor.user.type = \"x\"", "--format", "json"],
     ];
-    let all: Vec<Vec<&str>> = commands.drain(..).collect();
     for args in &all {
         assert_quiet(args, &closed_stdout(args));
         assert_quiet(args, &head_1(args));
