@@ -15,8 +15,10 @@
 //! - subjects exposed before detection are the distinct subjects returned by
 //!   the attack's calls (selected by its indicators, every indicator field
 //!   matching, as an investigator would) with event time before that moment;
-//! - benign findings name no indicator of any attack (each finding counted
-//!   once, not its updates).
+//! - accounts taken over before detection (account takeover): the distinct
+//!   principals of those calls before that moment;
+//! - unmatched findings name no indicator of any attack: distinct finding
+//!   uids, with their updates counted separately, and per million events.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a report for people
 
 use std::collections::HashSet;
@@ -44,6 +46,8 @@ struct Exposure<'a> {
     attack: &'a Value,
     /// Event time and subject uid of every subject an attack call returned.
     reads: Vec<(i64, String)>,
+    /// Event time and principal of every attack call.
+    principals: Vec<(i64, String)>,
 }
 
 impl Visitor for Exposure<'_> {
@@ -62,6 +66,7 @@ impl Visitor for Exposure<'_> {
             && matches("actor.session.issuer", a.key.map(|k| sy.key_name(k).to_owned()))
             && matches("src_endpoint.autonomous_system.number", a.asn.map(|n| n.to_string()))
         {
+            self.principals.push((a.time, sy.principal_name(a.principal).to_owned()));
             for s in a.subjects {
                 self.reads.push((a.time, sy.subject_name(s.id).to_owned()));
             }
@@ -83,19 +88,21 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_piiwatch");
     println!("quality: {customers} customers, {days} days, seed 1; piiwatch {bin}");
     println!(
-        "{:<9} {:>11} {:>8} {:>9} {:>36} {:>8} {:>7} {:>8} {:>7} {:>9}",
+        "{:<9} {:>10} {:>8} {:>8} {:>44} {:>8} {:>8} {:>9} {:>7} {:>6} {:>7} {:>8}",
         "scenario",
         "events",
         "detect s",
         "events/s",
         "time to detect (from)",
         "exposed",
-        "benign",
+        "accounts",
+        "unmatched",
+        "updates",
         "per M",
         "posture",
         "max RSS"
     );
-    for scenario in ["coupang", "insider", "bola", "benign"] {
+    for scenario in simulate::scenarios::SCENARIOS.map(|s| s.0) {
         let dir = root().join(format!("bench-data/quality/{scenario}-{customers}x{days}"));
         if !dir.join("truth.json").exists() {
             let ok = Command::new(bin)
@@ -142,17 +149,20 @@ fn main() {
             .collect();
         let attacks = truth["attacks"].as_array().cloned().unwrap_or_default();
         let activity: Vec<&Value> = findings.iter().filter(|f| !is_posture(f)).collect();
-        // A finding counts once (its updates carry the same uid).
-        let benign =
-            activity.iter().filter(|f| f["activity_id"] == 1 && !attacks.iter().any(|a| names_indicator(f, a))).count();
+        // A finding counts once (its updates carry the same uid); updates apart.
+        let unmatched: Vec<&&Value> =
+            activity.iter().filter(|f| !attacks.iter().any(|a| names_indicator(f, a))).collect();
+        let uids: HashSet<&str> = unmatched.iter().filter_map(|f| f["finding_info"]["uid"].as_str()).collect();
+        let benign = uids.len();
+        let updates = unmatched.len() - unmatched.iter().filter(|f| f["activity_id"] == 1).count();
         let posture = findings.iter().filter(|f| is_posture(f) && f["activity_id"] == 1).count();
         let per_m = benign as f64 * 1e6 / events.max(1) as f64;
         let rss = rss.map_or("-".to_owned(), |k| format!("{} MiB", k / 1024));
         let rate = events as f64 / secs;
         if attacks.is_empty() {
             println!(
-                "{scenario:<9} {events:>11} {secs:>8.1} {rate:>9.0} {:>36} {:>8} {benign:>7} {per_m:>8.2} {posture:>7} {rss:>9}",
-                "(no attack)", "-"
+                "{scenario:<9} {events:>10} {secs:>8.1} {rate:>8.0} {:>44} {:>8} {:>8} {benign:>9} {updates:>7} {per_m:>6.2} {posture:>7} {rss:>8}",
+                "(no attack)", "-", "-"
             );
         }
         for attack in &attacks {
@@ -163,26 +173,30 @@ fn main() {
                 .filter_map(|f| f["finding_info"]["created_time"].as_i64())
                 .filter(|&t| t >= start)
                 .min();
-            let mut exposure = Exposure { attack, reads: Vec::new() };
+            let mut exposure = Exposure { attack, reads: Vec::new(), principals: Vec::new() };
             let mut reader = Reader::new(ReaderOptions::default());
             let mut sy = Symbols::default();
             reader.read(&Input::Path(dir.join("events.jsonl.gz")), &mut sy, &mut exposure).expect("reads events");
-            let (ttd, exposed) = match detected {
+            let takeover = attack["kind"] == "account-takeover";
+            let (ttd, exposed, accounts) = match detected {
                 Some(at) => {
                     let before: HashSet<&str> =
                         exposure.reads.iter().filter(|r| r.0 < at).map(|r| r.1.as_str()).collect();
+                    let taken: HashSet<&str> =
+                        exposure.principals.iter().filter(|r| r.0 < at).map(|r| r.1.as_str()).collect();
                     let mut from = vec![format!("{:.1} min (start)", (at - start) as f64 / 60_000.0)];
                     for p in attack["phases"].as_array().into_iter().flatten().skip(1) {
                         let ps = p["start"].as_i64().unwrap_or(start);
                         let name = p["name"].as_str().unwrap_or("");
                         from.push(format!("{:.1} min ({name})", (at - ps) as f64 / 60_000.0));
                     }
-                    (from.join(", "), before.len().to_string())
+                    let accounts = if takeover { taken.len().to_string() } else { "-".to_owned() };
+                    (from.join(", "), before.len().to_string(), accounts)
                 }
-                None => ("NOT DETECTED".to_owned(), "all".to_owned()),
+                None => ("NOT DETECTED".to_owned(), "all".to_owned(), "all".to_owned()),
             };
             println!(
-                "{scenario:<9} {events:>11} {secs:>8.1} {rate:>9.0} {ttd:>36} {exposed:>8} {benign:>7} {per_m:>8.2} {posture:>7} {rss:>9}"
+                "{scenario:<9} {events:>10} {secs:>8.1} {rate:>8.0} {ttd:>44} {exposed:>8} {accounts:>8} {benign:>9} {updates:>7} {per_m:>6.2} {posture:>7} {rss:>8}"
             );
         }
     }

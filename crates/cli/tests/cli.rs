@@ -49,7 +49,7 @@ fn simulate_is_deterministic_by_seed() {
 #[test]
 fn stats_agrees_with_the_simulators_tally_for_every_scenario() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for scenario in ["coupang", "insider", "bola", "benign"] {
+    for scenario in simulate::scenarios::SCENARIOS.map(|s| s.0) {
         let dir = tmp.path().join(scenario);
         simulate(&dir, scenario, 3000, 5, 3);
         let truth = json_file(&dir.join("truth.json"));

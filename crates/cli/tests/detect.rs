@@ -39,6 +39,10 @@ fn scenario(dir: &Path, name: &str, customers: u32) -> (Value, Vec<Value>, Strin
     (truth, findings, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+fn is_ato(f: &Value) -> bool {
+    f["finding_info"]["analytic"]["name"] == "account-takeover"
+}
+
 fn check_findings_shape(findings: &[Value]) {
     let schema = support::ocsf::Schema::from_shared();
     for f in findings {
@@ -76,7 +80,7 @@ fn check_findings_shape(findings: &[Value]) {
 #[test]
 fn every_attack_is_detected_and_the_benign_platform_stays_quiet() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for name in ["coupang", "insider", "bola", "benign"] {
+    for name in simulate::scenarios::SCENARIOS.map(|s| s.0) {
         let dir = tmp.path().join(name);
         let (truth, findings, stderr) = scenario(&dir, name, 20_000);
         check_findings_shape(&findings);
@@ -108,6 +112,38 @@ fn every_attack_is_detected_and_the_benign_platform_stays_quiet() {
                 );
             }
         }
+        if name == "ato" {
+            // One campaign finding within fifteen minutes (event time) of
+            // the rate rising, before 200 accounts were taken over.
+            let campaign = attacks[0]["phases"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "campaign"))
+                .and_then(|p| p["start"].as_i64())
+                .expect("campaign phase");
+            let takeovers: Vec<&&Value> = activity.iter().filter(|f| is_ato(f)).collect();
+            let creates: Vec<&&&Value> = takeovers.iter().filter(|f| f["activity_id"] == 1).collect();
+            assert_eq!(creates.len(), 1, "one campaign, one finding: {creates:#?}");
+            let f = creates[0];
+            assert!(names_indicator(f, &attacks[0]), "the campaign finding names the proxies: {f}");
+            let at = f["finding_info"]["created_time"].as_i64().expect("created_time");
+            assert!(at - campaign <= 15 * 60_000, "campaign found {}s after the rate rose", (at - campaign) / 1000);
+            let victims: std::collections::HashSet<&str> = attacks[0]["indicators"]["actor.user.uid"]
+                .as_array()
+                .expect("victims")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(victims.len() >= 200, "{} accounts taken over", victims.len());
+            let named: Vec<&str> = f["observables"]
+                .as_array()
+                .expect("observables")
+                .iter()
+                .filter(|o| o["name"] == "actor.user.uid")
+                .filter_map(|o| o["value"].as_str())
+                .collect();
+            assert!(!named.is_empty() && named.iter().all(|a| victims.contains(a)), "accounts named: {named:?}");
+            assert!(f["count"].as_u64().is_some_and(|n| n as usize >= named.len() && n <= 200), "{f}");
+        }
         // Nothing fires that names no attacker: fewer than one per million events.
         let benign: Vec<&&Value> = activity.iter().filter(|f| !attacks.iter().any(|a| names_indicator(f, a))).collect();
         assert!(benign.is_empty(), "{name}: findings naming no attacker: {benign:#?}");
@@ -134,8 +170,22 @@ fn the_default_configuration_prints_and_reads_back_and_bad_ones_fail_in_one_line
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("multiplyer") && err.lines().count() == 1, "{err}");
+    // Sections that count per dimension reject a misspelt one, through the CLI too.
+    std::fs::write(&cfg, "[sensitive_fields]\ndimensions = [\"principle\"]\n").expect("write");
+    let out = piiwatch(&["detect", "--config", path(&cfg), path(&empty)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sensitive_fields.dimensions[0]") && err.contains("principle"), "{err}");
+    assert!(err.lines().count() == 1, "{err}");
     let out = piiwatch(&["detect", "--no-such-flag", path(&empty)]);
     assert_eq!(out.status.code(), Some(2));
+    for bad in ["inf", "NaN", "-1", "0", "1e300", "soon"] {
+        let flag = format!("--idle-flush={bad}");
+        let out = piiwatch(&["detect", "--follow", &flag, path(&empty)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--idle-flush {bad}: {err}");
+        assert!(!err.contains("panicked") && err.contains("idle-flush"), "--idle-flush {bad}: {err}");
+    }
     let out = piiwatch(&["detect", path(&tmp.path().join("missing.jsonl"))]);
     assert_eq!(out.status.code(), Some(1));
 }

@@ -81,6 +81,8 @@ pub struct Config {
     pub fan_out: FanOut,
     /// Reads from hosting networks and new countries.
     pub foreign_access: ForeignAccess,
+    /// Accounts newly seen abroad, as a population.
+    pub account_takeover: AccountTakeover,
     /// Employees outside their own and their peers' pattern.
     pub staff_pattern: StaffPattern,
     /// High-sensitivity field classes.
@@ -112,28 +114,69 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        for w in &self.fan_out.windows {
-            if w.0 < 60_000 || w.0 > 400 * 86_400_000 {
-                return Err(ConfigError(format!("fan_out.windows: {w} is outside 1m..400d")));
-            }
+        let f = &self.fan_out;
+        check_counting("fan_out", &f.dimensions, &f.windows, &f.floor, f.multiplier)?;
+        let s = &self.sensitive_fields;
+        check_counting("sensitive_fields", &s.dimensions, &s.windows, &s.floor, s.multiplier)?;
+        let ratios = [
+            ("foreign_access.multiplier", self.foreign_access.multiplier),
+            ("foreign_access.address_multiplier", self.foreign_access.address_multiplier),
+            ("staff_pattern.multiplier", self.staff_pattern.multiplier),
+            ("staff_pattern.role_min_share", self.staff_pattern.role_min_share),
+            ("silence.multiplier", self.silence.multiplier),
+            ("account_takeover.multiplier", self.account_takeover.multiplier),
+        ];
+        let w = self.account_takeover.window;
+        if w.0 < 60_000 || w.0 > 86_400_000 {
+            return Err(ConfigError(format!("account_takeover.window: {w} is outside 1m..1d")));
         }
-        for f in &self.fan_out.floor {
-            if let Some(d) = &f.dimension
-                && Dimension::parse(d).is_none()
-            {
-                return Err(ConfigError(format!("fan_out.floor: unknown dimension {d:?}")));
-            }
-        }
-        for d in &self.fan_out.dimensions {
-            if Dimension::parse(d).is_none() {
-                return Err(ConfigError(format!(
-                    "fan_out.dimensions: unknown dimension {d:?} (one of {})",
-                    Dimension::ALL.map(|d| d.name()).join(", ")
-                )));
+        for (path, v) in ratios {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError(format!("{path}: {v} is not a finite, non-negative number")));
             }
         }
         Ok(())
     }
+}
+
+/// The checks serde cannot make for a section that counts distinct subjects
+/// per dimension: every dimension named (in `dimensions` and in each
+/// floor) exists, windows are sane, the multiplier is a number.
+fn check_counting(
+    section: &str,
+    dimensions: &[String],
+    windows: &[Dur],
+    floors: &[Floor],
+    multiplier: f64,
+) -> Result<(), ConfigError> {
+    let known = || Dimension::ALL.map(|d| d.name()).join(", ");
+    for w in windows {
+        if w.0 < 60_000 || w.0 > 400 * 86_400_000 {
+            return Err(ConfigError(format!("{section}.windows: {w} is outside 1m..400d")));
+        }
+    }
+    for (i, f) in floors.iter().enumerate() {
+        if let Some(d) = &f.dimension
+            && Dimension::parse(d).is_none()
+        {
+            return Err(ConfigError(format!(
+                "{section}.floor[{i}].dimension: unknown dimension {d:?} (one of {})",
+                known()
+            )));
+        }
+    }
+    for (i, d) in dimensions.iter().enumerate() {
+        if Dimension::parse(d).is_none() {
+            return Err(ConfigError(format!(
+                "{section}.dimensions[{i}]: unknown dimension {d:?} (one of {})",
+                known()
+            )));
+        }
+    }
+    if !(multiplier.is_finite() && multiplier >= 0.0) {
+        return Err(ConfigError(format!("{section}.multiplier: {multiplier} is not a finite, non-negative number")));
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {
@@ -473,6 +516,29 @@ impl Default for ForeignAccess {
     }
 }
 
+/// Account takeover campaigns: customer accounts newly seen abroad, counted
+/// per client and platform-wide, against the platform's own rate.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountTakeover {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window in which accounts newly seen abroad are counted.
+    pub window: Dur,
+    /// A cluster alerts above `max(min_accounts, multiplier × its highest count on whole earlier days)`.
+    pub min_accounts: u64,
+    /// See `min_accounts`.
+    pub multiplier: f64,
+    /// Report a growing campaign again at least this often.
+    pub update_every: Dur,
+}
+
+impl Default for AccountTakeover {
+    fn default() -> Self {
+        Self { enabled: true, window: Dur::minutes(15), min_accounts: 8, multiplier: 4.0, update_every: Dur::hours(1) }
+    }
+}
+
 /// Employees outside their own and their peers' pattern.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -604,6 +670,56 @@ mod tests {
         assert!(err.starts_with("fan_out.windows"), "{err}");
         let err = Config::parse("[fan_out]\ndimensions = [\"mac\"]\n").unwrap_err().to_string();
         assert!(err.contains("mac"), "{err}");
+    }
+
+    /// Every section of the defaults, so a section added later is covered too.
+    fn sections() -> Vec<String> {
+        let table: toml::Table = toml::from_str(&Config::defaults_toml()).expect("defaults are TOML");
+        table.into_iter().filter(|(_, v)| v.is_table()).map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn every_section_rejects_a_misspelt_key_naming_its_path() {
+        let sections = sections();
+        assert!(sections.len() >= 9, "{sections:?}");
+        for section in &sections {
+            let err = Config::parse(&format!("[{section}]\nenabeld = true\n")).unwrap_err().to_string();
+            assert!(err.starts_with(section.as_str()), "[{section}]: {err}");
+            assert!(err.contains("enabeld"), "[{section}]: {err}");
+        }
+        let err = Config::parse("[fan_out]\n[[fan_out.floor]]\nmin = 5\nclas = \"hosting\"\n").unwrap_err().to_string();
+        assert!(err.contains("clas"), "{err}");
+        assert!(Config::parse("[nonsense]\nx = 1\n").unwrap_err().to_string().contains("nonsense"));
+    }
+
+    #[test]
+    fn every_section_that_counts_per_dimension_rejects_a_misspelt_dimension() {
+        let mut counted = 0;
+        for section in sections() {
+            let defaults: toml::Table = toml::from_str(&Config::defaults_toml()).expect("TOML");
+            let Some(t) = defaults[&section].as_table() else { continue };
+            if t.contains_key("dimensions") {
+                counted += 1;
+                let err = Config::parse(&format!("[{section}]\ndimensions = [\"src_ip\", \"src_prefx\"]\n"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.starts_with(&format!("{section}.dimensions[1]")), "{err}");
+                assert!(err.contains("src_prefx"), "{err}");
+            }
+            if t.contains_key("floor") {
+                let text = format!(
+                    "[{section}]\n[[{section}.floor]]\nmin = 5\n[[{section}.floor]]\ndimension = \"princpal\"\nmin = 5\n"
+                );
+                let err = Config::parse(&text).unwrap_err().to_string();
+                assert!(err.starts_with(&format!("{section}.floor[1].dimension")), "{err}");
+                assert!(err.contains("princpal"), "{err}");
+            }
+        }
+        assert!(counted >= 2, "fan_out and sensitive_fields count per dimension");
+        let err = Config::parse("[sensitive_fields]\nmultiplier = nan\n").unwrap_err().to_string();
+        assert!(err.starts_with("sensitive_fields.multiplier"), "{err}");
+        let err = Config::parse("[sensitive_fields]\nwindows = [\"10s\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("sensitive_fields.windows"), "{err}");
     }
 
     #[test]

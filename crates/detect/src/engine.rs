@@ -181,7 +181,7 @@ impl Engine {
     /// Takes one event from the reader (from input number `input`) and
     /// releases whatever the watermark now allows.
     pub fn push(&mut self, event: &Event<'_>, input: u16, symbols: &Symbols, sink: &mut dyn Sink) {
-        let Some(ev) = Ev::from_event(event, input) else {
+        let Some(ev) = Ev::from_event(event, input, symbols) else {
             self.stats.untimed += 1;
             return;
         };

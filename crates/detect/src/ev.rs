@@ -3,7 +3,7 @@
 
 use model::{
     Access, Activity, AddrId, AgentId, AsNameId, Country, Event, Issuance, KeyId, Millis, Offboarding, OpId,
-    PrincipalId, PrincipalKind, ServiceId, Subject, TokenId,
+    PrincipalId, PrincipalKind, ServiceId, Subject, SubjectId, Symbols, TokenId,
 };
 use smallvec::SmallVec;
 
@@ -40,6 +40,9 @@ pub struct Call {
     pub service: Option<ServiceId>,
     /// Subjects the response carried.
     pub subjects: SmallVec<[Subject; 2]>,
+    /// The subject among them that is the principal itself (a customer's
+    /// own account), found by id when the event was read.
+    pub own: Option<SubjectId>,
 }
 
 /// What happened.
@@ -71,9 +74,16 @@ pub struct Ev {
 
 impl Ev {
     /// Copies a reader event. Events without a time (foreign JSON) return `None`.
-    pub fn from_event(e: &Event<'_>, input: u16) -> Option<Self> {
+    pub fn from_event(e: &Event<'_>, input: u16, symbols: &Symbols) -> Option<Self> {
         let what = match e {
-            Event::Access(a) => What::Call(Call::from(a)),
+            Event::Access(a) => {
+                let mut c = Call::from(a);
+                if !c.subjects.is_empty() {
+                    let me = symbols.principal_name(c.principal);
+                    c.own = c.subjects.iter().find(|s| symbols.subject_name(s.id) == me).map(|s| s.id);
+                }
+                What::Call(c)
+            }
             Event::Issuance(i) => What::Issuance(i.clone()),
             Event::Offboarding(o) => What::Offboarding(o.clone()),
             Event::Other(o) => What::Other { class_uid: o.class_uid },
@@ -121,6 +131,7 @@ impl From<&Access<'_>> for Call {
             operation: a.operation,
             service: a.service,
             subjects: a.subjects.iter().copied().collect(),
+            own: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use detect::alert::Activity;
 use detect::config::{Dur, floor_for};
-use detect::detectors::{departed, fanout, foreign, forged, keys, silence, staff};
+use detect::detectors::{ato, departed, fanout, foreign, forged, keys, silence, staff};
 use detect::{Alert, Config, Detector, Engine, World};
 use ingest::{LineRef, Quarantined, Reader, ReaderOptions, Visitor};
 use model::{Directory, Event, Millis, Symbols};
@@ -154,6 +154,24 @@ impl Api {
 
     fn service(mut self, name: &str) -> Self {
         self.0["api"]["service"] = json!({"name": name});
+        self
+    }
+
+    fn agent(mut self, ua: &str) -> Self {
+        self.0["http_request"] = json!({"user_agent": ua});
+        self
+    }
+
+    fn asn(mut self, asn: u32) -> Self {
+        self.0["src_endpoint"]["autonomous_system"] = json!({"number": asn});
+        self
+    }
+
+    /// The response carried a third party's (an address-book entry's) fields.
+    fn read_recipient(mut self, subject: &str, labels: &[&str]) -> Self {
+        if let Some(r) = self.0["resources"].as_array_mut() {
+            r.push(json!({"uid": subject, "type": "recipient", "labels": labels}));
+        }
         self
     }
 
@@ -566,6 +584,38 @@ fn fan_out_holds_carrier_nat_addresses_to_their_own_floor() {
 }
 
 #[test]
+fn fan_out_does_not_count_customers_reading_their_own_data_but_does_count_a_crawler_behind_them() {
+    let cfg = Config::default();
+    // 300 customers behind one hosting address (floor 60 in ten minutes),
+    // each reading their own profile and their own address book.
+    let own: Vec<Value> = (0..300)
+        .map(|i| {
+            let me = format!("cust-{i}");
+            api(T0 + i * 2 * SEC, &me, "198.51.100.7")
+                .read(&me, &["name", "address"])
+                .read_recipient(&format!("rcpt-{i}-1"), &["name", "address"])
+                .into()
+        })
+        .collect();
+    let alerts = run(Harness::only(&cfg, fanout::FanOut::distinct_subjects(&cfg.fan_out)), own.clone());
+    assert!(alerts.is_empty(), "self-service counted as exposure: {alerts:#?}");
+    // The same, with one account among them reading 80 other customers.
+    let mut events = own;
+    events.extend((0..80).map(|i| {
+        Value::from(
+            api(T0 + 30 * SEC + i * 5 * SEC, "cust-7", "198.51.100.7")
+                .kind("customer")
+                .read(&format!("cust-{}", 100 + i), &["name"]),
+        )
+    }));
+    let alerts = run(Harness::only(&cfg, fanout::FanOut::distinct_subjects(&cfg.fan_out)), by_time(events));
+    assert!(alerts.iter().any(|a| has(a, "actor.user.uid", "cust-7")), "{alerts:#?}");
+    assert!(alerts.iter().any(|a| has(a, "src_endpoint.ip", "198.51.100.7")), "{alerts:#?}");
+    let on_ip = alerts.iter().rfind(|a| a.observables.first().is_some_and(|o| o.1 == "198.51.100.7"));
+    assert!(on_ip.is_some_and(|a| a.count <= 80), "the address counts only the crawl's 80 subjects: {on_ip:#?}");
+}
+
+#[test]
 fn fan_out_with_a_zero_floor_reports_a_key_that_reached_one_subject() {
     // Keys that reached one subject are kept in a compact form that cannot
     // alert; a floor of 0 must still make them findings.
@@ -695,6 +745,113 @@ fn foreign_access_ignores_a_few_hosting_reads() {
 // ---------------------------------------------------------- staff-pattern
 
 const AGENTS: [&str; 4] = ["agent-1", "agent-2", "agent-3", "agent-4"];
+
+// ----------------------------------------------------------- account-takeover
+
+fn ato_only(cfg: &Config) -> Harness {
+    Harness::only(cfg, ato::AccountTakeover::new(cfg.account_takeover.clone(), &cfg.engine.home_countries))
+}
+
+/// A customer account's own read from abroad (no user type: as OCSF's
+/// `User` type leaves it, a customer unless the directory says otherwise).
+fn own_read(t: Millis, account: &str, ip: &str, cc: &str, asn: u32, ua: &str) -> Value {
+    api(t, account, ip).country(cc).asn(asn).agent(ua).read(account, &["name", "payment"]).into()
+}
+
+/// A day of travellers: one account a hour first seen in JP, US or TH, each
+/// with its own phone's client, and one home read for every one of them.
+fn travellers(day: Millis, from: i64) -> Vec<Value> {
+    let mut v = Vec::new();
+    for h in 0..24 {
+        let t = day + h * HOUR + 7 * MIN;
+        let who = format!("cust-trip-{}", from + h);
+        let cc = ["JP", "US", "TH"][(h % 3) as usize];
+        v.push(own_read(
+            t,
+            &who,
+            &format!("172.56.{h}.9"),
+            cc,
+            21928,
+            ["App/8.14 iOS", "App/8.14 Android"][(h % 2) as usize],
+        ));
+        v.push(own_read(t + MIN, &who, "211.36.1.2", "KR", 3786, "App/8.14 iOS"));
+    }
+    v.extend(clock(day, day + DAY - MIN));
+    by_time(v)
+}
+
+/// `n` accounts taken over within `span` from residential proxies abroad,
+/// two accounts per address, with one client string.
+fn stuffing(from: Millis, n: i64, span: Millis) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let ip = format!("73.12.{}.{}", i / 2, 10 + i / 2);
+            let cc = ["US", "BR", "IN", "ID"][(i % 4) as usize];
+            let asn = [7922, 26599, 55836, 7713][(i % 4) as usize];
+            own_read(from + i * span / n, &format!("cust-victim-{i}"), &ip, cc, asn, "App/8.11 Android 13")
+        })
+        .collect()
+}
+
+#[test]
+fn account_takeover_reports_one_campaign_of_accounts_newly_seen_abroad() {
+    let cfg = Config::default();
+    let mut events = travellers(T0, 0);
+    events.extend(travellers(T0 + DAY, 100));
+    events.extend(stuffing(T0 + DAY + 5 * HOUR + 30 * MIN, 40, 20 * MIN));
+    let alerts = run(ato_only(&cfg), by_time(events));
+    let c = creates(&alerts);
+    assert_eq!(c.len(), 1, "one campaign, one finding: {alerts:#?}");
+    let a = c[0];
+    assert_eq!(a.detector, "account-takeover");
+    assert!(a.count > cfg.account_takeover.min_accounts && a.count <= 40, "{a:#?}");
+    let accounts = values(a, "actor.user.uid");
+    assert!(!accounts.is_empty() && accounts.iter().all(|v| v.starts_with("cust-victim-")), "{a:#?}");
+    assert!(values(a, "src_endpoint.ip").iter().all(|ip| ip.starts_with("73.12.")), "{a:#?}");
+    assert!(has(a, "http_request.user_agent", "App/8.11 Android 13"), "{a:#?}");
+    assert!(values(a, "src_endpoint.autonomous_system.number").len() >= 3, "{a:#?}");
+    // Known within the window, well before the campaign's end.
+    assert!(a.time < T0 + DAY + 5 * HOUR + 30 * MIN + cfg.account_takeover.window.0, "{a:#?}");
+    // Later reports are updates of the same finding, and the last counts every account.
+    assert!(alerts.iter().all(|x| x.uid == a.uid), "{alerts:#?}");
+    // Reported again as it doubles: the last report has at least half the accounts.
+    assert!(alerts.last().is_some_and(|x| x.count * 2 >= 40 && x.count <= 40), "{alerts:#?}");
+}
+
+#[test]
+fn account_takeover_ignores_travellers_at_the_platforms_rate_and_waits_for_a_whole_day() {
+    let cfg = Config::default();
+    // Two days of travellers, and on the second a cluster of six accounts
+    // abroad in ten minutes (a tour group): under the floor.
+    let mut events = travellers(T0, 0);
+    events.extend(travellers(T0 + DAY, 100));
+    events.extend(stuffing(T0 + DAY + 5 * HOUR, 6, 10 * MIN));
+    let alerts = run(ato_only(&cfg), by_time(events));
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    // A campaign on the first day watched is not judged: nothing is learned yet.
+    let mut events = travellers(T0, 0);
+    events.extend(stuffing(T0 + 5 * HOUR, 40, 20 * MIN));
+    let alerts = run(ato_only(&cfg), by_time(events));
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    // Staff abroad are the directory's business, not account takeover.
+    let mut events = travellers(T0, 0);
+    events.extend(travellers(T0 + DAY, 100));
+    let agents = ["agent-1", "agent-2", "agent-3", "agent-4"];
+    for (i, a) in agents.iter().enumerate() {
+        for k in 0..10 {
+            let t = T0 + DAY + 5 * HOUR + (i as i64 * 10 + k) * 20 * SEC;
+            events.push(
+                api(t, a, &format!("73.12.9.{}", 10 * i as i64 + k))
+                    .country(["US", "BR", "IN", "ID", "MX", "DE", "FR", "GB", "CA", "AU"][k as usize])
+                    .agent("Console")
+                    .read(&format!("c-{k}"), &["name"])
+                    .into(),
+            );
+        }
+    }
+    let alerts = run(ato_only(&cfg), by_time(events));
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
 
 fn staff_only(cfg: &Config) -> Harness {
     Harness::only(

@@ -4,7 +4,8 @@
 //! NAT addresses shared by thousands of customers, customers on VPNs that
 //! exit from hosting networks, travellers abroad, call-centre agents reading
 //! dozens of customers a shift, a shipping service and a nightly marketing
-//! job reading addresses in bulk, a sale-day surge, failed calls and logins,
+//! job reading addresses in bulk, a sale-day surge (with an evening rush of
+//! thousands of customers behind one carrier NAT /24), failed calls and logins,
 //! token issuance logged late, and lines that arrive slightly out of order.
 
 use crate::event::{Body, Call, Op, Subjects};
@@ -257,6 +258,48 @@ pub fn services(p: &Platform, h0: i64, out: &mut Out) {
                 subjects: Subjects::Many(batch.iter().map(|&c| p.customer_subject(c)).collect()),
             };
             out.push(t + 20, t, Body::Call(call), None);
+        }
+    }
+}
+
+/// The sale day's evening rush on one carrier: `min(customers / 4, 5000)`
+/// customers between 20:00 and 22:00 behind one CGNAT /24 of a range the
+/// carrier has just started using (the directory's `carrier-cgnat` list does
+/// not have it yet; only its AS says "carrier"), each reading their own
+/// profile, address book and orders with a token issued to them. A /24 that
+/// reaches thousands of customers' data, none of it anyone else's: fan-out
+/// must not call it a crawl.
+pub fn sale_surge(p: &Platform, h0: i64, out: &mut Out) {
+    let day = ((h0 - T0) / DAY) as u32;
+    let hour = (h0 - T0) % DAY / HOUR;
+    if day_factor(p, day) < 3.0 || !(20..22).contains(&hour) {
+        return;
+    }
+    let n = (p.customers / 4).min(5_000);
+    let first = T0 + i64::from(day) * DAY + 20 * HOUR;
+    let (asys, base) = (&crate::platform::AS_SKT, [223u8, 39u8]);
+    for k in 0..n {
+        let c = ((u64::from(k) * 7_919 + 13) % u64::from(p.customers)) as u32;
+        let mut d = Dice::at(&[p.seed, 13, u64::from(c), u64::from(day)]);
+        let mut t = first + d.range(0, 2 * HOUR);
+        if t < h0 || t >= h0 + HOUR {
+            continue;
+        }
+        let net = crate::platform::v4(base[0], base[1], 77 * 256 + d.below(256) as u32, "KR", asys);
+        let prof = p.profile(c);
+        let who = Who::Customer(c);
+        let token = d.bits() | 1;
+        out.push(
+            t + d.range(0, 1500),
+            t,
+            Body::Login { who, token, key: Key::Customer, ttl: HOUR, net, ok: true },
+            None,
+        );
+        for op in [Op::Me, Op::Book, Op::Orders, Op::Order] {
+            t += 1_000 + d.exp(10_000.0) as i64;
+            let subjects = customer_subjects(op, c, prof.book, &mut d);
+            let call = Call { who, token, key: Key::Customer, net, agent: prof.agent, op, ok: true, subjects };
+            out.push(t + d.range(0, 1500), t, Body::Call(call), None);
         }
     }
 }

@@ -124,6 +124,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary
             benign::staff(&p, h0, &mut pending);
             benign::services(&p, h0, &mut pending);
             benign::oddities(&p, h0, &mut pending);
+            benign::sale_surge(&p, h0, &mut pending);
             for (id, a) in attacks.iter_mut().enumerate() {
                 a.hour(&p, h0, id as u8, &mut pending);
             }

@@ -134,7 +134,24 @@ asys! {
     AS_TMOBILE = 21928, "T-Mobile USA", "carrier";
     AS_VIETTEL = 7552, "Viettel Group", "carrier";
     AS_AIS = 45430, "Advanced Wireless Network", "carrier";
+    AS_COMCAST = 7922, "Comcast Cable Communications", "residential";
+    AS_VIVO = 26599, "Telefonica Brasil", "residential";
+    AS_JIO = 55836, "Reliance Jio Infocomm", "residential";
+    AS_TELKOM = 7713, "Telkom Indonesia", "residential";
+    AS_TELMEX = 8151, "Uninet (Telmex)", "residential";
+    AS_DTAG = 3320, "Deutsche Telekom", "residential";
 }
+
+/// Residential proxy networks abroad (what credential-stuffing services
+/// rent): AS, country, base of the addresses drawn.
+pub const RESIDENTIAL_PROXIES: [(&As, &str, [u8; 2]); 6] = [
+    (&AS_COMCAST, "US", [73, 12]),
+    (&AS_VIVO, "BR", [177, 96]),
+    (&AS_JIO, "IN", [49, 36]),
+    (&AS_TELKOM, "ID", [36, 72]),
+    (&AS_TELMEX, "MX", [187, 190]),
+    (&AS_DTAG, "DE", [91, 40]),
+];
 
 /// Where a request came from.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -174,7 +191,7 @@ const ROAMING: [(&As, &str, [u8; 2]); 4] = [
 ];
 
 /// User agents: customers' apps and browsers, then tools.
-pub const AGENTS: [&str; 10] = [
+pub const AGENTS: [&str; 11] = [
     "ShopApp/8.14.2 (iPhone; iOS 18.4; Scale/3.00)",
     "ShopApp/8.14.2 (Android 15; SM-S928N)",
     "ShopApp/8.13.0 (Android 14; SM-A546N)",
@@ -185,6 +202,7 @@ pub const AGENTS: [&str; 10] = [
     "ShopConsole/3.2 (cs-desktop; Windows 11)",
     "shop-internal-client/1.9",
     "python-requests/2.32.3",
+    "ShopApp/8.11.3 (Android 13; SM-G991N)",
 ];
 /// [`AGENTS`] index of the customer-service console.
 pub const UA_CONSOLE: u8 = 7;
@@ -192,6 +210,8 @@ pub const UA_CONSOLE: u8 = 7;
 pub const UA_INTERNAL: u8 = 8;
 /// [`AGENTS`] index of a scripting library.
 pub const UA_SCRIPT: u8 = 9;
+/// [`AGENTS`] index of an older app build a credential-stuffing tool imitates.
+pub const UA_STUFFER: u8 = 10;
 /// [`AGENTS`] index of a desktop Chrome (what a careful crawler imitates).
 pub const UA_CHROME: u8 = 4;
 
@@ -427,7 +447,8 @@ impl Platform {
     }
 }
 
-fn v4(a: u8, b: u8, host: u32, country: &'static str, asys: &'static As) -> Net {
+/// An address in `base.0.0/16` and the ranges after it (`host` up to 22 bits).
+pub fn v4(a: u8, b: u8, host: u32, country: &'static str, asys: &'static As) -> Net {
     let ip = Ipv4Addr::from(((u32::from(a) << 24) | (u32::from(b) << 16)).wrapping_add(host & 0x003f_ffff));
     Net { ip: IpAddr::V4(ip), country: Some(country), asn: Some(asys) }
 }

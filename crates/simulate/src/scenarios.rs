@@ -8,8 +8,8 @@ use crate::benign::customer_subjects;
 use crate::event::{Body, Call, Op, Subjects};
 use crate::out::Out;
 use crate::platform::{
-    AS_AMAZON, AS_LINODE, AS_OVH, AS_VULTR, As, DAY, HOUR, Key, MINUTE, Net, Platform, T0, UA_CHROME, UA_CONSOLE,
-    UA_SCRIPT, Who,
+    AS_AMAZON, AS_LINODE, AS_OVH, AS_VULTR, As, DAY, HOUR, Key, MINUTE, Net, Platform, RESIDENTIAL_PROXIES, T0,
+    UA_CHROME, UA_CONSOLE, UA_SCRIPT, UA_STUFFER, Who, v4,
 };
 use crate::rng::Dice;
 use crate::truth::AttackInfo;
@@ -23,7 +23,7 @@ pub trait Attack {
 }
 
 /// Scenario names and one line each.
-pub const SCENARIOS: [(&str, &str); 4] = [
+pub const SCENARIOS: [(&str, &str); 5] = [
     (
         "coupang",
         "a departed auth engineer's copy of the live signing key: forged tokens, low-rate testing, then a crawl of every customer's profile and address book from hosting networks abroad",
@@ -36,6 +36,10 @@ pub const SCENARIOS: [(&str, &str); 4] = [
         "bola",
         "a customer's own valid token used to enumerate other customers' orders (broken object-level authorisation)",
     ),
+    (
+        "ato",
+        "credential stuffing: hundreds of real accounts logged in with their real passwords from residential proxies abroad, each reading its own profile, payment methods and address book",
+    ),
     ("benign", "no attack: the busy, messy platform alone, for measuring false alarms"),
 ];
 
@@ -45,6 +49,7 @@ pub fn attacks(name: &str, p: &Platform) -> Option<Vec<Box<dyn Attack>>> {
         "coupang" => vec![Box::new(Coupang::new(p))],
         "insider" => vec![Box::new(Insider::new(p))],
         "bola" => vec![Box::new(Bola::new(p))],
+        "ato" => vec![Box::new(Ato::new(p))],
         "benign" => Vec::new(),
         _ => return None,
     })
@@ -310,6 +315,128 @@ impl Attack for Bola {
             let call =
                 Call { who, token, key: Key::Customer, net: self.net, agent: self.agent, op: Op::Order, ok, subjects };
             out.push(t + d.range(0, 800), t, Body::Call(call), Some(id));
+        }
+    }
+}
+
+/// Credential stuffing: a list of leaked e-mail and password pairs tried
+/// against the login, the hits used at once. Every token is genuinely
+/// issued and every account reads only its own data, from residential
+/// proxies abroad that each carry one to three accounts: no address, prefix
+/// or AS fans out, and each login alone looks like a customer travelling.
+/// A few accounts are probed first; then the rate rises within ten
+/// minutes to a steady pace until the list's hits are used up.
+struct Ato {
+    probe: (i64, i64),
+    campaign: (i64, i64),
+    /// Per account taken over (in order): when, and which proxy.
+    plan: Vec<(i64, u32, u32)>,
+    next: usize,
+}
+
+/// Accounts a campaign takes over: `clamp(customers / 50, 200, 3000)`.
+pub fn ato_accounts(customers: u32) -> u32 {
+    (customers / 50).clamp(200, 3000).min(customers)
+}
+
+impl Ato {
+    fn new(p: &Platform) -> Self {
+        let n = u64::from(p.customers.max(1));
+        let accounts = u64::from(ato_accounts(p.customers));
+        let mut stride = 1_000_003 % n.max(2);
+        while gcd(stride, n) != 1 {
+            stride += 1;
+        }
+        let offset = Dice::at(&[p.seed, 50]).below(n);
+        let probe = window(p, 0.52, 0.58);
+        let c0 = probe.1;
+        let c1 = (c0 + 6 * HOUR).min(p.end() - HOUR);
+        let probes = 6.min(accounts / 10);
+        let mut d = Dice::at(&[p.seed, 51]);
+        let mut plan = Vec::with_capacity(accounts as usize);
+        let mut proxy = 0u32;
+        let mut left_on_proxy = 0u32;
+        for k in 0..accounts {
+            let victim = ((offset + k * stride) % n) as u32;
+            let t = if k < probes {
+                probe.0 + (probe.1 - probe.0) * k as i64 / probes as i64 + d.range(0, 10 * MINUTE)
+            } else {
+                // A 10-minute ramp to a steady rate: the cumulative share
+                // `u` of the campaign is reached at `x` into it.
+                let u = (k - probes) as f64 / (accounts - probes).max(1) as f64;
+                let (span, ramp) = ((c1 - c0) as f64, (10 * MINUTE) as f64);
+                let total = span - ramp / 2.0;
+                let c = u * total;
+                let x = if c <= ramp / 2.0 { (2.0 * ramp * c).sqrt() } else { c - ramp / 2.0 + ramp };
+                c0 + x as i64 + d.range(0, 30_000)
+            };
+            if left_on_proxy == 0 {
+                proxy = d.bits() as u32;
+                left_on_proxy = 1 + d.below(3) as u32;
+            }
+            left_on_proxy -= 1;
+            plan.push((t, victim, proxy));
+        }
+        plan.sort_by_key(|e| e.0);
+        Self { probe, campaign: (c0, c1), plan, next: 0 }
+    }
+}
+
+/// The residential proxy address number `proxy` draws.
+fn proxy_net(proxy: u32) -> Net {
+    let (asys, country, base) = RESIDENTIAL_PROXIES[proxy as usize % RESIDENTIAL_PROXIES.len()];
+    v4(base[0], base[1], proxy >> 8, country, asys)
+}
+
+impl Attack for Ato {
+    fn info(&self) -> AttackInfo {
+        AttackInfo {
+            name: "ato-credential-stuffing".into(),
+            kind: "account-takeover",
+            description: "Credential stuffing with a leaked list: each hit logs in with the customer's real password \
+                (a genuinely issued token), reads the account's own profile, saved payment methods and address book \
+                (entrance codes with it), from a residential proxy abroad that serves one to three accounts. A handful \
+                of accounts are probed first; then the rate rises within ten minutes to a steady pace. Failed \
+                attempts with wrong passwords come from the same proxies."
+                .into(),
+            indicator_fields: &["src_endpoint.ip", "src_endpoint.autonomous_system.number", "actor.user.uid"],
+            phases: vec![("probe", self.probe.0, self.probe.1), ("campaign", self.campaign.0, self.campaign.1)],
+        }
+    }
+
+    fn hour(&mut self, p: &Platform, h0: i64, id: u8, out: &mut Out) {
+        let h1 = h0 + HOUR;
+        while let Some(&(t, victim, proxy)) = self.plan.get(self.next) {
+            if t >= h1 {
+                break;
+            }
+            self.next += 1;
+            let mut d = Dice::at(&[p.seed, 52, u64::from(victim), t as u64]);
+            let net = proxy_net(proxy);
+            // Wrong passwords for other listed accounts, from the same proxy.
+            for f in 0..d.below(4) {
+                let other = d.below(u64::from(p.customers)) as u32;
+                let at = t - 20_000 + f as i64 * 4_000;
+                let body =
+                    Body::Login { who: Who::Customer(other), token: 0, key: Key::Customer, ttl: 0, net, ok: false };
+                out.push(at + 300, at, body, Some(id));
+            }
+            let who = Who::Customer(victim);
+            let token = d.bits() | 1;
+            out.push(
+                t + d.range(0, 1500),
+                t,
+                Body::Login { who, token, key: Key::Customer, ttl: HOUR, net, ok: true },
+                Some(id),
+            );
+            let book = p.profile(victim).book;
+            let mut at = t + d.range(1_000, 3_000);
+            for op in [Op::Me, Op::Payment, Op::Book, Op::BookEdit] {
+                let subjects = customer_subjects(op, victim, book, &mut d);
+                let call = Call { who, token, key: Key::Customer, net, agent: UA_STUFFER, op, ok: true, subjects };
+                out.push(at + d.range(0, 800), at, Body::Call(call), Some(id));
+                at += d.range(800, 2_500);
+            }
         }
     }
 }

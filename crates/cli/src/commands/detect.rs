@@ -45,7 +45,7 @@ pub struct Args {
     follow: bool,
     /// With --follow: after this many seconds without input, release events
     /// still held for reordering.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = idle_seconds)]
     idle_flush: f64,
     /// Format of the end-of-run summary on standard error.
     #[arg(long, value_enum, default_value_t)]
@@ -230,7 +230,7 @@ impl Visitor for Feeder<'_> {
             let l = &mut self.last[usize::from(self.input)];
             *l = (*l).max(t);
         }
-        match Ev::from_event(event, self.input) {
+        match Ev::from_event(event, self.input, symbols) {
             Some(ev) => {
                 // Ties in event time are ordered by the line's content (and
                 // input), never by arrival.
@@ -401,6 +401,15 @@ pub fn load_directory(path: Option<&PathBuf>) -> Result<Directory> {
     }
 }
 
+/// `--idle-flush`: seconds, a finite number from 0.05 to a day.
+fn idle_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if !(0.05..=86_400.0).contains(&v) {
+        return Err(format!("{s} is outside 0.05 to 86400 seconds"));
+    }
+    Ok(v)
+}
+
 /// Runs detect.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     pipeline(&args, None, out)
@@ -437,7 +446,7 @@ pub fn pipeline(args: &Args, mut ingest: Option<Ingesting<'_>>, out: &mut dyn Wr
     // Checked here, before any thread starts, so a bad setting is a one-line error.
     drop(detect::detectors::all(&cfg)?);
     let mut reader = args.read.reader()?;
-    let idle = args.follow.then(|| Duration::from_secs_f64(args.idle_flush.max(0.05)));
+    let idle = args.follow.then(|| Duration::from_secs_f64(args.idle_flush));
     let open = OpenOptions { follow: args.follow, idle };
     let mut cursors = Vec::new();
     for input in &inputs {

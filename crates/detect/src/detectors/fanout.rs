@@ -15,6 +15,15 @@
 //! the class reached on a completed day without alerting; floors guard the
 //! first day and are configured per dimension, class and window.
 //!
+//! Only third parties' data counts: a customer reading their own account,
+//! and the recipients that come with their own address book or order, is
+//! not exposure, so a carrier's NAT /24 carrying thousands of customers'
+//! self-service on a sale day reaches no one, while a crawler reading other
+//! people's data still counts every subject. A crawl whose forged tokens
+//! each name the victim looks like self-service here: forged-token,
+//! key-hygiene and foreign-access catch it. Staff and services never read
+//! "their own".
+//!
 //! One finding per key while it stays active, reported again as its count
 //! doubles or `update_every` passes.
 //!
@@ -24,7 +33,7 @@
 //! windows of at most a day (they live less).
 
 use crate::Map as HashMap;
-use model::{FieldSet, Millis, PrincipalKind};
+use model::{FieldSet, Millis, PrincipalKind, SubjectKind};
 use serde_json::json;
 use smallvec::SmallVec;
 
@@ -245,6 +254,19 @@ impl FanOut {
         }
     }
 
+    /// The subject that is the call's own principal, when the principal is a
+    /// customer (not the directory's staff or service) and the response
+    /// carried their own data.
+    fn own_subject(&mut self, c: &Call, cx: &mut Cx<'_>) -> Option<u32> {
+        if matches!(
+            cx.world.kind_of(c.principal, c.principal_kind, cx.symbols),
+            PrincipalKind::Employee | PrincipalKind::Service
+        ) {
+            return None;
+        }
+        c.own.map(|s| s.0)
+    }
+
     fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
         if !c.success || c.subjects.is_empty() {
             return;
@@ -262,9 +284,16 @@ impl FanOut {
             self.mask = Some(m);
         }
         let mask = self.mask;
-        let counted = |s: &model::Subject| match mask {
-            Some(m) => s.fields.0 & m.0 != 0,
-            None => !s.fields.is_empty(),
+        // A customer's own data is not exposure to a third party: the
+        // account holder, and the recipients that come with their own
+        // address book or order, do not count.
+        let own = self.own_subject(c, cx);
+        let counted = |s: &model::Subject| {
+            let carried = match mask {
+                Some(m) => s.fields.0 & m.0 != 0,
+                None => !s.fields.is_empty(),
+            };
+            carried && own.is_none_or(|o| s.id.0 != o && s.kind != SubjectKind::Recipient)
         };
         if !c.subjects.iter().any(counted) {
             return;
@@ -552,6 +581,6 @@ impl Detector for FanOut {
                     + d.keys.values().map(|k| k.reach.heap_bytes()).sum::<usize>()
                     + d.singles.capacity() * slot(std::mem::size_of::<Single>())
             })
-            .sum()
+            .sum::<usize>()
     }
 }

@@ -9,6 +9,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::Detector;
 use crate::ev::Call;
 
+pub mod ato;
 pub mod departed;
 pub mod fanout;
 pub mod foreign;
@@ -37,6 +38,9 @@ pub fn all(cfg: &Config) -> Result<Vec<Box<dyn Detector>>, ConfigError> {
     }
     if cfg.foreign_access.enabled {
         v.push(Box::new(foreign::ForeignAccess::new(cfg.foreign_access.clone(), &cfg.engine.home_countries)));
+    }
+    if cfg.account_takeover.enabled {
+        v.push(Box::new(ato::AccountTakeover::new(cfg.account_takeover.clone(), &cfg.engine.home_countries)));
     }
     if cfg.staff_pattern.enabled {
         v.push(Box::new(staff::StaffPattern::new(cfg.staff_pattern.clone(), cfg.engine.offset_ms()?)));
