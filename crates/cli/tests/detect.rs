@@ -80,7 +80,7 @@ fn check_findings_shape(findings: &[Value]) {
 #[test]
 fn every_attack_is_detected_and_the_benign_platform_stays_quiet() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for name in simulate::scenarios::SCENARIOS.map(|s| s.0) {
+    for name in support::scenarios() {
         let dir = tmp.path().join(name);
         let (truth, findings, stderr) = scenario(&dir, name, 20_000);
         check_findings_shape(&findings);

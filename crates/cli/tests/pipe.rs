@@ -13,17 +13,22 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Runs piiwatch with its standard output a pipe whose reading end is
-/// closed before it writes anything (what `head -0` does; `head -1` closes
-/// only later, so this is the harder case).
-fn closed_stdout(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
+/// Starts piiwatch with its standard output and error piped.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_piiwatch"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("piiwatch starts");
+        .expect("piiwatch starts")
+}
+
+/// Runs piiwatch with its standard output a pipe whose reading end is
+/// closed before it writes anything (what `head -0` does; `head -1` closes
+/// only later, so this is the harder case).
+fn closed_stdout(args: &[&str]) -> Output {
+    let mut child = spawn(args);
     drop(child.stdout.take());
     child.wait_with_output().expect("piiwatch ends")
 }
@@ -31,13 +36,7 @@ fn closed_stdout(args: &[&str]) -> Output {
 /// Runs piiwatch with its output read up to the first line, then closed
 /// (`| head -1`).
 fn head_1(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("piiwatch starts");
+    let mut child = spawn(args);
     let mut stdout = child.stdout.take().expect("stdout");
     let mut byte = [0u8; 1];
     while stdout.read(&mut byte).map(|n| n == 1 && byte[0] != b'\n').unwrap_or(false) {}

@@ -279,7 +279,7 @@ fn verify_names_every_kind_of_tampering() {
     };
     let copy = tmp.path().join("flips");
     copy_dir(&store, &copy);
-    for _ in 0..60 {
+    for _ in 0..if support::slow() { 60 } else { 12 } {
         let segs = segments(&copy);
         let p = &segs[(next() % segs.len() as u64) as usize];
         let original = fs::read(p).unwrap();
@@ -305,7 +305,7 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_counts_nothing_twice() {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut killed = 0;
     let mut acknowledged = 0u64;
-    for round in 0..8 {
+    for round in 0..if support::slow() { 8 } else { 3 } {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;

@@ -78,9 +78,11 @@ impl Ev {
         let what = match e {
             Event::Access(a) => {
                 let mut c = Call::from(a);
-                if !c.subjects.is_empty() {
-                    let me = symbols.principal_name(c.principal);
-                    c.own = c.subjects.iter().find(|s| symbols.subject_name(s.id) == me).map(|s| s.id);
+                if !c.subjects.is_empty()
+                    && !matches!(c.principal_kind, PrincipalKind::Employee | PrincipalKind::Service)
+                {
+                    let (p, subjects) = (&symbols.principals, &symbols.subjects);
+                    c.own = c.subjects.iter().find(|s| p.same(c.principal.0, subjects, s.id.0)).map(|s| s.id);
                 }
                 What::Call(c)
             }

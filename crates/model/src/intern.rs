@@ -86,6 +86,18 @@ impl Interner {
         self.ends.is_empty()
     }
 
+    /// Whether string `a` of this interner equals string `b` of `other`
+    /// (lengths first: most pairs differ there).
+    #[inline]
+    pub fn same(&self, a: u32, other: &Interner, b: u32) -> bool {
+        let span = |ends: &[u64], i: u32| {
+            let i = i as usize;
+            (if i == 0 { 0 } else { ends[i - 1] as usize }, ends[i] as usize)
+        };
+        let ((a0, a1), (b0, b1)) = (span(&self.ends, a), span(&other.ends, b));
+        a1 - a0 == b1 - b0 && self.bytes.as_bytes()[a0..a1] == other.bytes.as_bytes()[b0..b1]
+    }
+
     fn str_at<'s>(bytes: &'s str, ends: &[u64], id: u32) -> &'s str {
         let i = id as usize;
         let start = if i == 0 { 0 } else { ends[i - 1] as usize };

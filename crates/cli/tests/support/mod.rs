@@ -6,6 +6,24 @@ pub mod ocsf;
 
 use std::process::{Command, Output};
 
+/// Whether the slow suites run in full: `PIIWATCH_SLOW=1` (set by
+/// `.ci/run`). Without it they run a smaller sample of the same checks, so
+/// `cargo test` stays quick on a laptop.
+#[allow(dead_code)]
+pub fn slow() -> bool {
+    std::env::var("PIIWATCH_SLOW").is_ok_and(|v| v == "1")
+}
+
+/// The scenarios the end-to-end suites run: every one with
+/// `PIIWATCH_SLOW=1`; otherwise the breach, account takeover and the
+/// benign platform (the attacks each detector family catches, and the
+/// false alarms).
+#[allow(dead_code)]
+pub fn scenarios() -> Vec<&'static str> {
+    let all = simulate::scenarios::SCENARIOS.map(|s| s.0);
+    if slow() { all.to_vec() } else { all.into_iter().filter(|s| ["coupang", "ato", "benign"].contains(s)).collect() }
+}
+
 /// Runs the `piiwatch` binary built for these tests.
 #[allow(dead_code)]
 pub fn piiwatch(args: &[&str]) -> Output {

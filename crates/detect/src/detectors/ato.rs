@@ -30,7 +30,7 @@ use crate::Map as HashMap;
 use model::{AddrId, Country, Millis, PrincipalKind};
 use serde_json::json;
 
-use super::{LIST, named, top, top_addrs};
+use super::{CountryBits, LIST, LearningDays, named, top, top_addrs};
 use crate::alert::{Alert, AnalyticKind, Episode, uid};
 use crate::config;
 use crate::engine::{Cx, Detector};
@@ -38,7 +38,6 @@ use crate::ev::{Call, Ev, What};
 use crate::window::Reach;
 
 const NAME: &str = "account-takeover";
-const DAY: Millis = 86_400_000;
 const HOUR: Millis = 3_600_000;
 /// The cluster of every client.
 const ANY: u64 = u64::MAX;
@@ -87,10 +86,9 @@ pub struct AccountTakeover {
     home: Vec<Country>,
     /// Foreign countries seen per principal: bit i is `countries[i]` (bit 31: any beyond).
     seen: Vec<u32>,
-    countries: Vec<Country>,
+    countries: CountryBits,
     clusters: HashMap<u64, Cluster>,
-    day: Option<i64>,
-    day_whole: bool,
+    days_seen: LearningDays,
     /// Whole days learned from (none: nothing is judged yet).
     days: u32,
 }
@@ -103,23 +101,11 @@ impl AccountTakeover {
             cfg,
             home,
             seen: Vec::new(),
-            countries: Vec::new(),
+            countries: CountryBits::default(),
             clusters: HashMap::default(),
-            day: None,
-            day_whole: false,
+            days_seen: LearningDays::default(),
             days: 0,
         }
-    }
-
-    fn country_bit(&mut self, c: Country) -> u32 {
-        let i = match self.countries.iter().position(|x| *x == c) {
-            Some(i) => i,
-            None => {
-                self.countries.push(c);
-                self.countries.len() - 1
-            }
-        };
-        1 << i.min(31)
     }
 
     fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
@@ -134,7 +120,7 @@ impl AccountTakeover {
         ) {
             return;
         }
-        let bit = self.country_bit(country);
+        let bit = self.countries.bit(country);
         let i = c.principal.0 as usize;
         if i >= self.seen.len() {
             self.seen.resize(i + 1, 0);
@@ -283,16 +269,8 @@ impl Detector for AccountTakeover {
     }
 
     fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
-        let day = now.div_euclid(DAY);
-        // Only a day watched whole teaches a baseline (see fan-out).
-        let rolled = self.day.is_some_and(|d| d != day);
-        let learn = rolled && self.day_whole;
-        if self.day.is_none() {
-            self.day_whole = now.rem_euclid(DAY) < HOUR;
-        } else if rolled {
-            self.day_whole = true;
-        }
-        self.day = Some(day);
+        // Only a day watched whole teaches a baseline.
+        let (rolled, learn) = self.days_seen.tick(now);
         self.days += u32::from(learn);
         let window = self.cfg.window.0;
         for cl in self.clusters.values_mut() {

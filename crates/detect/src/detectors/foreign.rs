@@ -19,7 +19,7 @@ use crate::Map as HashMap;
 use model::{AddrId, Country, Millis};
 use serde_json::json;
 
-use super::{named, top, top_addrs};
+use super::{CountryBits, LearningDays, named, top, top_addrs};
 use crate::alert::{Alert, AnalyticKind, Episode, uid};
 use crate::config;
 use crate::engine::{Cx, Detector};
@@ -27,7 +27,6 @@ use crate::ev::{Call, Ev, What};
 use crate::window::Reach;
 
 const NAME: &str = "foreign-access";
-const DAY: Millis = 86_400_000;
 const HOUR: Millis = 3_600_000;
 
 #[derive(Debug, Default)]
@@ -50,10 +49,9 @@ pub struct ForeignAccess {
     home: Vec<Country>,
     /// Countries seen per subject: bit i is `countries[i]` (bit 31: any beyond).
     seen: Vec<u32>,
-    countries: Vec<Country>,
+    countries: CountryBits,
     clusters: HashMap<Option<Country>, Cluster>,
-    day: Option<i64>,
-    day_whole: bool,
+    days_seen: LearningDays,
 }
 
 impl ForeignAccess {
@@ -64,22 +62,10 @@ impl ForeignAccess {
             cfg,
             home,
             seen: Vec::new(),
-            countries: Vec::new(),
+            countries: CountryBits::default(),
             clusters: HashMap::default(),
-            day: None,
-            day_whole: false,
+            days_seen: LearningDays::default(),
         }
-    }
-
-    fn country_bit(&mut self, c: Country) -> u32 {
-        let i = match self.countries.iter().position(|x| *x == c) {
-            Some(i) => i,
-            None => {
-                self.countries.push(c);
-                self.countries.len() - 1
-            }
-        };
-        1 << i.min(31)
     }
 
     fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
@@ -92,7 +78,7 @@ impl ForeignAccess {
         if !hosting && foreign.is_none() {
             return;
         }
-        let bit = foreign.map(|cc| self.country_bit(cc));
+        let bit = foreign.map(|cc| self.countries.bit(cc));
         let cluster_key = if hosting { None } else { foreign };
         let horizon = self.cfg.window.0 + HOUR;
         let hour = c.time.div_euclid(HOUR);
@@ -206,16 +192,8 @@ impl Detector for ForeignAccess {
     }
 
     fn tick(&mut self, now: Millis, _cx: &mut Cx<'_>) {
-        let day = now.div_euclid(DAY);
-        // Only a day watched whole teaches a baseline (see fan-out).
-        let rolled = self.day.is_some_and(|d| d != day);
-        let learn = rolled && self.day_whole;
-        if self.day.is_none() {
-            self.day_whole = now.rem_euclid(DAY) < HOUR;
-        } else if rolled {
-            self.day_whole = true;
-        }
-        self.day = Some(day);
+        // Only a day watched whole teaches a baseline.
+        let (rolled, learn) = self.days_seen.tick(now);
         if now % HOUR != 0 {
             return;
         }

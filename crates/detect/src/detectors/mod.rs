@@ -51,6 +51,52 @@ pub fn all(cfg: &Config) -> Result<Vec<Box<dyn Detector>>, ConfigError> {
     Ok(v)
 }
 
+/// Which days teach a baseline: a detector learns from a day only if it
+/// watched the day whole (started within its first hour), so a run that
+/// starts mid-afternoon does not take half a day's peak for a whole day's.
+#[derive(Debug, Default)]
+pub struct LearningDays {
+    day: Option<i64>,
+    whole: bool,
+}
+
+impl LearningDays {
+    /// At minute `now` (UTC days): whether a new day began, and whether the
+    /// day that ended was watched whole (so its maxima may be learned).
+    pub fn tick(&mut self, now: Millis) -> (bool, bool) {
+        const DAY: Millis = 86_400_000;
+        let day = now.div_euclid(DAY);
+        let rolled = self.day.is_some_and(|d| d != day);
+        let learn = rolled && self.whole;
+        if self.day.is_none() {
+            self.whole = now.rem_euclid(DAY) < 3_600_000;
+        } else if rolled {
+            self.whole = true;
+        }
+        self.day = Some(day);
+        (rolled, learn)
+    }
+}
+
+/// Countries as bits of a `u32`, in order of first appearance (bit 31:
+/// every country beyond the 31st), for per-subject or per-account sets.
+#[derive(Debug, Default)]
+pub struct CountryBits(Vec<model::Country>);
+
+impl CountryBits {
+    /// The bit of `c`.
+    pub fn bit(&mut self, c: model::Country) -> u32 {
+        let i = match self.0.iter().position(|x| *x == c) {
+            Some(i) => i,
+            None => {
+                self.0.push(c);
+                self.0.len() - 1
+            }
+        };
+        1 << i.min(31)
+    }
+}
+
 /// Most addresses or ASNs a finding tracks individually.
 const TRACK: usize = 4096;
 /// Most addresses a finding lists.
