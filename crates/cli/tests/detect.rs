@@ -19,8 +19,9 @@ fn path(p: &Path) -> &str {
 
 /// Simulates a scenario and runs detect over it; returns truth and findings.
 fn scenario(dir: &Path, name: &str, customers: u32) -> (Value, Vec<Value>, String) {
-    let d = path(dir);
-    ok(&["simulate", "--scenario", name, "--out", d, "--customers", &customers.to_string(), "--days", "3"]);
+    std::fs::create_dir_all(dir).expect("test dir");
+    let sim = support::simulation(name, customers, 3);
+    let d = path(&sim);
     let alerts = dir.join("alerts.jsonl");
     let q = dir.join("q.jsonl");
     let out = ok(&[
@@ -33,7 +34,7 @@ fn scenario(dir: &Path, name: &str, customers: u32) -> (Value, Vec<Value>, Strin
         path(&q),
         &format!("{d}/events.jsonl.gz"),
     ]);
-    let truth: Value = serde_json::from_slice(&std::fs::read(dir.join("truth.json")).expect("truth")).expect("json");
+    let truth: Value = serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("json");
     let text = std::fs::read_to_string(&alerts).expect("alerts");
     let findings = text.lines().map(|l| serde_json::from_str(l).expect("each finding is one JSON object")).collect();
     (truth, findings, String::from_utf8_lossy(&out.stderr).into_owned())

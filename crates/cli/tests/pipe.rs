@@ -102,8 +102,7 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
 #[test]
 fn ingest_keeps_storing_when_its_findings_output_closes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sim = tmp.path().join("sim");
-    ok(&["simulate", "--scenario", "bola", "--out", s(&sim), "--customers", "1500", "--days", "2"]);
+    let sim = support::simulation("bola", 1500, 2);
     let events = sim.join("events.jsonl.gz");
     let directory = sim.join("directory.json");
     let q = tmp.path().join("q.jsonl");

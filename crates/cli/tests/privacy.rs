@@ -161,8 +161,7 @@ fn no_subject_id_in_clear_in_any_file_of_the_store() {
     let mut checked = 0;
     let mut failures = Vec::new();
     for scenario in simulate::scenarios::SCENARIOS.iter().map(|s| s.0) {
-        let sim = tmp.path().join(format!("{scenario}-sim"));
-        ok(&["simulate", "--scenario", scenario, "--out", s(&sim), "--customers", "2500", "--days", "3"]);
+        let sim = support::simulation(scenario, 2500, 3);
         let input = lines(&sim.join("events.jsonl.gz"));
         let ids = secret_ids(&sim, &input);
         assert!(ids.len() > 1000, "{scenario}: {} ids", ids.len());

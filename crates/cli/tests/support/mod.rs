@@ -38,8 +38,45 @@ pub fn ok(args: &[&str]) -> Output {
     out
 }
 
-/// Simulates a scenario into `dir/sim` and ingests it (with its directory)
-/// into `dir/store`; returns (simulation dir, store dir).
+/// A simulation shared by every test (and every test binary) of this build:
+/// simulated once into `CARGO_TARGET_TMPDIR`, under a name that includes
+/// the binary's build time, so a rebuilt simulator never serves stale
+/// output. Read-only: tests write their stores and outputs elsewhere.
+#[allow(dead_code)]
+pub fn simulation(scenario: &str, customers: u32, days: u32) -> std::path::PathBuf {
+    let bin = std::fs::metadata(env!("CARGO_BIN_EXE_piiwatch")).expect("the binary exists");
+    let built = bin.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("simulations");
+    let dir = root.join(format!("{scenario}-{customers}x{days}-{}-{}", built.as_nanos(), bin.len()));
+    if dir.join("truth.json").exists() {
+        return dir;
+    }
+    // Simulated aside and renamed into place: tests running at once each
+    // see a whole simulation or none.
+    let id = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    let tmp = root.join(format!(".{scenario}-{customers}x{days}-{}-{id}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    ok(&[
+        "simulate",
+        "--scenario",
+        scenario,
+        "--out",
+        tmp.to_str().expect("utf-8 path"),
+        "--customers",
+        &customers.to_string(),
+        "--days",
+        &days.to_string(),
+    ]);
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another test got there first: theirs is the same bytes.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    assert!(dir.join("truth.json").exists(), "simulation {} missing", dir.display());
+    dir
+}
+
+/// Ingests a shared simulation of a scenario ([`simulation`]), with its
+/// directory, into `dir/{scenario}-store`; returns (simulation dir, store dir).
 #[allow(dead_code)]
 pub fn simulated_store(
     dir: &std::path::Path,
@@ -47,20 +84,9 @@ pub fn simulated_store(
     customers: u32,
     days: u32,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let sim = dir.join(format!("{scenario}-sim"));
+    let sim = simulation(scenario, customers, days);
     let store = dir.join(format!("{scenario}-store"));
     let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
-    ok(&[
-        "simulate",
-        "--scenario",
-        scenario,
-        "--out",
-        &path(&sim),
-        "--customers",
-        &customers.to_string(),
-        "--days",
-        &days.to_string(),
-    ]);
     ok(&[
         "ingest",
         "--store",
