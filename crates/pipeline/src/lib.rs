@@ -22,7 +22,7 @@ use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Reader, Step, Visi
 use model::{Delta, Directory, Event, Marks, Millis, Symbols};
 
 /// A warning for the user, said once (the CLI writes it to stderr).
-pub type Warn = dyn Fn(&str) + Sync;
+pub type Warn<'a> = dyn Fn(&str) + Sync + 'a;
 
 /// What a run could not do.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +108,10 @@ pub struct Ingest<'a> {
 
 /// How a run talks to its caller while it runs.
 pub struct Hooks<'h> {
-    /// Bytes read so far (every 65,536 lines, on the reading thread).
+    /// Bytes read so far (every 65,536 lines and at the end, on the reading thread).
     pub progress: &'h mut dyn FnMut(u64),
     /// A warning, said once.
-    pub warn: &'h Warn,
+    pub warn: &'h Warn<'h>,
 }
 
 /// What was stored, with a store.
@@ -164,7 +164,7 @@ struct AlertWriter<'w> {
     error: Option<io::Error>,
     /// With `ingest`: every finding line also goes to the parsing thread, which stores it.
     keep: Option<std::sync::mpsc::Sender<String>>,
-    warn: &'w Warn,
+    warn: &'w Warn<'w>,
 }
 
 impl Sink for AlertWriter<'_> {
@@ -198,7 +198,7 @@ impl Sink for AlertWriter<'_> {
 }
 
 /// `ingest`'s one warning when its findings output fails.
-fn warn_unwritten(warn: &Warn, e: &io::Error) {
+fn warn_unwritten(warn: &Warn<'_>, e: &io::Error) {
     if e.kind() == io::ErrorKind::BrokenPipe {
         warn("cannot write findings: their reader went away; they are still stored, and ingest goes on");
     } else {
@@ -389,7 +389,7 @@ fn detect_thread(
     out: Box<dyn Write + Send>,
     follow: bool,
     wires: Wires,
-    warn: &Warn,
+    warn: &Warn<'_>,
 ) -> Result<Detected, Error> {
     let Wires { rx, keep, recycle } = wires;
     let mut engine = Engine::new(cfg, world)?;
@@ -601,6 +601,7 @@ pub fn run(
         if open {
             feeder.send(&tx, &symbols, &mut marks);
         }
+        (hooks.progress)(progress.bytes());
         drop(tx);
         let detected = match detector.join() {
             Ok(r) => r?,
