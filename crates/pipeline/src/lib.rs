@@ -467,7 +467,6 @@ pub fn run(
     hooks: Hooks<'_>,
 ) -> Result<Report, Error> {
     let Options { config: cfg, directory, mut reader, inputs, follow, idle_flush, quarantine: quarantine_path } = p;
-    let p = Flags { follow };
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         return Err(Error::StdinTwice);
     }
@@ -522,7 +521,6 @@ pub fn run(
         // thread ends instead of waiting for more.
         let tx = tx;
         let cfg = &cfg;
-        let follow = p.follow;
         let keep = match &mut ingest {
             Some(ing) => {
                 let (ktx, krx) = std::sync::mpsc::channel();
@@ -584,7 +582,7 @@ pub fn run(
                 Step::End => {}
             }
             let full = feeder.batch.len() >= BATCH;
-            let waited = p.follow && feeder.started.is_some_and(|s| s.elapsed() >= BATCH_WAIT);
+            let waited = follow && feeder.started.is_some_and(|s| s.elapsed() >= BATCH_WAIT);
             if full || waited {
                 open = feeder.send(&tx, &symbols, &mut marks);
                 if let Some(ing) = &mut feeder.ingest
@@ -633,9 +631,4 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
         stored,
     })
-}
-
-/// The settings the reading loop consults.
-struct Flags {
-    follow: bool,
 }

@@ -258,13 +258,9 @@ impl FanOut {
     /// customer (not the directory's staff or service) and the response
     /// carried their own data.
     fn own_subject(&mut self, c: &Call, cx: &mut Cx<'_>) -> Option<u32> {
-        if matches!(
-            cx.world.kind_of(c.principal, c.principal_kind, cx.symbols),
-            PrincipalKind::Employee | PrincipalKind::Service
-        ) {
-            return None;
-        }
-        c.own.map(|s| s.0)
+        let own = c.own?;
+        let kind = cx.world.kind_of(c.principal, c.principal_kind, cx.symbols);
+        (!matches!(kind, PrincipalKind::Employee | PrincipalKind::Service)).then_some(own.0)
     }
 
     fn on_call(&mut self, c: &Call, cx: &mut Cx<'_>) {
