@@ -13,7 +13,9 @@
 //! Invariant: no input makes the reader panic or stop; every line is an
 //! event, a blank line, or a quarantined line with its source, number and reason.
 
+mod fast;
 pub mod parse;
+pub mod pre;
 pub mod quarantine;
 mod raw;
 pub mod reader;

@@ -97,6 +97,8 @@ pub struct LineParser {
     /// Resolved data map entries by operation id.
     op_fields: Vec<Option<OpFields>>,
     subjects: Vec<Subject>,
+    /// Whether the extractor ([`crate::fast`]) is tried before serde_json.
+    fast: bool,
 }
 
 /// Parsed-but-not-yet-interned pieces of an API Activity line.
@@ -113,11 +115,30 @@ struct Checked<'r, 'a> {
 impl LineParser {
     /// A parser that fills in field classes from `datamap` when labels are absent.
     pub fn new(datamap: DataMap) -> Self {
-        Self { datamap, op_fields: Vec::new(), subjects: Vec::new() }
+        Self { datamap, op_fields: Vec::new(), subjects: Vec::new(), fast: true }
+    }
+
+    /// Turns the hot path's extractor off (serde_json reads every line), for
+    /// the differential tests and fuzz target that hold the two to the same answer.
+    #[doc(hidden)]
+    pub fn set_fast(&mut self, on: bool) {
+        self.fast = on;
     }
 
     /// Parses one line (without its newline). Blank lines are the caller's to skip.
     pub fn parse<'s>(&'s mut self, text: &'s str, symbols: &mut Symbols) -> Result<Event<'s>, Reason> {
+        self.parse_pre(text, None, symbols)
+    }
+
+    /// Like [`LineParser::parse`], with what a parsing worker extracted from
+    /// this very text: `Some(Some(flat))` its fields, `Some(None)` that the
+    /// extractor left it to serde_json, `None` nothing (extract here).
+    pub(crate) fn parse_pre<'s>(
+        &'s mut self,
+        text: &'s str,
+        pre: Option<Option<&crate::fast::Flat>>,
+        symbols: &mut Symbols,
+    ) -> Result<Event<'s>, Reason> {
         let first = text.bytes().find(|b| !b.is_ascii_whitespace());
         if first != Some(b'{') {
             return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -125,7 +146,12 @@ impl LineParser {
                 Err(e) => Reason::new(ReasonKind::InvalidJson, format!("invalid json: {e}")),
             });
         }
-        let raw = match serde_json::from_str::<RawLine<'s>>(text) {
+        let fast = match pre {
+            Some(flat) if self.fast => flat.map(|f| f.raw(text)),
+            None if self.fast => crate::fast::extract(text),
+            _ => None,
+        };
+        let raw = match fast.map_or_else(|| serde_json::from_str::<RawLine<'s>>(text), Ok) {
             Ok(raw) => raw,
             Err(_) => match parse_slow(text) {
                 Slow::Known(raw) => *raw,
@@ -189,13 +215,24 @@ impl LineParser {
                 Some("") => return Err(Reason::invalid(&format!("resources[{i}].uid"), "empty")),
                 Some(_) => {}
             }
-            labels.push(match r.labels.map(|l| serde_json::from_str::<Labels<'_>>(l.get())) {
-                Some(Ok(Labels(list))) => list,
-                Some(Err(e)) => {
-                    return Err(Reason::invalid(&format!("resources[{i}].labels"), without_position(&e.to_string())));
-                }
-                None => None,
-            });
+            labels.push(
+                match r.labels.map(|l| {
+                    if l.plain {
+                        Ok(Labels(Some(plain_labels(l.text))))
+                    } else {
+                        serde_json::from_str::<Labels<'_>>(l.text)
+                    }
+                }) {
+                    Some(Ok(Labels(list))) => list,
+                    Some(Err(e)) => {
+                        return Err(Reason::invalid(
+                            &format!("resources[{i}].labels"),
+                            without_position(&e.to_string()),
+                        ));
+                    }
+                    None => None,
+                },
+            );
         }
         // Everything is checked: intern from here on, so a quarantined line
         // leaves no trace in the symbol tables.
@@ -355,6 +392,20 @@ fn offboarding(line: &RawLine<'_>, kind: OffboardKind, symbols: &mut Symbols) ->
 /// The field classes of one subject, borrowed from the line.
 type LabelList<'a> = SmallVec<[Str<'a>; 8]>;
 
+/// The strings of a labels array the extractor checked (strings without
+/// escapes, so every quote delimits one).
+fn plain_labels(text: &str) -> LabelList<'_> {
+    let mut list = LabelList::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('"') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('"') else { break };
+        list.push(Str(std::borrow::Cow::Borrowed(&after[..close])));
+        rest = &after[close + 1..];
+    }
+    list
+}
+
 /// `resources[].labels`: an array of strings, or null.
 #[derive(serde::Deserialize)]
 #[serde(transparent)]
@@ -397,4 +448,10 @@ fn dedup_subjects(subjects: &mut Vec<Subject>) {
 #[doc(hidden)]
 pub fn parse_raw_only(text: &str) -> bool {
     serde_json::from_str::<crate::raw::RawLine<'_>>(text).is_ok()
+}
+
+/// Only the extractor over a line: for the reader benchmark.
+#[doc(hidden)]
+pub fn extract_only(text: &str) -> bool {
+    crate::fast::extract(text).is_some()
 }

@@ -61,21 +61,21 @@ pub(crate) struct RawLine<'a> {
     // which allocates for objects nested two deep (its stack lives in a
     // scratch buffer that a fresh deserializer per line cannot reuse).
     #[serde(default, rename = "metadata")]
-    _metadata: Option<Skip>,
+    pub _metadata: Option<Skip>,
     #[serde(default, rename = "unmapped")]
-    _unmapped: Option<Skip>,
+    pub _unmapped: Option<Skip>,
     #[serde(default, rename = "observables")]
-    _observables: Option<Skip>,
+    pub _observables: Option<Skip>,
     #[serde(default, rename = "enrichments")]
-    _enrichments: Option<Skip>,
+    pub _enrichments: Option<Skip>,
     #[serde(default, rename = "cloud")]
-    _cloud: Option<Skip>,
+    pub _cloud: Option<Skip>,
     #[serde(default, rename = "dst_endpoint")]
-    _dst_endpoint: Option<Skip>,
+    pub _dst_endpoint: Option<Skip>,
     #[serde(default, rename = "device")]
-    _device: Option<Skip>,
+    pub _device: Option<Skip>,
     #[serde(default, rename = "http_response")]
-    _http_response: Option<Skip>,
+    pub _http_response: Option<Skip>,
 }
 
 /// Any JSON value, skipped by recursion rather than with an allocated stack.
@@ -211,7 +211,29 @@ pub(crate) struct RawResource<'a> {
     /// Kept as raw JSON and parsed when the event is normalized: an inline
     /// list here would make every line's struct (and its moves) ten times larger.
     #[serde(borrow, default)]
-    pub labels: Option<&'a serde_json::value::RawValue>,
+    pub labels: Option<RawLabels<'a>>,
+}
+
+/// `resources[].labels` as its JSON text, parsed when the event is normalized.
+#[derive(Clone, Copy)]
+pub(crate) struct RawLabels<'a> {
+    /// The value's text, without surrounding whitespace.
+    pub text: &'a str,
+    /// The extractor checked it is an array of strings without escapes.
+    pub plain: bool,
+}
+
+impl std::fmt::Debug for RawLabels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawLabels({})", self.text)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawLabels<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'a serde_json::value::RawValue>::deserialize(d)?;
+        Ok(Self { text: raw.get(), plain: false })
+    }
 }
 
 /// API Activity's own fields, for the slow path's precise error.

@@ -7,7 +7,7 @@ use std::io;
 use model::{DataMap, Event, Symbols};
 
 use crate::parse::{LineParser, Reason};
-use crate::source::{Chunks, Input, Progress};
+use crate::source::{Chunk, ChunkOptions, Chunks, Input, Progress};
 
 /// Lines longer than this are quarantined by default (1 MiB).
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
@@ -77,11 +77,22 @@ pub struct ReaderOptions {
     pub datamap: DataMap,
     /// Longest accepted line in bytes.
     pub max_line: usize,
+    /// Parsing workers per input, extracting lines ahead of the thread that
+    /// interns them (0: that thread parses everything itself). Events, ids
+    /// and quarantine records are the same whatever the number.
+    pub parse_threads: usize,
+    /// Bytes read per chunk (tests cut inputs small to move chunk boundaries).
+    pub chunk_bytes: usize,
 }
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        Self { datamap: DataMap::builtin(), max_line: DEFAULT_MAX_LINE }
+        Self {
+            datamap: DataMap::builtin(),
+            max_line: DEFAULT_MAX_LINE,
+            parse_threads: 0,
+            chunk_bytes: crate::source::CHUNK_BYTES,
+        }
     }
 }
 
@@ -90,6 +101,8 @@ impl Default for ReaderOptions {
 pub struct Reader {
     parser: LineParser,
     max_line: usize,
+    parse_threads: usize,
+    chunk_bytes: usize,
     progress: Progress,
 }
 
@@ -110,15 +123,23 @@ enum Feed<'c> {
 }
 
 enum Held<'c> {
-    Owned(Vec<u8>),
+    Owned(Chunk),
     Borrowed(&'c [u8]),
 }
 
 impl Held<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
-            Held::Owned(v) => v,
+            Held::Owned(c) => &c.bytes,
             Held::Borrowed(b) => b,
+        }
+    }
+
+    /// The worker's extraction of the line at `start`, if it made one.
+    fn pre(&self, start: usize, next: &mut usize) -> Option<Option<&crate::fast::Flat>> {
+        match self {
+            Held::Owned(c) => c.pre.find(start, next),
+            Held::Borrowed(_) => None,
         }
     }
 }
@@ -132,6 +153,8 @@ pub struct Cursor<'c> {
     feed: Feed<'c>,
     held: Held<'c>,
     pos: usize,
+    /// Where the next lookup in the held chunk's extracted lines starts.
+    pre_next: usize,
     /// A line split across chunks, being reassembled.
     carry: Vec<u8>,
     /// Bytes of an over-long line skipped so far (0 when not skipping).
@@ -174,6 +197,7 @@ impl<'c> Cursor<'c> {
             feed,
             held: Held::Borrowed(&[]),
             pos: 0,
+            pre_next: 0,
             carry: Vec::new(),
             skipping: 0,
             idle,
@@ -196,7 +220,13 @@ pub struct OpenOptions {
 impl Reader {
     /// A reader with these options.
     pub fn new(opts: ReaderOptions) -> Self {
-        Self { parser: LineParser::new(opts.datamap), max_line: opts.max_line.max(1), progress: Progress::default() }
+        Self {
+            parser: LineParser::new(opts.datamap),
+            max_line: opts.max_line.max(1),
+            parse_threads: opts.parse_threads,
+            chunk_bytes: opts.chunk_bytes.max(1),
+            progress: Progress::default(),
+        }
     }
 
     /// Shared byte counter for progress bars.
@@ -207,7 +237,13 @@ impl Reader {
     /// Opens an input for stepping line by line. Fails only when the input
     /// cannot be opened.
     pub fn open(&self, input: &Input, opts: OpenOptions) -> io::Result<Cursor<'static>> {
-        let chunks = Chunks::open_with(input, self.progress.clone(), opts.follow)?;
+        let chunk = ChunkOptions {
+            follow: opts.follow,
+            workers: self.parse_threads,
+            max_line: self.max_line,
+            chunk_bytes: self.chunk_bytes,
+        };
+        let chunks = Chunks::open_with(input, self.progress.clone(), chunk)?;
         Ok(Cursor::new(input.name(), Feed::Thread(chunks), opts.idle))
     }
 
@@ -266,12 +302,14 @@ impl Reader {
                     c.skipping = 0;
                     self.too_long(len, c, visitor);
                 } else if c.carry.is_empty() {
-                    let line = &c.held.bytes()[c.pos - nl - 1..c.pos - 1];
-                    self.line(line, &c.name, &mut c.summary, symbols, visitor);
+                    let start = c.pos - nl - 1;
+                    let line = &c.held.bytes()[start..c.pos - 1];
+                    let pre = c.held.pre(start, &mut c.pre_next);
+                    self.line(line, pre, &c.name, &mut c.summary, symbols, visitor);
                 } else {
                     let mut carry = std::mem::take(&mut c.carry);
                     carry.extend_from_slice(&c.held.bytes()[c.pos - nl - 1..c.pos - 1]);
-                    self.line(&carry, &c.name, &mut c.summary, symbols, visitor);
+                    self.line(&carry, None, &c.name, &mut c.summary, symbols, visitor);
                     carry.clear();
                     c.carry = carry;
                 }
@@ -290,6 +328,7 @@ impl Reader {
             }
             let old = std::mem::replace(&mut c.held, Held::Borrowed(&[]));
             c.pos = 0;
+            c.pre_next = 0;
             let next = match &mut c.feed {
                 Feed::Slices(it) => it.next().map(|s| Ok(Held::Borrowed(s))),
                 Feed::Thread(chunks) => {
@@ -337,7 +376,7 @@ impl Reader {
             self.too_long(len, c, visitor);
         } else if !c.carry.is_empty() {
             let carry = std::mem::take(&mut c.carry);
-            self.line(&carry, &c.name, &mut c.summary, symbols, visitor);
+            self.line(&carry, None, &c.name, &mut c.summary, symbols, visitor);
         }
     }
 
@@ -353,9 +392,11 @@ impl Reader {
     }
 
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn line(
         &mut self,
         mut line: &[u8],
+        pre: Option<Option<&crate::fast::Flat>>,
         name: &str,
         sum: &mut ReadSummary,
         symbols: &mut Symbols,
@@ -388,7 +429,7 @@ impl Reader {
                 return;
             }
         };
-        match self.parser.parse(text, symbols) {
+        match self.parser.parse_pre(text, pre, symbols) {
             Ok(event) => {
                 sum.events += 1;
                 visitor.event(at, &event, symbols);

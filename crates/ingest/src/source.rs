@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use flate2::bufread::MultiGzDecoder;
 
+use crate::pre::Pre;
+
 /// Size of one chunk handed from the reading thread to the parser.
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// How often a followed file that reached its end is checked for growth.
@@ -96,11 +98,45 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Decompressed bytes of one input, chunk by chunk, from a helper thread.
+/// One chunk of an input's bytes, with its lines extracted ahead when
+/// parsing workers are on ([`crate::pre`]).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Its complete lines, extracted (empty without workers).
+    pub pre: Pre,
+}
+
+/// How [`Chunks`] reads.
+#[derive(Copy, Clone, Debug)]
+pub struct ChunkOptions {
+    /// Pass data on as soon as it is read, and poll a plain file at its end.
+    pub follow: bool,
+    /// Parsing workers extracting lines ahead (0: lines are parsed on the reading side).
+    pub workers: usize,
+    /// Longest line the workers extract.
+    pub max_line: usize,
+    /// Bytes per chunk.
+    pub chunk_bytes: usize,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        Self { follow: false, workers: 0, max_line: usize::MAX, chunk_bytes: CHUNK_BYTES }
+    }
+}
+
+type Sent = io::Result<Chunk>;
+
+/// Decompressed bytes of one input, chunk by chunk, from a helper thread
+/// (and, with workers, extracted on a pool: chunk `k` goes to worker
+/// `k mod n` and is taken back from it in turn, so order needs no sorting).
 pub struct Chunks {
-    rx: Option<Receiver<io::Result<Vec<u8>>>>,
-    recycle: SyncSender<Vec<u8>>,
-    thread: Option<JoinHandle<()>>,
+    rx: Vec<Receiver<Sent>>,
+    next: usize,
+    recycle: SyncSender<Chunk>,
+    threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -108,59 +144,94 @@ impl Chunks {
     /// Opens `input` and starts reading it. Opening errors (no such file) are
     /// returned here so a command can fail before it starts.
     pub fn open(input: &Input, progress: Progress) -> io::Result<Self> {
-        Self::open_with(input, progress, false)
+        Self::open_with(input, progress, ChunkOptions::default())
     }
 
     /// Like [`Chunks::open`]; with `follow`, data is passed on as soon as it
     /// is read, and a plain file that reaches its end is polled for more
     /// (`tail -f`). A gzip file or standard input ends where it ends.
-    pub fn open_with(input: &Input, progress: Progress, follow: bool) -> io::Result<Self> {
+    pub fn open_with(input: &Input, progress: Progress, opts: ChunkOptions) -> io::Result<Self> {
         let source = input.open()?;
-        let poll_at_end = follow && matches!(input, Input::Path(_));
+        let poll_at_end = opts.follow && matches!(input, Input::Path(_));
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(IN_FLIGHT);
-        let (recycle, recycled) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
-        let thread = std::thread::Builder::new().name("piiwatch-read".into()).spawn({
+        let workers = opts.workers;
+        let (recycle, recycled) = sync_channel::<Chunk>(IN_FLIGHT + 2 + 2 * workers);
+        let mut threads = Vec::new();
+        let mut rx = Vec::new();
+        let mut to_workers = Vec::new();
+        if workers == 0 {
+            let (tx, r) = sync_channel::<Sent>(IN_FLIGHT);
+            rx.push(r);
+            to_workers.push(tx);
+        } else {
+            for w in 0..workers {
+                let (tx, work) = sync_channel::<Sent>(2);
+                let (done, r) = sync_channel::<Sent>(2);
+                to_workers.push(tx);
+                rx.push(r);
+                let max_line = opts.max_line;
+                threads.push(std::thread::Builder::new().name(format!("piiwatch-parse-{w}")).spawn(move || {
+                    for mut sent in work {
+                        if let Ok(chunk) = &mut sent {
+                            chunk.pre.fill(&chunk.bytes, max_line);
+                        }
+                        if done.send(sent).is_err() {
+                            return;
+                        }
+                    }
+                })?);
+            }
+        }
+        let pump = std::thread::Builder::new().name("piiwatch-read".into()).spawn({
             let stop = stop.clone();
-            move || pump(source, progress, &tx, &recycled, follow, poll_at_end, &stop)
+            let (follow, chunk_bytes) = (opts.follow, opts.chunk_bytes.max(1));
+            move || pump(source, progress, &to_workers, &recycled, (follow, poll_at_end, chunk_bytes), &stop)
         })?;
-        Ok(Self { rx: Some(rx), recycle, thread: Some(thread), stop })
+        threads.push(pump);
+        Ok(Self { rx, next: 0, recycle, threads, stop })
     }
 
     /// The next chunk; `None` at the end. An error ends the stream.
-    pub fn next_chunk(&mut self) -> Option<io::Result<Vec<u8>>> {
-        self.rx.as_ref()?.recv().ok()
+    pub fn next_chunk(&mut self) -> Option<io::Result<Chunk>> {
+        self.next_chunk_within(None).ok().flatten()
     }
 
     /// The next chunk, waiting at most `idle` when given: `Err(())` when
     /// that time passed with nothing new.
     #[allow(clippy::result_unit_err)]
-    pub fn next_chunk_within(&mut self, idle: Option<Duration>) -> Result<Option<io::Result<Vec<u8>>>, ()> {
-        let Some(rx) = self.rx.as_ref() else { return Ok(None) };
-        match idle {
-            None => Ok(rx.recv().ok()),
-            Some(d) => match rx.recv_timeout(d) {
-                Ok(c) => Ok(Some(c)),
-                Err(RecvTimeoutError::Timeout) => Err(()),
-                Err(RecvTimeoutError::Disconnected) => Ok(None),
-            },
+    pub fn next_chunk_within(&mut self, idle: Option<Duration>) -> Result<Option<io::Result<Chunk>>, ()> {
+        if self.rx.is_empty() {
+            return Ok(None);
         }
+        let rx = &self.rx[self.next % self.rx.len()];
+        let got = match idle {
+            None => rx.recv().ok(),
+            Some(d) => match rx.recv_timeout(d) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => return Err(()),
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        if got.is_some() {
+            self.next += 1;
+        }
+        Ok(got)
     }
 
-    /// Hands a buffer back for reuse.
-    pub fn give_back(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        let _ = self.recycle.try_send(buf);
+    /// Hands a chunk back for its buffers to be reused.
+    pub fn give_back(&self, chunk: Chunk) {
+        // Kept at its length: refilling it then costs no zeroing.
+        let _ = self.recycle.try_send(chunk);
     }
 }
 
 impl Drop for Chunks {
     fn drop(&mut self) {
-        // Closing our end makes the helper's next send fail, so it stops;
+        // Closing our ends makes the helpers' next send fail, so they stop;
         // a helper polling a followed file checks the flag.
         self.stop.store(true, Ordering::Relaxed);
-        drop(self.rx.take());
-        if let Some(t) = self.thread.take() {
+        self.rx.clear();
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -169,25 +240,35 @@ impl Drop for Chunks {
 fn pump(
     source: Box<dyn Read + Send>,
     progress: Progress,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    recycled: &Receiver<Vec<u8>>,
-    follow: bool,
-    poll_at_end: bool,
+    to: &[SyncSender<Sent>],
+    recycled: &Receiver<Chunk>,
+    (follow, poll_at_end, chunk_bytes): (bool, bool, usize),
     stop: &AtomicBool,
 ) {
+    let mut seq = 0usize;
+    let mut send = |sent: Sent| {
+        let ok = to[seq % to.len()].send(sent).is_ok();
+        seq += 1;
+        ok
+    };
     let mut reader = BufReader::with_capacity(256 << 10, Counting { inner: source, progress });
     let gzip = match reader.fill_buf() {
         Ok(head) => head.starts_with(&[0x1f, 0x8b]),
         Err(e) => {
-            let _ = tx.send(Err(e));
+            let _ = send(Err(e));
             return;
         }
     };
     let poll_at_end = poll_at_end && !gzip;
     let mut reader: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) };
     loop {
-        let mut buf = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
-        buf.resize(CHUNK_BYTES, 0);
+        let mut chunk = recycled
+            .try_recv()
+            .unwrap_or_else(|_| Chunk { bytes: Vec::with_capacity(chunk_bytes), pre: Pre::default() });
+        let buf = &mut chunk.bytes;
+        // A recycled buffer comes back at its length (its bytes are
+        // overwritten before they are read); only a new one is zeroed.
+        buf.resize(chunk_bytes, 0);
         let mut filled = 0;
         let result = loop {
             match reader.read(&mut buf[filled..]) {
@@ -210,12 +291,12 @@ fn pump(
             }
         };
         buf.truncate(filled);
-        let done = (filled < CHUNK_BYTES && !follow) || (follow && filled == 0) || result.is_err();
-        if filled > 0 && tx.send(Ok(buf)).is_err() {
+        let done = (filled < chunk_bytes && !follow) || (follow && filled == 0) || result.is_err();
+        if filled > 0 && !send(Ok(chunk)) {
             return;
         }
         if let Err(e) = result {
-            let _ = tx.send(Err(e));
+            let _ = send(Err(e));
             return;
         }
         if done {

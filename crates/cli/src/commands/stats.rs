@@ -34,13 +34,26 @@ pub struct ReadArgs {
     /// Longest accepted line in bytes; longer lines are quarantined.
     #[arg(long, default_value_t = ingest::reader::DEFAULT_MAX_LINE)]
     pub max_line_bytes: usize,
+    /// Parsing workers per input, extracting lines ahead of the thread that
+    /// interns them; 0 parses on that thread alone. Results are identical
+    /// whatever the number. Default: one per core beyond the first.
+    #[arg(long, value_name = "N")]
+    pub parse_threads: Option<usize>,
 }
 
 impl ReadArgs {
     /// A reader with these options (reading the data map file if one is given).
     pub fn reader(&self) -> Result<Reader> {
         let datamap = load_datamap(self.data_map.as_ref())?;
-        Ok(Reader::new(ReaderOptions { datamap, max_line: self.max_line_bytes }))
+        let parse_threads = self
+            .parse_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)));
+        Ok(Reader::new(ReaderOptions {
+            datamap,
+            max_line: self.max_line_bytes,
+            parse_threads,
+            ..ReaderOptions::default()
+        }))
     }
 }
 
