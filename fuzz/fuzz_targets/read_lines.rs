@@ -63,7 +63,7 @@ fn run(opts: ReaderOptions, data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     // Small limit: inputs up to `-max_len` bytes reach the over-long-line path.
-    run(ReaderOptions { datamap: datamap(), max_line: 4096 }, data);
+    run(ReaderOptions { datamap: datamap(), max_line: 4096, parse_threads: 0, chunk_bytes: 1 << 20 }, data);
     // Default limit (1 MiB), as the CLI runs.
-    run(ReaderOptions { datamap: datamap(), max_line: DEFAULT_MAX_LINE }, data);
+    run(ReaderOptions { datamap: datamap(), max_line: DEFAULT_MAX_LINE, parse_threads: 0, chunk_bytes: 1 << 20 }, data);
 });

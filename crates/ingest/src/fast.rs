@@ -326,11 +326,12 @@ impl<'a> P<'a> {
             if !c.is_ascii_digit() {
                 break;
             }
-            v = v * 10 + i64::from(c - b'0');
-            self.i += 1;
-            if self.i - start > 18 {
+            // 18 digits always fit an i64; longer is serde's to judge.
+            if self.i - start == 18 {
                 return Err(Unsure);
             }
+            v = v * 10 + i64::from(c - b'0');
+            self.i += 1;
         }
         let n = self.i - start;
         let leading_zero = n > 1 && self.b[start] == b'0';
@@ -781,6 +782,8 @@ mod tests {
     fn reads_what_serde_reads() {
         let fast = extract(LINE).expect("an ordinary line is the fast path's");
         assert_eq!(fast.class_uid, Some(6003));
+        let most = extract(r#"{"time":999999999999999999}"#).expect("18 digits are the extractor's");
+        assert_eq!(most.time, Some(999_999_999_999_999_999));
         assert_eq!(fast.resources.as_ref().map(|r| r.len()), Some(2));
         agrees(LINE);
     }
@@ -795,6 +798,7 @@ mod tests {
             r#"{"time":01}"#,
             r#"{"time":"1"}"#,
             r#"{"time":1234567890123456789}"#,
+            r#"{"time":9999999999999999999}"#,
             r#"{"actor":{"user":{"uid":"a\nb"}}}"#,
             r#"{"metadata":{"n":1e400}}"#,
             r#"{"x":"\ud800"}"#,

@@ -538,19 +538,38 @@ impl Index {
         r: &crate::ledger::RecordRef<'_>,
         dense: &dyn Fn(&str) -> Option<u32>,
     ) -> Result<(), Error> {
-        let here = BlockRef { segment: r.segment, offset: r.offset };
+        let event = if r.kind == crate::kind::EVENT {
+            Some(
+                serde_json::from_slice::<StoredEvent>(r.payload)
+                    .map_err(|e| Error::Corrupt(format!("an event record does not parse: {e}")))?,
+            )
+        } else {
+            None
+        };
+        self.replay_parsed(r.segment, r.offset, event.as_ref(), dense)
+    }
+
+    /// [`Index::replay`] of a record parsed elsewhere (`verify` parses on
+    /// another thread): the record at `offset` of `segment`, with its event
+    /// when it is one.
+    pub fn replay_parsed(
+        &mut self,
+        segment: u64,
+        offset: u64,
+        event: Option<&StoredEvent>,
+        dense: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(), Error> {
+        let here = BlockRef { segment, offset };
         if let Some(b) = self.replaying
             && b != here
         {
             self.sealed(&[b]);
         }
         self.replaying = Some(here);
-        if r.kind == crate::kind::EVENT {
-            let e = serde_json::from_slice::<StoredEvent>(r.payload)
-                .map_err(|e| Error::Corrupt(format!("an event record does not parse: {e}")))?;
-            self.add(&e, dense)?;
+        match event {
+            Some(e) => self.add(e, dense),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Ends a replay: the last block replayed is sealed.

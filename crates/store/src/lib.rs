@@ -35,6 +35,8 @@ use model::{Activity, Event, OffboardKind, PrincipalId, PrincipalKind, Symbols};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod verify;
+
 pub use ledger::{Error, Head, Report};
 pub use secret::Secret;
 
@@ -717,11 +719,26 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
     fs::create_dir_all(&scratch)
         .map_err(|e| Error::Io { what: format!("cannot create {}", scratch.display()), source: e })?;
     let rebuilt = index::Index::open(&scratch);
-    let result = verify_with(dir, &dense, rebuilt);
+    // Signed checkpoints (the ledger against what the store signed) are
+    // checked on a thread of their own, beside the rest.
+    let (result, signed) = std::thread::scope(|scope| {
+        let signed = std::thread::Builder::new().name("piiwatch-verify-signed".into()).spawn_scoped(scope, || {
+            let mut r = Report::default();
+            checkpoint::verify(dir, &mut r);
+            r
+        });
+        let result = verify_with(dir, &dense, rebuilt);
+        let signed = match signed {
+            Ok(h) => Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            Err(e) => Err(Error::Io { what: "cannot start a verify thread".into(), source: e }),
+        };
+        (result, signed)
+    });
     let _ = fs::remove_dir_all(&scratch);
     let (mut report, events) = result?;
-    // Signed checkpoints: the ledger against what the store signed.
-    checkpoint::verify(dir, &mut report);
+    let signed = signed?;
+    report.problems.extend(signed.problems);
+    report.notes.extend(signed.notes);
     Ok((report, events))
 }
 
@@ -774,26 +791,44 @@ fn verify_with(
     let mut events = 0u64;
     let mut unreadable = 0u64;
     let mut pseudonyms: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut report = ledger::verify(&dir.join("ledger"), |r| {
-        n += 1;
-        if rebuild_failed.is_none() {
-            let res = rebuilt
-                .replay(r, &|p| dense.get(p).copied())
-                .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit(n) } else { Ok(()) });
-            if let Err(e) = res {
-                rebuild_failed = Some(e.to_string());
+    // Three stages on their own threads: the ledger's chain and hashes
+    // (reading, inflating, hashing), parsing the event records, and here the
+    // index rebuilt from them in ledger order.
+    let mut report = verify::pipelined(&dir.join("ledger"), |batch| {
+        for (r, parsed) in batch.records() {
+            n += 1;
+            let event = match parsed {
+                Some(Ok(e)) => Some(e),
+                Some(Err(why)) => {
+                    unreadable += 1;
+                    if rebuild_failed.is_none() {
+                        rebuild_failed = Some(format!("an event record does not parse: {why}"));
+                    }
+                    None
+                }
+                None => None,
+            };
+            if rebuild_failed.is_none() {
+                let res = rebuilt
+                    .replay_parsed(r.segment, r.offset, event, &|p| dense.get(p).copied())
+                    .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit(n) } else { Ok(()) });
+                if let Err(e) = res {
+                    rebuild_failed = Some(e.to_string());
+                }
+                if at == Some(n) && rebuild_failed.is_none() {
+                    compare(&mut rebuilt, n, &mut index_problems);
+                    compared = true;
+                }
             }
-            if at == Some(n) && rebuild_failed.is_none() {
-                compare(&mut rebuilt, n, &mut index_problems);
-                compared = true;
+            if r.kind == kind::EVENT {
+                events += 1;
             }
-        }
-        if r.kind == kind::EVENT {
-            events += 1;
-            match serde_json::from_slice::<StoredEvent>(r.payload) {
-                Ok(StoredEvent::Access { subjects, .. }) => pseudonyms.extend(subjects.into_iter().map(|s| s.id)),
-                Ok(_) => {}
-                Err(_) => unreadable += 1,
+            if let Some(StoredEvent::Access { subjects, .. }) = event {
+                for s in subjects {
+                    if !pseudonyms.contains(s.id.as_str()) {
+                        pseudonyms.insert(s.id.clone());
+                    }
+                }
             }
         }
     })?;

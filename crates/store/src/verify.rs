@@ -1,0 +1,119 @@
+//! `verify` on every core: the ledger's chain and hashes are checked on one
+//! thread (reading, inflating, hashing each segment), its event records
+//! parsed on others, and the caller rebuilds the index from them in ledger
+//! order on its own. Batch `k` goes to parsing worker `k mod n` and is taken
+//! back from it in turn, so the caller sees the records in ledger order
+//! whatever the number of workers.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::ledger::{self, RecordRef, Report};
+use crate::{Error, StoredEvent, kind};
+
+/// Records per batch handed between the threads.
+const BATCH: usize = 8192;
+
+/// Consecutive ledger records, with their events parsed.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Per record: segment, offset, kind, and its payload's range in `bytes`.
+    meta: Vec<(u64, u64, u8, usize, usize)>,
+    bytes: Vec<u8>,
+    /// Per record: its event (or why it does not parse); `None` for other kinds.
+    parsed: Vec<Option<Result<StoredEvent, String>>>,
+}
+
+/// What an event record parsed to: the event, or why it did not parse.
+pub(crate) type Parsed<'a> = Option<Result<&'a StoredEvent, &'a str>>;
+
+impl Batch {
+    fn clear(&mut self) {
+        self.meta.clear();
+        self.bytes.clear();
+        self.parsed.clear();
+    }
+
+    fn push(&mut self, r: &RecordRef<'_>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(r.payload);
+        self.meta.push((r.segment, r.offset, r.kind, start, self.bytes.len()));
+    }
+
+    fn parse(&mut self) {
+        let bytes = &self.bytes;
+        self.parsed.clear();
+        self.parsed.extend(self.meta.iter().map(|&(_, _, k, a, b)| {
+            (k == kind::EVENT).then(|| serde_json::from_slice::<StoredEvent>(&bytes[a..b]).map_err(|e| e.to_string()))
+        }));
+    }
+
+    /// The records in ledger order, each with its parsed event.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (RecordRef<'_>, Parsed<'_>)> {
+        self.meta.iter().zip(&self.parsed).map(|(&(segment, offset, kind, a, b), p)| {
+            let r = RecordRef { segment, offset, kind, payload: &self.bytes[a..b] };
+            (r, p.as_ref().map(|p| p.as_ref().map_err(String::as_str)))
+        })
+    }
+}
+
+/// [`ledger::verify`] with the records' events parsed on other threads and
+/// handed to `each` in ledger order, batch by batch.
+pub(crate) fn pipelined(dir: &Path, mut each: impl FnMut(&Batch)) -> Result<Report, Error> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    std::thread::scope(|scope| {
+        // Emptied batches go back to be filled again: fresh multi-megabyte
+        // buffers per batch cost more in page faults than the parsing.
+        let (recycle, recycled) = sync_channel::<Batch>(2 * workers + 2);
+        let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
+        let mut from_workers: Vec<Receiver<Batch>> = Vec::new();
+        for _ in 0..workers {
+            let (tx, work) = sync_channel::<Batch>(2);
+            let (done, rx) = sync_channel::<Batch>(2);
+            to_workers.push(tx);
+            from_workers.push(rx);
+            let spawned =
+                std::thread::Builder::new().name("piiwatch-verify-parse".into()).spawn_scoped(scope, move || {
+                    for mut b in work {
+                        b.parse();
+                        if done.send(b).is_err() {
+                            return;
+                        }
+                    }
+                });
+            spawned.map_err(|e| Error::Io { what: "cannot start a verify thread".into(), source: e })?;
+        }
+        let chain = std::thread::Builder::new().name("piiwatch-verify-chain".into()).spawn_scoped(scope, move || {
+            let mut seq = 0usize;
+            let mut batch = Batch::default();
+            let mut send = |b: Batch| {
+                // A worker gone means the caller has gone: nothing more to do.
+                let _ = to_workers[seq % to_workers.len()].send(b);
+                seq += 1;
+            };
+            let report = ledger::verify(dir, |r| {
+                batch.push(r);
+                if batch.meta.len() >= BATCH {
+                    let next = recycled.try_recv().unwrap_or_default();
+                    send(std::mem::replace(&mut batch, next));
+                }
+            });
+            if !batch.meta.is_empty() {
+                send(batch);
+            }
+            report
+        });
+        let chain = chain.map_err(|e| Error::Io { what: "cannot start a verify thread".into(), source: e })?;
+        let mut k = 0usize;
+        while let Ok(mut b) = from_workers[k % from_workers.len()].recv() {
+            each(&b);
+            b.clear();
+            let _ = recycle.try_send(b);
+            k += 1;
+        }
+        match chain.join() {
+            Ok(report) => report,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
