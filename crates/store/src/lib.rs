@@ -17,7 +17,6 @@
 
 pub mod background;
 pub mod checkpoint;
-pub mod export;
 pub mod finding;
 pub mod index;
 pub mod ledger;

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let done = match args.format {
-        ExportFormat::Parquet => store::export::parquet(&args.store, &args.out)?,
+        ExportFormat::Parquet => export::parquet(&args.store, &args.out)?,
     };
     st.audit(&store::Audit::now("export", format!("parquet to {}", args.out.display()), done.events, 0, false))
         .context("cannot record the export in the store")?;

@@ -21,8 +21,36 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::StoredEvent;
-use crate::ledger::Error;
+use store::StoredEvent;
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// An output file could not be created or written.
+    #[error("cannot write {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Arrow refused a batch (a bug: every batch has the one schema).
+    #[error("cannot build a Parquet batch: {0}")]
+    Batch(#[source] arrow_schema::ArrowError),
+    /// The Parquet writer failed.
+    #[error("cannot write Parquet {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+}
 
 const BATCH: usize = 64 << 10;
 
@@ -87,31 +115,32 @@ impl Offboardings {
 
 /// A batch of nullable columns, so every batch of a file has the one schema.
 fn batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, Error> {
-    RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
-        .map_err(|e| Error::Corrupt(format!("cannot build a Parquet batch: {e}")))
+    RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true))).map_err(Error::Batch)
 }
 
 /// A Parquet file being written.
 struct Out {
     w: ArrowWriter<File>,
+    path: String,
 }
 
 impl Out {
     fn create(path: &Path, first: &RecordBatch) -> Result<Self, Error> {
-        let file = File::create(path)
-            .map_err(|e| Error::Io { what: format!("cannot write {}", path.display()), source: e })?;
+        let path = path.display().to_string();
+        let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
         let w = ArrowWriter::try_new(file, first.schema(), Some(props))
-            .map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))?;
-        Ok(Self { w })
+            .map_err(|source| Error::Parquet { path: path.clone(), source })?;
+        Ok(Self { w, path })
     }
 
     fn write(&mut self, b: &RecordBatch) -> Result<(), Error> {
-        self.w.write(b).map_err(|e| Error::Corrupt(format!("cannot write Parquet: {e}")))
+        self.w.write(b).map_err(|source| Error::Parquet { path: self.path.clone(), source })
     }
 
     fn close(self) -> Result<(), Error> {
-        self.w.close().map(drop).map_err(|e| Error::Corrupt(format!("cannot finish Parquet: {e}")))
+        let path = self.path;
+        self.w.close().map(drop).map_err(|source| Error::Parquet { path, source })
     }
 }
 
@@ -173,7 +202,7 @@ pub fn parquet(dir: &Path, out: &Path) -> Result<Exported, Error> {
     let mut wo = Out::create(&out.join("offboarding.parquet"), &off.finish()?)?;
     let mut done = Exported::default();
     let mut failed: Option<Error> = None;
-    crate::events(dir, |e| {
+    store::events(dir, |e| {
         if failed.is_some() {
             return;
         }
