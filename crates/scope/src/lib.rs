@@ -218,7 +218,7 @@ fn scan_blocks(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(store::Error::Corrupt("a scan thread failed".into()))))
+            .map(|h| h.join().unwrap_or_else(|_| Err(store::Error::Stopped("a scan thread failed".into()))))
             .collect()
     });
     for part in parts {

@@ -18,9 +18,10 @@ use std::thread::JoinHandle;
 
 use std::ops::Range;
 
+use crate::Error;
 use crate::StoredEvent;
-use crate::index::{ExposedSubject, Exposure, Index, NameDim};
-use crate::ledger::{BlockRef, Error};
+use crate::index::{ExposedSubject, Exposure, NameDim, Writer as Index};
+use crate::ledger::BlockRef;
 
 /// Items sent in one message.
 const BATCH: usize = 4096;
@@ -128,7 +129,7 @@ impl Background {
         match self.handle.take().map(JoinHandle::join) {
             Some(Ok(Ok(()))) | None => Ok(()),
             Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Err(Error::Corrupt("the index thread failed".into())),
+            Some(Err(_)) => Err(Error::Stopped("the index thread failed".into())),
         }
     }
 

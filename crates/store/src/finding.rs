@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use model::Symbols;
 use serde_json::Value;
 
+use crate::Error;
 use crate::KeepClear;
-use crate::ledger::Error;
 
 /// Observable names whose values are subject ids (or may be).
 const PRINCIPAL: &str = "actor.user.uid";
@@ -35,8 +35,7 @@ pub fn pseudonymise(
     clear: &KeepClear,
     pseudonym: &mut dyn FnMut(&str) -> String,
 ) -> Result<String, Error> {
-    let mut v: Value =
-        serde_json::from_str(line).map_err(|e| Error::Corrupt(format!("a finding to store is not JSON: {e}")))?;
+    let mut v: Value = serde_json::from_str(line).map_err(Error::Finding)?;
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     let mut add = |id: &str, ids: &mut BTreeMap<String, String>| {
         if !id.is_empty() && !ids.contains_key(id) {
@@ -78,7 +77,7 @@ pub fn pseudonymise(
     let mut order: Vec<(&str, &str)> = ids.iter().map(|(k, p)| (k.as_str(), p.as_str())).collect();
     order.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
     replace_all(&mut v, &order);
-    serde_json::to_string(&v).map_err(|e| Error::Corrupt(e.to_string()))
+    serde_json::to_string(&v).map_err(Error::Encode)
 }
 
 /// Characters an id is made of, for finding where one stands alone.

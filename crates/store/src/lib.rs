@@ -17,10 +17,12 @@
 
 pub mod background;
 pub mod checkpoint;
+mod error;
 pub mod finding;
 pub mod index;
 pub mod ledger;
 mod normalize;
+pub mod pseudonym;
 pub mod secret;
 pub mod subjects;
 pub mod view;
@@ -36,7 +38,9 @@ use sha2::{Digest, Sha256};
 
 mod verify;
 
-pub use ledger::{Error, Head, Report};
+pub use error::Error;
+pub use ledger::{Head, Report};
+pub use pseudonym::KeepClear;
 pub use secret::Secret;
 
 /// Record kinds in the ledger.
@@ -86,40 +90,6 @@ pub struct StoredSubject {
     pub kind: String,
     /// Field classes returned.
     pub fields: Vec<String>,
-}
-
-/// The principal ids the store may keep in clear: those the platform's
-/// directory lists as staff or services. Every other principal is taken for
-/// a customer (real Authentication events rarely say so: OCSF's user types
-/// are User, Admin and System), and a customer's id is a subject id, so it
-/// is kept only as its pseudonym. An id also seen as a subject id is
-/// pseudonymised whatever the directory says.
-#[derive(Clone, Debug, Default)]
-pub struct KeepClear {
-    ids: std::collections::HashSet<String>,
-}
-
-impl KeepClear {
-    /// The directory's employees and services.
-    pub fn from_directory(d: &model::Directory) -> Self {
-        let ids = d
-            .principals
-            .iter()
-            .filter(|p| matches!(p.kind, PrincipalKind::Employee | PrincipalKind::Service))
-            .map(|p| p.uid.clone())
-            .collect();
-        Self { ids }
-    }
-
-    /// These ids.
-    pub fn of(ids: impl IntoIterator<Item = String>) -> Self {
-        Self { ids: ids.into_iter().collect() }
-    }
-
-    /// Whether `id` may be written in clear, given what the reader has seen.
-    pub fn keeps(&self, id: &str, symbols: &Symbols) -> bool {
-        self.ids.contains(id) && symbols.subjects.get(id).is_none()
-    }
 }
 
 /// A normalized event as the ledger keeps it.
@@ -327,7 +297,7 @@ pub struct Store {
     secret: Secret,
     map: subjects::MapWriter,
     /// For queries.
-    index: index::Index,
+    index: index::Reader,
     /// The ledger and the index writer, each on a thread of its own.
     writer: writer::Writer,
     marks: Vec<InputMark>,
@@ -337,13 +307,35 @@ pub struct Store {
     norm: normalize::Normalizer,
     /// Principals written in clear.
     clear: KeepClear,
+    /// `LOCK`, held for as long as the store is open (released by the
+    /// operating system when the process ends, `kill -9` included).
+    _lock: fs::File,
+}
+
+/// Takes `DIR/LOCK` for this process, before anything in the store is read
+/// for writing or cut back: a second writer (a query opening the store
+/// while an `ingest --follow` appends) would otherwise cut the first one's
+/// uncommitted tail from under it.
+fn lock(dir: &Path) -> Result<fs::File, Error> {
+    let path = dir.join("LOCK");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("cannot open {}", path.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_owned() }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("cannot lock {}", path.display()))(e)),
+    }
 }
 
 /// Brings the index up to `HEAD` from the ledger: after a crash between
 /// the ledger's commit and the index's, or for a store older than its
 /// index. An index ahead of the ledger (which cannot happen unless files
 /// were replaced) is rebuilt from scratch.
-fn catch_up(dir: &Path, index: &mut index::Index, map: &subjects::MapWriter, records: u64) -> Result<(), Error> {
+fn catch_up(dir: &Path, index: &mut index::Writer, map: &subjects::MapWriter, records: u64) -> Result<(), Error> {
     if index.stale() {
         index.clear()?;
     }
@@ -393,13 +385,14 @@ impl Store {
     pub fn open(dir: &Path, opts: Options) -> Result<Self, Error> {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Io { what: format!("cannot create store {}", dir.display()), source: e })?;
+        let lock = lock(dir)?;
         let secret = Secret::load_or_create(&dir.join("secret"))
             .map_err(|e| Error::Io { what: format!("cannot open the secret of {}", dir.display()), source: e })?;
         let mut ledger = ledger::Ledger::open(&dir.join("ledger"), opts.segment_bytes)?;
         ledger.attach(checkpoint::Checkpointer::open(dir, &dir.join("ledger"), ledger.head().records)?);
         let marks = load_marks(dir, ledger.head().records)?;
         let map = subjects::MapWriter::open(dir, &secret)?;
-        let mut index = index::Index::open(dir)?;
+        let mut index = index::Writer::open(dir)?;
         catch_up(dir, &mut index, &map, ledger.head().records)?;
         let reader = index.reader();
         let writer = writer::Writer::start(ledger, background::Background::start(index)?)?;
@@ -413,6 +406,7 @@ impl Store {
             pending: 0,
             norm: normalize::Normalizer::default(),
             clear: KeepClear::default(),
+            _lock: lock,
         })
     }
 }
@@ -426,7 +420,7 @@ impl Store {
     }
 
     /// The exposure index.
-    pub fn index(&self) -> &index::Index {
+    pub fn index(&self) -> &index::Reader {
         &self.index
     }
 
@@ -559,7 +553,7 @@ impl Store {
 
     /// Appends one event whose exposing subjects' dense ids are known.
     fn append_ids(&mut self, event: StoredEvent, ids: Vec<u32>) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bytes = serde_json::to_vec(&event).map_err(Error::Encode)?;
         // The index sees an event before the record that holds it, as with
         // the hot path: what matters is that both come before its block is sealed.
         if !ids.is_empty() {
@@ -575,7 +569,7 @@ impl Store {
     /// survives a crash; an input's lines up to its mark are never stored twice.
     pub fn commit(&mut self, progress: &[InputMark]) -> Result<Head, Error> {
         for m in progress {
-            let bytes = serde_json::to_vec(m).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let bytes = serde_json::to_vec(m).map_err(Error::Encode)?;
             self.writer.record(kind::INPUT, &bytes)?;
         }
         // Every pseudonym the ledger is about to acknowledge must resolve.
@@ -607,7 +601,7 @@ impl Audit {
 impl Store {
     /// Records a query in the ledger and commits it.
     pub fn audit(&mut self, entry: &Audit) -> Result<Head, Error> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bytes = serde_json::to_vec(entry).map_err(Error::Encode)?;
         self.writer.record(kind::AUDIT, &bytes)?;
         let head = self.commit_writer()?;
         // The marks are unchanged and now current for the new HEAD (a stale
@@ -696,7 +690,7 @@ fn load_marks(dir: &Path, records: u64) -> Result<Vec<InputMark>, Error> {
 
 fn save_marks(dir: &Path, records: u64, marks: &[InputMark]) -> Result<(), Error> {
     let f = InputsFile { records, marks: marks.to_vec() };
-    let text = serde_json::to_vec_pretty(&f).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(&f).map_err(Error::Encode)?;
     ledger::write_atomic(dir, "inputs.json", &text)
 }
 
@@ -704,7 +698,7 @@ fn save_marks(dir: &Path, records: u64, marks: &[InputMark]) -> Result<(), Error
 /// `HEAD`. Also counts events.
 pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
     if !dir.join("ledger").is_dir() {
-        return Err(Error::Corrupt(format!("{} is not a piiwatch store (no ledger/)", dir.display())));
+        return Err(Error::NotAStore { path: dir.to_owned() });
     }
     // The index is derived: it is rebuilt from the ledger beside the store's
     // and the two compared, so an index edited to hide exposure from scope
@@ -717,7 +711,7 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
     ));
     fs::create_dir_all(&scratch)
         .map_err(|e| Error::Io { what: format!("cannot create {}", scratch.display()), source: e })?;
-    let rebuilt = index::Index::open(&scratch);
+    let rebuilt = index::Writer::open(&scratch);
     // Signed checkpoints (the ledger against what the store signed) are
     // checked on a thread of their own, beside the rest.
     let (result, signed) = std::thread::scope(|scope| {
@@ -744,7 +738,7 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
 fn verify_with(
     dir: &Path,
     dense: &std::collections::HashMap<String, u32>,
-    rebuilt: Result<index::Index, Error>,
+    rebuilt: Result<index::Writer, Error>,
 ) -> Result<(Report, u64), Error> {
     let mut rebuilt = rebuilt?;
     let mut rebuild_failed: Option<String> = None;
@@ -754,8 +748,10 @@ fn verify_with(
     let mut index_problems: Vec<String> = Vec::new();
     let mut report_stale = false;
     let stored = if dir.join("index.redb").is_file() {
-        match index::Index::open(dir) {
+        match index::Writer::open(dir) {
             Ok(i) => Some(i),
+            // Held by a running ingest: not damage, and nothing to compare yet.
+            Err(e @ Error::Locked { .. }) => return Err(e),
             Err(e) => {
                 index_problems.push(e.to_string());
                 None
@@ -771,12 +767,13 @@ fn verify_with(
         }
         other => other,
     };
-    let at = stored.as_ref().map(index::Index::covered);
+    let stored = stored.map(|i| i.reader());
+    let at = stored.as_ref().map(index::Reader::covered);
     let mut compared = false;
-    let compare = |rebuilt: &mut index::Index, n: u64, problems: &mut Vec<String>| {
+    let compare = |rebuilt: &mut index::Writer, n: u64, problems: &mut Vec<String>| {
         if let Some(stored) = &stored {
             rebuilt.replay_end();
-            match rebuilt.commit(n).and_then(|()| stored.differences(rebuilt)) {
+            match rebuilt.commit(n).and_then(|()| stored.differences(&rebuilt.reader())) {
                 Ok(d) => problems.extend(d),
                 Err(e) => problems.push(e.to_string()),
             }

@@ -13,11 +13,11 @@ use fixedbitset::FixedBitSet;
 use model::{Access, FieldClasses, FieldSet, PrincipalId, Subject, SubjectId, Symbols};
 use serde::{Serialize, Serializer};
 
+use crate::Error;
 use crate::KeepClear;
 #[cfg(test)]
-use crate::index::Index;
+use crate::index::Writer as Index;
 use crate::index::{ExposedSubject, Exposure, NameDim, PrincipalRef, ip_key, string_value};
-use crate::ledger::Error;
 use crate::secret::Secret;
 use crate::subjects::MapWriter;
 use crate::writer::Writer;
@@ -201,7 +201,7 @@ impl Normalizer {
         };
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        let written = serde_json::to_writer(&mut buf, &record).map_err(|e| Error::Corrupt(e.to_string()));
+        let written = serde_json::to_writer(&mut buf, &record).map_err(Error::Encode);
         self.buf = buf;
         written?;
         if a.success && !a.subjects.is_empty() {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use aes_gcm::aead::{Aead, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 
-use crate::ledger::Error;
+use crate::Error;
 use crate::secret::Secret;
 
 const HEAD: usize = 16 + 12 + 2;
@@ -168,12 +168,13 @@ impl MapWriter {
         l.known.insert(pseudonym, dense);
         l.order.push(pseudonym);
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
-        let n = Nonce::<Aes256Gcm>::try_from(&nonce[..]).map_err(|_| Error::Corrupt("nonce".into()))?;
+        getrandom::fill(&mut nonce).map_err(|e| Error::Crypto(format!("no randomness: {e}")))?;
+        let n =
+            Nonce::<Aes256Gcm>::try_from(&nonce[..]).map_err(|_| Error::Crypto("a nonce of the wrong size".into()))?;
         let ct = self
             .cipher
             .encrypt(&n, Payload { msg: id.as_bytes(), aad: &pseudonym })
-            .map_err(|_| Error::Corrupt("cannot encrypt a subject id".into()))?;
+            .map_err(|_| Error::Crypto("cannot encrypt a subject id".into()))?;
         let len = u16::try_from(ct.len()).map_err(|_| Error::TooLarge(ct.len()))?;
         let w = &mut self.out;
         (|| {

@@ -15,10 +15,11 @@ use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use crate::Error;
 use crate::StoredEvent;
 use crate::background::Background;
 use crate::index::{ExposedSubject, Exposure, NameDim};
-use crate::ledger::{Error, Head, Ledger};
+use crate::ledger::{Head, Ledger};
 
 /// Items in one message.
 const BATCH_ITEMS: usize = 4096;
@@ -109,7 +110,7 @@ impl State {
 
     fn failure(&self) -> Result<(), Error> {
         match &self.failed {
-            Some(why) => Err(Error::Corrupt(format!("an earlier write failed: {why}"))),
+            Some(why) => Err(Error::Stopped(format!("an earlier write failed: {why}"))),
             None => Ok(()),
         }
     }
@@ -193,7 +194,7 @@ impl Writer {
         if self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok()) {
             Ok(())
         } else {
-            Err(Error::Corrupt("the ledger thread has stopped".into()))
+            Err(Error::Stopped("the ledger thread has stopped".into()))
         }
     }
 
@@ -234,7 +235,7 @@ impl Writer {
         let (reply, answer) = sync_channel(1);
         self.push(Item::Commit(reply))?;
         self.send()?;
-        let head = answer.recv().map_err(|_| Error::Corrupt("the ledger thread has stopped".into()))??;
+        let head = answer.recv().map_err(|_| Error::Stopped("the ledger thread has stopped".into()))??;
         self.head = head;
         Ok(head)
     }
@@ -244,7 +245,7 @@ impl Writer {
         let (reply, answer) = sync_channel(1);
         self.push(Item::Finish(reply))?;
         self.send()?;
-        answer.recv().map_err(|_| Error::Corrupt("the ledger thread has stopped".into()))?
+        answer.recv().map_err(|_| Error::Stopped("the ledger thread has stopped".into()))?
     }
 }
 

@@ -71,7 +71,8 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ledger::{self, Error, Hash, Report};
+use crate::Error;
+use crate::ledger::{self, Hash, Report};
 
 /// The directory of the store holding the tree and the checkpoints.
 pub const MERKLE_DIR: &str = "merkle";

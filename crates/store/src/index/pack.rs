@@ -19,7 +19,7 @@ use redb::{ReadableTable, Table};
 
 use super::Entry;
 use super::entry::{get_varint, put_varint};
-use crate::ledger::Error;
+use crate::Error;
 
 /// A pack is closed once its encoding reaches this many bytes.
 pub const PACK_BYTES: usize = 8 << 10;
@@ -87,7 +87,7 @@ fn write_packs(t: &mut Table<&[u8], &[u8]>, prefix: &[u8], pairs: &[(&[u8], &[u8
             key.extend_from_slice(prefix);
             key.extend_from_slice(pairs[start].0);
             t.insert(key.as_slice(), encode(&pairs[start..=i]).as_slice())
-                .map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?;
+                .map_err(|e| Error::index("exposure")(e.into()))?;
             start = i + 1;
             bytes = 0;
         }
@@ -104,7 +104,7 @@ fn packs_over<T: ReadableTable<&'static [u8], &'static [u8]>>(
     lo: &[u8],
     hi: &[u8],
 ) -> Result<Vec<Vec<u8>>, Error> {
-    let err = |e: redb::StorageError| Error::Corrupt(format!("index.redb: exposure: {e}"));
+    let err = |e: redb::StorageError| Error::index("exposure")(e.into());
     let mut from = prefix.to_vec();
     from.extend_from_slice(lo);
     let mut to = prefix.to_vec();
@@ -129,7 +129,7 @@ fn packs_over<T: ReadableTable<&'static [u8], &'static [u8]>>(
 /// in, which are rewritten; appended as new packs when there are none.
 pub fn merge_into(t: &mut Table<&[u8], &[u8]>, prefix: &[u8], new: &[(Vec<u8>, Entry)]) -> Result<(), Error> {
     let (Some(first), Some(last)) = (new.first(), new.last()) else { return Ok(()) };
-    let err = |e: redb::StorageError| Error::Corrupt(format!("index.redb: exposure: {e}"));
+    let err = |e: redb::StorageError| Error::index("exposure")(e.into());
     let old_keys = packs_over(t, prefix, &first.0, &last.0)?;
     let mut old_bytes: Vec<Vec<u8>> = Vec::with_capacity(old_keys.len());
     for k in &old_keys {
@@ -194,7 +194,7 @@ pub fn each_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     values: RangeInclusive<&[u8]>,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> Result<(), Error> {
-    let err = |e: redb::StorageError| Error::Corrupt(format!("index.redb: exposure: {e}"));
+    let err = |e: redb::StorageError| Error::index("exposure")(e.into());
     for k in packs_over(t, prefix, values.start(), values.end())? {
         let Some(v) = t.get(k.as_slice()).map_err(err)? else { continue };
         for (value, entry) in decode(v.value())? {
@@ -216,7 +216,7 @@ pub struct Flat<'a> {
 impl<'a> Flat<'a> {
     /// Flattens every pack of `t`.
     pub fn new<T: ReadableTable<&'static [u8], &'static [u8]>>(t: &'a T) -> Result<Self, Error> {
-        let rows = t.iter().map_err(|e| Error::Corrupt(format!("index.redb: exposure: {e}")))?;
+        let rows = t.iter().map_err(|e| Error::index("exposure")(e.into()))?;
         Ok(Self { rows, buf: std::collections::VecDeque::new() })
     }
 }
@@ -228,7 +228,7 @@ impl Iterator for Flat<'_> {
         while self.buf.is_empty() {
             let row = match self.rows.next()? {
                 Ok(r) => r,
-                Err(e) => return Some(Err(Error::Corrupt(format!("index.redb: exposure: {e}")))),
+                Err(e) => return Some(Err(Error::index("exposure")(e.into()))),
             };
             let (k, v) = row;
             let prefix = k.value().get(..PREFIX).unwrap_or_default();

@@ -162,8 +162,8 @@ pub(super) struct Pending {
 }
 
 /// An error for an id used before it was named.
-fn unnamed(what: &str, id: u32) -> crate::ledger::Error {
-    crate::ledger::Error::Corrupt(format!("index: {what} {id} was used before it was named"))
+fn unnamed(what: &str, id: u32) -> crate::Error {
+    crate::Error::Corrupt(format!("index: {what} {id} was used before it was named"))
 }
 
 impl Pending {
@@ -232,11 +232,7 @@ impl Pending {
 
     /// The stable mask of the reader's field bits, through `stable` for
     /// bits not seen before.
-    pub(super) fn stable_mask(
-        &mut self,
-        fields: u64,
-        stable: &mut dyn FnMut(&str) -> u8,
-    ) -> Result<u64, crate::ledger::Error> {
+    pub(super) fn stable_mask(&mut self, fields: u64, stable: &mut dyn FnMut(&str) -> u8) -> Result<u64, crate::Error> {
         let mut mask = 0u64;
         let mut rest = fields;
         while rest != 0 {
@@ -257,7 +253,7 @@ impl Pending {
 
     /// The slot of a dense id's value of `fast` in `hour`; on a miss the key
     /// is built from the named value.
-    fn fast_slot(&mut self, fast: F, names: NameDim, id: u32, hour: u32) -> Result<u32, crate::ledger::Error> {
+    fn fast_slot(&mut self, fast: F, names: NameDim, id: u32, hour: u32) -> Result<u32, crate::Error> {
         if let Some(s) = self.fast[fast as usize].get(id, hour) {
             return Ok(s);
         }
@@ -284,7 +280,7 @@ impl Pending {
     }
 
     /// Adds an exposing access whose subjects (dense id, stable mask) are in `self.subs`.
-    pub(super) fn add_exposure(&mut self, x: &Exposure) -> Result<(), crate::ledger::Error> {
+    pub(super) fn add_exposure(&mut self, x: &Exposure) -> Result<(), crate::Error> {
         let hour = hour_of(x.time);
         let subs = std::mem::take(&mut self.subs);
         let add = |p: &mut Self, slot: u32| p.entries[slot as usize].add(x.time, &subs);
