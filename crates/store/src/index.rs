@@ -522,7 +522,7 @@ impl Writer {
     ) -> Result<(), Error> {
         let event = if r.kind == crate::kind::EVENT {
             Some(
-                serde_json::from_slice::<StoredEvent>(r.payload)
+                StoredEvent::from_json(r.payload)
                     .map_err(|e| Error::Corrupt(format!("an event record does not parse: {e}")))?,
             )
         } else {

@@ -400,6 +400,10 @@ mod tests {
             prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
             let shown = !customer && sy.subjects.get(&principal).is_none();
             prop_assert_eq!(String::from_utf8_lossy(&got).contains(&format!("\"principal\":{}", serde_json::to_string(&principal).unwrap())), shown);
+            // Read back, the record is the event (the plain-struct path verify takes).
+            let back = crate::StoredEvent::from_json(&got).unwrap();
+            prop_assert_eq!(&back, &serde_json::from_slice::<crate::StoredEvent>(&got).unwrap());
+            prop_assert_eq!(serde_json::to_vec(&back).unwrap(), want.clone());
             // Again, from the caches.
             let again = norm.access(&a, &sy, &secret, &mut map, &clear, &mut IndexSink::Direct(&mut index)).unwrap().to_vec();
             prop_assert_eq!(again, want);

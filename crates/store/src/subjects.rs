@@ -201,18 +201,45 @@ impl MapWriter {
 }
 
 /// Each pseudonym's dense id (its position in the map), without decrypting anything.
-pub fn dense_ids(dir: &Path) -> Result<HashMap<String, u32>, Error> {
+pub fn dense_ids(dir: &Path) -> Result<DenseIds, Error> {
     let path = dir.join("subjects.map");
     let mut bytes = Vec::new();
     File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io(format!("cannot read {}", path.display())))?;
-    let mut out = HashMap::new();
+    let mut out = DenseIds::default();
     entries(&bytes, |p, _, _| {
-        let n = out.len() as u32;
-        out.entry(hex::encode(p)).or_insert(n);
+        let n = out.0.len() as u32;
+        out.0.entry(*p).or_insert(n);
     });
     Ok(out)
+}
+
+/// Pseudonyms (their 16 bytes) → dense ids, as [`dense_ids`] reads them.
+#[derive(Debug, Default)]
+pub struct DenseIds(HashMap<[u8; 16], u32, foldhash::fast::RandomState>);
+
+impl DenseIds {
+    /// The dense id of a pseudonym written as 32 lowercase hex digits (as
+    /// the store writes them; any other spelling is not one of its pseudonyms).
+    pub fn get(&self, hex_pseudonym: &str) -> Option<u32> {
+        if hex_pseudonym.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut p = [0u8; 16];
+        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
+        self.0.get(&p).copied()
+    }
+
+    /// How many pseudonyms.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does

@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::ledger::{self, RecordRef, Report};
+use crate::checkpoint;
+use crate::ledger::{self, Hash, RecordRef, Report};
 use crate::{Error, StoredEvent, kind};
 
 /// Records per batch handed between the threads.
@@ -44,7 +45,7 @@ impl Batch {
         let bytes = &self.bytes;
         self.parsed.clear();
         self.parsed.extend(self.meta.iter().map(|&(_, _, k, a, b)| {
-            (k == kind::EVENT).then(|| serde_json::from_slice::<StoredEvent>(&bytes[a..b]).map_err(|e| e.to_string()))
+            (k == kind::EVENT).then(|| StoredEvent::from_json(&bytes[a..b]).map_err(|e| e.to_string()))
         }));
     }
 
@@ -59,7 +60,49 @@ impl Batch {
 
 /// [`ledger::verify`] with the records' events parsed on other threads and
 /// handed to `each` in ledger order, batch by batch.
-pub(crate) fn pipelined(dir: &Path, mut each: impl FnMut(&Batch)) -> Result<Report, Error> {
+/// What the ledger's reading thread tells the signed-checkpoint check.
+pub(crate) enum Leaves {
+    /// The next records' leaf hashes, in ledger order.
+    Some(Vec<Hash>),
+    /// The ledger is read: how many records, and whether it had no problem
+    /// (only then are these leaves the tree the checks compare; otherwise
+    /// the check reads the ledger itself, as a third party would).
+    End {
+        /// Records read up to `HEAD`.
+        records: u64,
+        /// No problem found.
+        intact: bool,
+    },
+}
+
+/// The signed checkpoints checked against the leaves the ledger's reading
+/// thread sends (one reading of the ledger for both), or, when the ledger
+/// has problems or says nothing, by [`checkpoint::verify`] reading it again.
+pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>) -> Report {
+    let mut r = Report::default();
+    let Some(mut check) = checkpoint::Check::start(store, &mut r) else {
+        return r;
+    };
+    for msg in leaves {
+        match msg {
+            Leaves::Some(hashes) => hashes.into_iter().for_each(|h| check.leaf(h)),
+            Leaves::End { records, intact: true } => {
+                check.finish(records, &mut r);
+                return r;
+            }
+            Leaves::End { intact: false, .. } => break,
+        }
+    }
+    let mut again = Report::default();
+    checkpoint::verify(store, &mut again);
+    again
+}
+
+pub(crate) fn pipelined(
+    dir: &Path,
+    leaves: Option<SyncSender<Leaves>>,
+    mut each: impl FnMut(&Batch),
+) -> Result<Report, Error> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
     std::thread::scope(|scope| {
         // Emptied batches go back to be filled again: fresh multi-megabyte
@@ -91,15 +134,34 @@ pub(crate) fn pipelined(dir: &Path, mut each: impl FnMut(&Batch)) -> Result<Repo
                 let _ = to_workers[seq % to_workers.len()].send(b);
                 seq += 1;
             };
-            let report = ledger::verify(dir, |r| {
+            let mut hashes: Vec<Hash> = Vec::with_capacity(BATCH);
+            let give = |hashes: &mut Vec<Hash>| {
+                if let Some(tx) = &leaves {
+                    // The check gone (no checkpoints to check): nothing to give.
+                    let _ = tx.send(Leaves::Some(std::mem::replace(hashes, Vec::with_capacity(BATCH))));
+                } else {
+                    hashes.clear();
+                }
+            };
+            let report = ledger::verify_leaves(dir, |r, leaf| {
                 batch.push(r);
+                hashes.push(*leaf);
                 if batch.meta.len() >= BATCH {
                     let next = recycled.try_recv().unwrap_or_default();
                     send(std::mem::replace(&mut batch, next));
+                    give(&mut hashes);
                 }
             });
             if !batch.meta.is_empty() {
                 send(batch);
+                give(&mut hashes);
+            }
+            if let Some(tx) = &leaves {
+                let end = match &report {
+                    Ok(r) => Leaves::End { records: r.records, intact: r.problems.is_empty() },
+                    Err(_) => Leaves::End { records: 0, intact: false },
+                };
+                let _ = tx.send(end);
             }
             report
         });

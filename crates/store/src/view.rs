@@ -69,7 +69,8 @@ pub struct SubjectView<'a> {
     pub fields: Vec<Cow<'a, str>>,
 }
 
-const ACCESS: &[u8] = br#"{"class":"access","#;
+/// How every access record the store writes starts.
+pub(crate) const ACCESS: &[u8] = br#"{"class":"access","#;
 
 /// The access an event record holds: `Ok(None)` for another class, an
 /// error when the record does not parse.

@@ -50,7 +50,7 @@ pub use format::{
     decode_block, encode_block, read_head, record_hash, segment_path, write_atomic,
 };
 pub use reader::{RecordRef, list_segments, scan, scan_blocks};
-pub use verify::{Report, verify};
+pub use verify::{Report, verify, verify_leaves};
 pub use writer::{BlockRef, Ledger};
 
 #[cfg(test)]

@@ -30,6 +30,15 @@ pub struct Report {
 /// committed) are not damage: they are reported as notes, and cut back when
 /// the store is next opened.
 pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report, Error> {
+    verify_leaves(dir, |r, _| each(r))
+}
+
+/// As [`verify`], handing `each` every record's RFC 6962 leaf hash too (the
+/// chain of `PIIWLED3` segments goes through it, so it costs nothing more
+/// there), so that the Merkle tree can be rebuilt without reading the
+/// ledger again. The leaves are those of the records as they stand: when
+/// the report has problems, they are not a tree anyone signed.
+pub fn verify_leaves(dir: &Path, mut each: impl FnMut(&RecordRef<'_>, &Hash)) -> Result<Report, Error> {
     let mut r = Report::default();
     let head = match read_head(dir) {
         Ok(h) => h,
@@ -132,14 +141,19 @@ pub fn verify(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<Report
                     resync = true;
                     break;
                 };
+                let leaf = crate::checkpoint::leaf_hash(kind, payload);
+                let chained = || match codec {
+                    Codec::Zstd => chain_leaf(&prev, &leaf),
+                    Codec::Deflate => chain(&prev, kind, payload),
+                };
                 if resync {
                     resync = false;
-                } else if record_hash(codec, &prev, kind, payload) != stored {
+                } else if chained() != stored {
                     r.problems.push(format!(
                         "{name}: record {index} (block at byte {block}) does not match its hash: altered, or a record before it removed or reordered"
                     ));
                 }
-                each(&RecordRef { segment: *seq, offset: block as u64, kind, payload });
+                each(&RecordRef { segment: *seq, offset: block as u64, kind, payload }, &leaf);
                 prev = stored;
                 r.records += 1;
                 if head.is_some_and(|h| h.records == r.records) {
