@@ -378,17 +378,24 @@ fn ingest_follow_commits_when_its_input_goes_quiet_and_keeps_it_through_kill_9()
     };
     let half = first.len() as u64 - 20;
     assert!(wait_for(half) >= half, "the first half was not committed: HEAD {}", head());
-    // While the service holds the store, a query says so: a lock, not damage
-    // (no "run verify"), exit 1 rather than a usage error.
-    let held = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
-        .args(["scope", "--store", store.to_str().unwrap(), "--where", r#"api.operation = "x""#])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&held.stderr);
-    assert_eq!(held.status.code(), Some(1), "{said}");
-    assert!(said.contains("held by another piiwatch process"), "{said}");
-    assert!(!said.contains("verify"), "a held store is not damage: {said}");
-    assert_eq!(said.trim_end().lines().count(), 1, "one line: {said}");
+    // While the service holds the store, a query, an export and a verify say
+    // so: a lock, not damage (no "run verify", nothing "altered"), exit 1
+    // rather than a usage error, and the service goes on (checked below).
+    let st = store.to_str().unwrap();
+    let out_dir = tmp.path().join("export");
+    let held_by: [&[&str]; 3] = [
+        &["scope", "--store", st, "--where", r#"api.operation = "x""#],
+        &["export", "--store", st, "--format", "parquet", "--out", out_dir.to_str().unwrap()],
+        &["verify", "--store", st],
+    ];
+    for args in held_by {
+        let held = Command::new(env!("CARGO_BIN_EXE_piiwatch")).args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&held.stderr);
+        assert_eq!(held.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("held by another piiwatch process"), "{args:?}: {said}");
+        assert!(!said.contains("verify") && !said.contains("altered"), "{args:?}: a held store is not damage: {said}");
+        assert_eq!(said.trim_end().lines().count(), 1, "{args:?}: one line: {said}");
+    }
     // More lines later: committed in their turn, then the service is killed.
     let mut f = fs::OpenOptions::new().append(true).open(&live).unwrap();
     std::io::Write::write_all(&mut f, &joined(rest)).unwrap();

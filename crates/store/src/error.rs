@@ -33,7 +33,7 @@ pub enum Error {
     },
     /// Another process holds the store (an `ingest` still running, or
     /// `ingest --follow`): not damage, the store is fine.
-    #[error("store {} is held by another piiwatch process (an ingest still running?); try again once it has finished", path.display())]
+    #[error("{} is held by another piiwatch process (an ingest still running?); try again once it has finished", path.display())]
     Locked {
         /// The store, or the file of it that is held.
         path: PathBuf,
