@@ -541,6 +541,22 @@ impl Writer {
         event: Option<&StoredEvent>,
         dense: &dyn Fn(&str) -> Option<u32>,
     ) -> Result<(), Error> {
+        self.replay_at(segment, offset);
+        match event {
+            Some(e) => self.add(e, dense),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`Writer::replay_parsed`], with an access's subjects' dense ids given, in order.
+    pub fn replay_ids(&mut self, segment: u64, offset: u64, event: &StoredEvent, ids: &[u32]) -> Result<(), Error> {
+        self.replay_at(segment, offset);
+        self.add_ids(event, ids)
+    }
+
+    /// The next record replayed is in the block at `segment`, `offset`:
+    /// the block before it, if another, is sealed.
+    fn replay_at(&mut self, segment: u64, offset: u64) {
         let here = BlockRef { segment, offset };
         if let Some(b) = self.replaying
             && b != here
@@ -548,10 +564,6 @@ impl Writer {
             self.sealed(&[b]);
         }
         self.replaying = Some(here);
-        match event {
-            Some(e) => self.add(e, dense),
-            None => Ok(()),
-        }
     }
 
     /// Ends a replay: the last block replayed is sealed.

@@ -847,8 +847,8 @@ fn verify_with(
     // Three stages on their own threads: the ledger's chain and hashes
     // (reading, inflating, hashing), parsing the event records, and here the
     // index rebuilt from them in ledger order.
-    let mut report = verify::pipelined(&dir.join("ledger"), Some(leaves), |batch| {
-        for (r, parsed) in batch.records() {
+    let mut report = verify::pipelined(&dir.join("ledger"), dense, Some(leaves), |batch| {
+        for (r, parsed, ids) in batch.records() {
             n += 1;
             let event = match parsed {
                 Some(Ok(e)) => Some(e),
@@ -862,9 +862,12 @@ fn verify_with(
                 None => None,
             };
             if rebuild_failed.is_none() {
-                let res = rebuilt
-                    .replay_parsed(r.segment, r.offset, event, &|p| dense.get(p))
-                    .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit(n) } else { Ok(()) });
+                let replayed = match (event, ids) {
+                    (Some(e), Some(ids)) => rebuilt.replay_ids(r.segment, r.offset, e, ids),
+                    _ => rebuilt.replay_parsed(r.segment, r.offset, event, &|p| dense.get(p)),
+                };
+                let res =
+                    replayed.and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit(n) } else { Ok(()) });
                 if let Err(e) = res {
                     rebuild_failed = Some(e.to_string());
                 }
@@ -876,7 +879,9 @@ fn verify_with(
             if r.kind == kind::EVENT {
                 events += 1;
             }
-            if let Some(StoredEvent::Access { subjects, .. }) = event {
+            if let Some(ids) = ids {
+                named.extend(ids.iter().copied());
+            } else if let Some(StoredEvent::Access { subjects, .. }) = event {
                 for s in subjects {
                     match dense.get(&s.id) {
                         Some(d) => {

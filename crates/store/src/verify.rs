@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::checkpoint;
 use crate::ledger::{self, Hash, RecordRef, Report};
+use crate::subjects::DenseIds;
 use crate::{Error, StoredEvent, kind};
 
 /// Records per batch handed between the threads.
@@ -23,6 +24,11 @@ pub(crate) struct Batch {
     bytes: Vec<u8>,
     /// Per record: its event (or why it does not parse); `None` for other kinds.
     parsed: Vec<Option<Result<StoredEvent, String>>>,
+    /// Per record: the range in `dense` of an access's subjects' dense ids,
+    /// when the map names every one of them (looked up here, on the parsing
+    /// worker, rather than on the thread that rebuilds the index).
+    ids: Vec<Option<(u32, u32)>>,
+    dense: Vec<u32>,
 }
 
 /// What an event record parsed to: the event, or why it did not parse.
@@ -33,6 +39,8 @@ impl Batch {
         self.meta.clear();
         self.bytes.clear();
         self.parsed.clear();
+        self.ids.clear();
+        self.dense.clear();
     }
 
     fn push(&mut self, r: &RecordRef<'_>) {
@@ -41,19 +49,41 @@ impl Batch {
         self.meta.push((r.segment, r.offset, r.kind, start, self.bytes.len()));
     }
 
-    fn parse(&mut self) {
+    fn parse(&mut self, names: &DenseIds) {
         let bytes = &self.bytes;
         self.parsed.clear();
         self.parsed.extend(self.meta.iter().map(|&(_, _, k, a, b)| {
             (k == kind::EVENT).then(|| StoredEvent::from_json(&bytes[a..b]).map_err(|e| e.to_string()))
         }));
+        self.ids.clear();
+        self.dense.clear();
+        for p in &self.parsed {
+            let mut range = None;
+            if let Some(Ok(StoredEvent::Access { subjects, .. })) = p {
+                let start = self.dense.len();
+                for s in subjects {
+                    match names.get(&s.id) {
+                        Some(d) => self.dense.push(d),
+                        None => break,
+                    }
+                }
+                if self.dense.len() - start == subjects.len() {
+                    range = Some((start as u32, self.dense.len() as u32));
+                } else {
+                    self.dense.truncate(start);
+                }
+            }
+            self.ids.push(range);
+        }
     }
 
-    /// The records in ledger order, each with its parsed event.
-    pub(crate) fn records(&self) -> impl Iterator<Item = (RecordRef<'_>, Parsed<'_>)> {
-        self.meta.iter().zip(&self.parsed).map(|(&(segment, offset, kind, a, b), p)| {
+    /// The records in ledger order, each with its parsed event and, for an
+    /// access whose subjects the map all names, their dense ids in order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (RecordRef<'_>, Parsed<'_>, Option<&[u32]>)> {
+        self.meta.iter().zip(&self.parsed).zip(&self.ids).map(|((&(segment, offset, kind, a, b), p), ids)| {
             let r = RecordRef { segment, offset, kind, payload: &self.bytes[a..b] };
-            (r, p.as_ref().map(|p| p.as_ref().map_err(String::as_str)))
+            let ids = ids.map(|(x, y)| &self.dense[x as usize..y as usize]);
+            (r, p.as_ref().map(|p| p.as_ref().map_err(String::as_str)), ids)
         })
     }
 }
@@ -100,6 +130,7 @@ pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>) -> Report {
 
 pub(crate) fn pipelined(
     dir: &Path,
+    names: &DenseIds,
     leaves: Option<SyncSender<Leaves>>,
     mut each: impl FnMut(&Batch),
 ) -> Result<Report, Error> {
@@ -118,7 +149,7 @@ pub(crate) fn pipelined(
             let spawned =
                 std::thread::Builder::new().name("piiwatch-verify-parse".into()).spawn_scoped(scope, move || {
                     for mut b in work {
-                        b.parse();
+                        b.parse(names);
                         if done.send(b).is_err() {
                             return;
                         }
