@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use store::StoredEvent;
+use store::{StoredAccess, StoredEvent};
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +207,7 @@ pub fn parquet(dir: &Path, out: &Path) -> Result<Exported, Error> {
             return;
         }
         let written = match e {
-            StoredEvent::Access { .. } => {
+            StoredEvent::Access(_) => {
                 done.events += 1;
                 done.rows += c.push(e) as u64;
                 if c.rows >= BATCH { c.finish().and_then(|b| w.write(&b)) } else { Ok(()) }
@@ -257,7 +257,7 @@ pub fn parquet(dir: &Path, out: &Path) -> Result<Exported, Error> {
 impl Columns {
     /// Appends an access's rows (one per subject, or one without); returns how many.
     fn push(&mut self, e: StoredEvent) -> usize {
-        let StoredEvent::Access {
+        let StoredEvent::Access(StoredAccess {
             time,
             activity_id,
             success,
@@ -272,7 +272,7 @@ impl Columns {
             operation,
             service,
             subjects,
-        } = e
+        }) = e
         else {
             return 0;
         };

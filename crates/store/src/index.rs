@@ -40,8 +40,8 @@ use roaring::MultiOps;
 use roaring::RoaringBitmap;
 
 use crate::Error;
-use crate::StoredEvent;
 use crate::ledger::BlockRef;
+use crate::{StoredAccess, StoredEvent};
 
 const EXPOSURE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("exposure");
 const KINDS: TableDefinition<&str, &[u8]> = TableDefinition::new("kinds");
@@ -396,7 +396,7 @@ impl Writer {
     /// Indexes one event (which will be record number `covered + 1` once
     /// committed); `dense` gives a subject pseudonym's dense id.
     pub fn add(&mut self, e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<(), Error> {
-        let StoredEvent::Access { success: true, subjects, .. } = e else { return Ok(()) };
+        let StoredEvent::Access(StoredAccess { success: true, subjects, .. }) = e else { return Ok(()) };
         let mut ids = Vec::with_capacity(subjects.len());
         for s in subjects {
             ids.push(dense(&s.id).ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id)))?);
@@ -406,7 +406,7 @@ impl Writer {
 
     /// As [`Index::add`], with each subject's dense id given, in order.
     pub fn add_ids(&mut self, e: &StoredEvent, ids: &[u32]) -> Result<(), Error> {
-        let StoredEvent::Access {
+        let StoredEvent::Access(StoredAccess {
             time,
             success,
             principal,
@@ -418,7 +418,7 @@ impl Writer {
             operation,
             subjects,
             ..
-        } = e
+        }) = e
         else {
             return Ok(());
         };

@@ -92,47 +92,52 @@ pub struct StoredSubject {
     pub fields: Vec<String>,
 }
 
+/// A stored API access (6003): one type for its fields, owned (read back
+/// borrowed by queries through [`view::AccessView`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredAccess {
+    /// Event time, ms.
+    pub time: i64,
+    /// OCSF activity id.
+    pub activity_id: u8,
+    /// Whether the call succeeded.
+    pub success: bool,
+    /// The principal (a pseudonym when the principal is a customer).
+    pub principal: String,
+    /// Its kind.
+    pub principal_kind: String,
+    /// Token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Source address.
+    pub ip: String,
+    /// Source AS number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Source country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// User agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Route template.
+    pub operation: String,
+    /// Answering service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Subjects the response carried.
+    pub subjects: Vec<StoredSubject>,
+}
+
 /// A normalized event as the ledger keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "class", rename_all = "snake_case")]
 pub enum StoredEvent {
     /// API Activity (6003).
-    Access {
-        /// Event time, ms.
-        time: i64,
-        /// OCSF activity id.
-        activity_id: u8,
-        /// Whether the call succeeded.
-        success: bool,
-        /// The principal (a pseudonym when the principal is a customer).
-        principal: String,
-        /// Its kind.
-        principal_kind: String,
-        /// Token id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        token: Option<String>,
-        /// Signing key.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        key: Option<String>,
-        /// Source address.
-        ip: String,
-        /// Source AS number.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        asn: Option<u32>,
-        /// Source country.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        country: Option<String>,
-        /// User agent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_agent: Option<String>,
-        /// Route template.
-        operation: String,
-        /// Answering service.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        service: Option<String>,
-        /// Subjects the response carried.
-        subjects: Vec<StoredSubject>,
-    },
+    Access(StoredAccess),
     /// Token issued (3002).
     Issuance {
         /// Event time, ms.
@@ -189,7 +194,7 @@ impl StoredEvent {
         match e {
             Event::Access(a) => {
                 let principal = principal(a.principal, a.principal_kind, pseudonym);
-                Self::Access {
+                Self::Access(StoredAccess {
                     time: a.time,
                     activity_id: activity_id(a.activity),
                     success: a.success,
@@ -212,7 +217,7 @@ impl StoredEvent {
                             fields: symbols.fields.names(s.fields).map(str::to_owned).collect(),
                         })
                         .collect(),
-                }
+                })
             }
             Event::Issuance(i) => Self::Issuance {
                 time: i.time,
@@ -235,58 +240,17 @@ impl StoredEvent {
     }
 }
 
-/// The fields of [`StoredEvent::Access`] as a plain struct: serde reads it
-/// straight from the bytes, where the internally tagged enum buffers every
-/// field first (that buffering was the largest part of `verify`'s parsing).
-#[derive(Deserialize)]
-struct AccessFields {
-    time: i64,
-    activity_id: u8,
-    success: bool,
-    principal: String,
-    principal_kind: String,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    key: Option<String>,
-    ip: String,
-    #[serde(default)]
-    asn: Option<u32>,
-    #[serde(default)]
-    country: Option<String>,
-    #[serde(default)]
-    user_agent: Option<String>,
-    operation: String,
-    #[serde(default)]
-    service: Option<String>,
-    subjects: Vec<StoredSubject>,
-}
-
 impl StoredEvent {
     /// Reads an event record. A record that starts with an access's class
-    /// (as the store writes every access) is read as the plain struct;
-    /// anything else through the tagged enum, which decides.
+    /// (as the store writes every access) is read as a [`StoredAccess`]
+    /// straight from the bytes; anything else through the tagged enum, which
+    /// decides (serde buffers every field of an internally tagged enum
+    /// first: that was the largest part of `verify`'s parsing).
     pub fn from_json(payload: &[u8]) -> Result<Self, serde_json::Error> {
         if !payload.starts_with(view::ACCESS) {
             return serde_json::from_slice(payload);
         }
-        let a: AccessFields = serde_json::from_slice(payload)?;
-        Ok(Self::Access {
-            time: a.time,
-            activity_id: a.activity_id,
-            success: a.success,
-            principal: a.principal,
-            principal_kind: a.principal_kind,
-            token: a.token,
-            key: a.key,
-            ip: a.ip,
-            asn: a.asn,
-            country: a.country,
-            user_agent: a.user_agent,
-            operation: a.operation,
-            service: a.service,
-            subjects: a.subjects,
-        })
+        serde_json::from_slice(payload).map(Self::Access)
     }
 }
 
@@ -294,7 +258,7 @@ impl StoredEvent {
 /// (none for any other event: only those are indexed).
 fn subject_ids(e: &StoredEvent, dense: &dyn Fn(&str) -> Option<u32>) -> Result<Vec<u32>, Error> {
     match e {
-        StoredEvent::Access { success: true, subjects, .. } => subjects
+        StoredEvent::Access(StoredAccess { success: true, subjects, .. }) => subjects
             .iter()
             .map(|s| dense(&s.id).ok_or_else(|| Error::Corrupt(format!("subject {} has no dense id", s.id))))
             .collect(),
@@ -881,7 +845,7 @@ fn verify_with(
             }
             if let Some(ids) = ids {
                 named.extend(ids.iter().copied());
-            } else if let Some(StoredEvent::Access { subjects, .. }) = event {
+            } else if let Some(StoredEvent::Access(StoredAccess { subjects, .. })) = event {
                 for s in subjects {
                     match dense.get(&s.id) {
                         Some(d) => {

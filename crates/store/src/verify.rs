@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use crate::checkpoint;
 use crate::ledger::{self, Hash, RecordRef, Report};
 use crate::subjects::DenseIds;
-use crate::{Error, StoredEvent, kind};
+use crate::{Error, StoredAccess, StoredEvent, kind};
 
 /// Records per batch handed between the threads.
 const BATCH: usize = 8192;
@@ -59,7 +59,7 @@ impl Batch {
         self.dense.clear();
         for p in &self.parsed {
             let mut range = None;
-            if let Some(Ok(StoredEvent::Access { subjects, .. })) = p {
+            if let Some(Ok(StoredEvent::Access(StoredAccess { subjects, .. }))) = p {
                 let start = self.dense.len();
                 for s in subjects {
                     match names.get(&s.id) {

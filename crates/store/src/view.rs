@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::StoredEvent;
+use crate::{StoredAccess, StoredEvent};
 
 /// The fields of a stored API access that queries read.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -79,7 +79,7 @@ pub fn access(payload: &[u8]) -> Result<Option<AccessView<'_>>, serde_json::Erro
         return serde_json::from_slice(payload).map(Some);
     }
     Ok(match serde_json::from_slice::<StoredEvent>(payload)? {
-        StoredEvent::Access {
+        StoredEvent::Access(StoredAccess {
             time,
             success,
             principal,
@@ -94,7 +94,7 @@ pub fn access(payload: &[u8]) -> Result<Option<AccessView<'_>>, serde_json::Erro
             service,
             subjects,
             ..
-        } => Some(AccessView {
+        }) => Some(AccessView {
             time,
             success,
             principal: principal.into(),
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_shortcut_and_the_full_parse_read_the_same_access() {
-        let e = StoredEvent::Access {
+        let e = StoredEvent::Access(StoredAccess {
             time: 5,
             activity_id: 2,
             success: true,
@@ -142,7 +142,7 @@ mod tests {
             operation: "GET /v1/me".into(),
             service: None,
             subjects: vec![StoredSubject { id: "ab".into(), kind: "customer".into(), fields: vec!["name".into()] }],
-        };
+        });
         let bytes = serde_json::to_vec(&e).unwrap();
         assert!(bytes.starts_with(ACCESS), "the ledger writes the class first");
         let fast = access(&bytes).unwrap().unwrap();
