@@ -238,9 +238,7 @@ impl StoredEvent {
             Event::Other(o) => Self::Other { time: o.time, class_uid: o.class_uid },
         }
     }
-}
 
-impl StoredEvent {
     /// Reads an event record. A record that starts with an access's class
     /// (as the store writes every access) is read as a [`StoredAccess`]
     /// straight from the bytes; anything else through the tagged enum, which

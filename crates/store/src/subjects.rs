@@ -38,10 +38,15 @@ pub struct SubjectIds<'a>(&'a HashMap<[u8; 16], u32, foldhash::fast::RandomState
 impl SubjectIds<'_> {
     /// A pseudonym's dense id, given in hex.
     pub fn dense(&self, hex_pseudonym: &str) -> Option<u32> {
-        let mut p = [0u8; 16];
-        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
-        self.0.get(&p).copied()
+        dense_of(self.0, hex_pseudonym)
     }
+}
+
+/// The dense id of a pseudonym given in hex, in a map keyed by its bytes.
+fn dense_of(known: &HashMap<[u8; 16], u32, foldhash::fast::RandomState>, hex_pseudonym: &str) -> Option<u32> {
+    let mut p = [0u8; 16];
+    hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
+    known.get(&p).copied()
 }
 
 /// Appends new pseudonym → id pairs.
@@ -141,9 +146,7 @@ impl MapWriter {
 
     /// A pseudonym's dense id (its position in the map), given in hex.
     pub fn dense(&self, hex_pseudonym: &str) -> Option<u32> {
-        let mut p = [0u8; 16];
-        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
-        self.loaded().ok()?.known.get(&p).copied()
+        dense_of(&self.loaded().ok()?.known, hex_pseudonym)
     }
 
     /// The pseudonym (hex) with this dense id.
@@ -226,9 +229,7 @@ impl DenseIds {
         if hex_pseudonym.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        let mut p = [0u8; 16];
-        hex::decode_to_slice(hex_pseudonym, &mut p).ok()?;
-        self.0.get(&p).copied()
+        dense_of(&self.0, hex_pseudonym)
     }
 
     /// How many pseudonyms.

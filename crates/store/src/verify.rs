@@ -88,12 +88,10 @@ impl Batch {
     }
 }
 
-/// [`ledger::verify`] with the records' events parsed on other threads and
-/// handed to `each` in ledger order, batch by batch.
 /// What the ledger's reading thread tells the signed-checkpoint check.
 pub(crate) enum Leaves {
     /// The next records' leaf hashes, in ledger order.
-    Some(Vec<Hash>),
+    Hashes(Vec<Hash>),
     /// The ledger is read: how many records, and whether it had no problem
     /// (only then are these leaves the tree the checks compare; otherwise
     /// the check reads the ledger itself, as a third party would).
@@ -115,7 +113,7 @@ pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>) -> Report {
     };
     for msg in leaves {
         match msg {
-            Leaves::Some(hashes) => hashes.into_iter().for_each(|h| check.leaf(h)),
+            Leaves::Hashes(hashes) => hashes.into_iter().for_each(|h| check.leaf(h)),
             Leaves::End { records, intact: true } => {
                 check.finish(records, &mut r);
                 return r;
@@ -128,6 +126,9 @@ pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>) -> Report {
     again
 }
 
+/// [`ledger::verify_leaves`] with the records' events parsed on other
+/// threads and handed to `each` in ledger order, batch by batch, and the
+/// leaf hashes sent to `leaves`.
 pub(crate) fn pipelined(
     dir: &Path,
     names: &DenseIds,
@@ -169,7 +170,7 @@ pub(crate) fn pipelined(
             let give = |hashes: &mut Vec<Hash>| {
                 if let Some(tx) = &leaves {
                     // The check gone (no checkpoints to check): nothing to give.
-                    let _ = tx.send(Leaves::Some(std::mem::replace(hashes, Vec::with_capacity(BATCH))));
+                    let _ = tx.send(Leaves::Hashes(std::mem::replace(hashes, Vec::with_capacity(BATCH))));
                 } else {
                     hashes.clear();
                 }

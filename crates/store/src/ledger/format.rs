@@ -213,10 +213,12 @@ pub fn chain_leaf(prev: &Hash, leaf: &Hash) -> Hash {
     h.finalize().into()
 }
 
-/// The hash chaining a record to the one before in a segment of `codec`'s format.
-pub fn record_hash(codec: Codec, prev: &Hash, kind: u8, payload: &[u8]) -> Hash {
+/// The hash chaining a record to the one before in a segment of `codec`'s
+/// format, given the record's leaf hash ([`crate::checkpoint::leaf_hash`]),
+/// which the chain of `PIIWLED3` goes through.
+pub fn record_hash(codec: Codec, prev: &Hash, leaf: &Hash, kind: u8, payload: &[u8]) -> Hash {
     match codec {
-        Codec::Zstd => chain_leaf(prev, &crate::checkpoint::leaf_hash(kind, payload)),
+        Codec::Zstd => chain_leaf(prev, leaf),
         Codec::Deflate => chain(prev, kind, payload),
     }
 }

@@ -142,13 +142,9 @@ pub fn verify_leaves(dir: &Path, mut each: impl FnMut(&RecordRef<'_>, &Hash)) ->
                     break;
                 };
                 let leaf = crate::checkpoint::leaf_hash(kind, payload);
-                let chained = || match codec {
-                    Codec::Zstd => chain_leaf(&prev, &leaf),
-                    Codec::Deflate => chain(&prev, kind, payload),
-                };
                 if resync {
                     resync = false;
-                } else if chained() != stored {
+                } else if record_hash(codec, &prev, &leaf, kind, payload) != stored {
                     r.problems.push(format!(
                         "{name}: record {index} (block at byte {block}) does not match its hash: altered, or a record before it removed or reordered"
                     ));
