@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use crate::Error;
 use crate::StoredEvent;
-use crate::index::{ExposedSubject, Exposure, NameDim, Writer as Index};
+use crate::index::{ExposedSubject, Exposure, NameDim, Writer};
 use crate::ledger::BlockRef;
 
 /// Items sent in one message.
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Background {
     }
 }
 
-fn run(mut index: Index, rx: Receiver<Batch>, recycle: SyncSender<Batch>) -> Result<(), Error> {
+fn run(mut index: Writer, rx: Receiver<Batch>, recycle: SyncSender<Batch>) -> Result<(), Error> {
     for mut batch in rx {
         let bytes = |r: Range<u32>| batch.bytes.get(r.start as usize..r.end as usize).unwrap_or_default();
         for item in &batch.items {
@@ -94,7 +94,7 @@ fn run(mut index: Index, rx: Receiver<Batch>, recycle: SyncSender<Batch>) -> Res
 
 impl Background {
     /// Starts the thread, which owns `index` from now on.
-    pub fn start(index: Index) -> Result<Self, Error> {
+    pub fn start(index: Writer) -> Result<Self, Error> {
         let (tx, rx) = sync_channel::<Batch>(8);
         let (recycle, recycled) = sync_channel::<Batch>(4);
         let handle = std::thread::Builder::new()
@@ -160,7 +160,7 @@ impl Background {
     }
 
     /// Queues an index commit covering `records` ledger records (not
-    /// necessarily durable: see [`Index::commit_lazy`]).
+    /// necessarily durable: see [`Writer::commit_lazy`]).
     pub fn commit(&mut self, records: u64) -> Result<(), Error> {
         self.last = Some((records, false));
         self.push(Item::Commit(records, false))?;

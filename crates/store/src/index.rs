@@ -287,7 +287,7 @@ pub struct Writer {
     stale: bool,
 }
 
-/// Commits of [`Index::commit_lazy`] between two durable ones.
+/// Commits of [`Writer::commit_lazy`] between two durable ones.
 pub const LAZY_COMMITS: u32 = 16;
 
 impl std::fmt::Debug for Writer {
@@ -404,7 +404,7 @@ impl Writer {
         self.add_ids(e, &ids)
     }
 
-    /// As [`Index::add`], with each subject's dense id given, in order.
+    /// As [`Writer::add`], with each subject's dense id given, in order.
     pub fn add_ids(&mut self, e: &StoredEvent, ids: &[u32]) -> Result<(), Error> {
         let StoredEvent::Access(StoredAccess {
             time,
@@ -478,14 +478,14 @@ impl Writer {
     }
 
     /// Records the value bytes behind one of the reader's dense ids, which
-    /// [`Index::add_exposure`] then uses (once per id, before its first use).
+    /// [`Writer::add_exposure`] then uses (once per id, before its first use).
     pub fn name(&mut self, dim: NameDim, id: u32, value: &[u8]) {
         self.pending.name(dim, id, value);
     }
 
     /// Indexes an exposing access given by the reader's dense ids (the
     /// ingest path: no strings, no pseudonym lookups). Every id must have
-    /// been named with [`Index::name`].
+    /// been named with [`Writer::name`].
     pub fn add_exposure(&mut self, x: &Exposure, subjects: &[ExposedSubject]) -> Result<(), Error> {
         if subjects.is_empty() {
             return Ok(());
@@ -514,7 +514,7 @@ impl Writer {
     }
 
     /// Indexes a record read back from the ledger (in ledger order), as
-    /// appending it did; [`Index::replay_end`] closes the last block.
+    /// appending it did; [`Writer::replay_end`] closes the last block.
     pub fn replay(
         &mut self,
         r: &crate::ledger::RecordRef<'_>,
@@ -531,7 +531,7 @@ impl Writer {
         self.replay_parsed(r.segment, r.offset, event.as_ref(), dense)
     }
 
-    /// [`Index::replay`] of a record parsed elsewhere (`verify` parses on
+    /// [`Writer::replay`] of a record parsed elsewhere (`verify` parses on
     /// another thread): the record at `offset` of `segment`, with its event
     /// when it is one.
     pub fn replay_parsed(
@@ -595,7 +595,7 @@ impl Writer {
         self.commit_with(records, true)
     }
 
-    /// As [`Index::commit`], without waiting for the disk: the index is
+    /// As [`Writer::commit`], without waiting for the disk: the index is
     /// derived from the ledger, so a crash that loses this commit loses
     /// nothing ([`crate::Store::open`] replays the ledger past the last
     /// durable one). Every [`LAZY_COMMITS`]th is made durable all the same,

@@ -16,7 +16,7 @@ use serde::{Serialize, Serializer};
 use crate::Error;
 use crate::KeepClear;
 #[cfg(test)]
-use crate::index::Writer as Index;
+use crate::index::Writer as IndexWriter;
 use crate::index::{ExposedSubject, Exposure, NameDim, PrincipalRef, ip_key, string_value};
 use crate::secret::Secret;
 use crate::subjects::MapWriter;
@@ -50,7 +50,7 @@ pub(crate) enum IndexSink<'a> {
     Thread(&'a mut Writer),
     /// The index, on this thread (tests).
     #[cfg(test)]
-    Direct(&'a mut Index),
+    Direct(&'a mut IndexWriter),
 }
 
 impl IndexSink<'_> {
@@ -361,7 +361,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let secret = Secret::load_or_create(&dir.path().join("secret")).unwrap();
             let mut map = MapWriter::open(dir.path(), &secret).unwrap();
-            let mut index = Index::open(dir.path()).unwrap();
+            let mut index = IndexWriter::open(dir.path()).unwrap();
             let mut sy = Symbols::default();
             for f in ["name", "phone", "address", "entrance \"code\""] {
                 sy.fields.bit(f);

@@ -42,7 +42,7 @@ pub struct RecordRef<'a> {
 }
 
 /// Calls `each` with every record up to `HEAD`, in order, without checking
-/// hashes (that is [`verify`]'s job): for queries.
+/// hashes (that is [`super::verify()`]'s job): for queries.
 pub fn scan(dir: &Path, mut each: impl FnMut(&RecordRef<'_>)) -> Result<u64, Error> {
     let Some(head) = read_head(dir)? else {
         return Err(Error::Corrupt(format!("{}: HEAD is missing", dir.display())));
