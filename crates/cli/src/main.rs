@@ -53,6 +53,11 @@ enum Command {
     /// Signed Merkle checkpoints of the store, and inclusion and
     /// consistency proofs against them that anyone can check.
     Proof(commands::proof::Args),
+    /// Run as a service: HTTP ingest (OCSF lines, Splunk HEC), the inline
+    /// check for gateways, findings and scope over HTTP, with the store.
+    Serve(commands::serve::Args),
+    /// API tokens for `serve`: create (printed once), list, revoke.
+    Token(commands::token::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
         Command::Proof(args) => commands::proof::run(args, out),
         Command::Scope(args) => commands::scope::run(args, out),
         Command::Export(args) => commands::export::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Token(args) => commands::token::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,11 @@ use detect::{Alert, Config, Engine, Ev, Sink, World};
 use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Reader, Step, Visitor};
 use model::{Delta, Directory, Event, Marks, Millis, Symbols};
 
+pub mod service;
+
+/// Called with every event as it is read (see [`service::ServiceHooks::on_event`]).
+pub type OnEvent<'a> = dyn FnMut(&Event<'_>, &Symbols) + Send + 'a;
+
 /// A warning for the user, said once (the CLI writes it to stderr).
 pub type Warn<'a> = dyn Fn(&str) + Sync + 'a;
 
@@ -233,6 +238,9 @@ struct Feeder<'a> {
     ingest: Option<Ingesting<'a>>,
     /// Batches the detection thread has emptied, to fill again.
     recycled: Receiver<Vec<(Ev, u64)>>,
+    /// Called with every event as it is read (the service's inline check
+    /// learns issued tokens here, before the engine's reordering).
+    on_event: Option<&'a mut OnEvent<'a>>,
 }
 
 /// Ingesting: the store events are appended to, and per input where this
@@ -256,6 +264,11 @@ struct Ingesting<'a> {
     commit_every: u64,
     /// Findings from the detection thread, stored at each commit.
     alerts: Option<Receiver<String>>,
+    /// Findings made outside the engine (the service's inline check), stored at the next commit.
+    extra: Vec<String>,
+    /// With the service: every finding as stored (pseudonymised), for its
+    /// caller once the commit that made it durable has returned.
+    stored_findings: Option<Vec<String>>,
 }
 
 impl Ingesting<'_> {
@@ -284,11 +297,14 @@ impl Ingesting<'_> {
         if let Some(e) = self.error.take() {
             return Err(Error::Store { what: "cannot store events", source: e });
         }
-        if let Some(rx) = &self.alerts {
-            for line in rx.try_iter() {
-                self.store
-                    .append_alert(&line, symbols)
-                    .map_err(|source| Error::Store { what: "cannot store a finding", source })?;
+        let from_engine = self.alerts.as_ref().map(|rx| rx.try_iter().collect::<Vec<_>>()).unwrap_or_default();
+        for line in from_engine.into_iter().chain(std::mem::take(&mut self.extra)) {
+            let stored = self
+                .store
+                .append_alert(&line, symbols)
+                .map_err(|source| Error::Store { what: "cannot store a finding", source })?;
+            if let Some(out) = &mut self.stored_findings {
+                out.push(stored);
             }
         }
         let marks: Vec<store::InputMark> = self
@@ -320,6 +336,9 @@ impl Visitor for Feeder<'_> {
                 return;
             }
             ing.store(event, symbols);
+        }
+        if let Some(f) = &mut self.on_event {
+            f(event, symbols);
         }
         if let Some(t) = event.time() {
             let l = &mut self.last[usize::from(self.input)];
@@ -496,6 +515,8 @@ pub fn run(
                 error: None,
                 commit_every: commit_every.max(1),
                 alerts: None,
+                extra: Vec::new(),
+                stored_findings: None,
             })
         }
     };
@@ -548,6 +569,7 @@ pub fn run(
             hasher: foldhash::fast::FixedState::with_seed(7),
             ingest: ingest.take(),
             recycled,
+            on_event: None,
         };
         let mut idle_now = vec![false; cursors.len()];
         let mut steps = 0u64;

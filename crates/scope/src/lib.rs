@@ -332,3 +332,22 @@ impl<'q> Scanner<'q> {
         self.failed.set(Some(prev.unwrap_or(e)));
     }
 }
+
+/// A value of `actor.user.uid` or `resources.uid` as the store may record
+/// it: a pseudonym, unless it is one already or is a principal the store
+/// keeps in clear (the directory's staff and services, which the index
+/// holds by name).
+pub fn as_stored(st: &Store, f: Field, v: &str) -> String {
+    let hex = v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && st.dense(v).is_some() {
+        return v.to_owned();
+    }
+    if f == Field::Principal {
+        let key = store::index::string_value(v);
+        let range = store::index::ValueRange { dim: store::index::Dim::Principal, lo: key.clone(), hi: key };
+        if st.index().hours(&[range], 0..=u32::MAX).is_ok_and(|h| !h.is_empty()) {
+            return v.to_owned();
+        }
+    }
+    st.secret().pseudonym(v)
+}

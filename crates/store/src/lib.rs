@@ -544,8 +544,8 @@ impl Store {
     /// Appends a finding (its OCSF line; durable at the next [`Store::commit`])
     /// with every subject id in it replaced by its pseudonym, as the events
     /// it covers hold them (see [`finding::pseudonymise`]), so that
-    /// `scope --alert` still selects them.
-    pub fn append_alert(&mut self, ocsf_line: &str, symbols: &Symbols) -> Result<(), Error> {
+    /// `scope --alert` still selects them. Returns the line as stored.
+    pub fn append_alert(&mut self, ocsf_line: &str, symbols: &Symbols) -> Result<String, Error> {
         let Self { secret, map, clear, .. } = self;
         let mut failed = None;
         let stored = finding::pseudonymise(ocsf_line, symbols, clear, &mut |id| {
@@ -558,7 +558,8 @@ impl Store {
         if let Some(err) = failed {
             return Err(err);
         }
-        self.writer.record(kind::ALERT, stored.as_bytes())
+        self.writer.record(kind::ALERT, stored.as_bytes())?;
+        Ok(stored)
     }
 
     /// Appends one event (durable at the next [`Store::commit`]).
@@ -640,6 +641,17 @@ pub fn alert(dir: &Path, uid: &str) -> Result<Option<serde_json::Value>, Error> 
         }
     })?;
     Ok(found)
+}
+
+/// Calls `each` with every stored finding line (creates and updates, as
+/// stored: pseudonymised), in ledger order.
+pub fn alerts(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), Error> {
+    ledger::scan(&dir.join("ledger"), |r| {
+        if r.kind == kind::ALERT {
+            each(r.payload);
+        }
+    })?;
+    Ok(())
 }
 
 /// Calls `each` with every event in the store, in ledger order.

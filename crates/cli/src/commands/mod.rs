@@ -5,8 +5,10 @@ pub mod export;
 pub mod ingest;
 pub mod proof;
 pub mod scope;
+pub mod serve;
 pub mod simulate;
 pub mod stats;
+pub mod token;
 pub mod verify;
 
 /// A usage error found after argument parsing (an invalid `--where`

@@ -100,9 +100,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     // The store records the question with the customers it names as
     // pseudonyms (a stored finding's indicators are pseudonyms already).
     let recorded = match (&q.expr, &args.alert) {
-        (Some(_), None) => {
-            args.expr.as_deref().and_then(|e| scope::parse(e).ok()).map(|e| e.render(&|f, v| as_stored(&st, f, v)))
-        }
+        (Some(_), None) => args
+            .expr
+            .as_deref()
+            .and_then(|e| scope::parse(e).ok())
+            .map(|e| e.render(&|f, v| scope::as_stored(&st, f, v))),
         _ => text.clone(),
     };
     let query = format!(
@@ -165,25 +167,6 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A value of `actor.user.uid` or `resources.uid` as the store may record
-/// it: a pseudonym, unless it is one already or is a principal the store
-/// keeps in clear (the directory's staff and services, which the index
-/// holds by name).
-fn as_stored(st: &store::Store, f: scope::Field, v: &str) -> String {
-    let hex = v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit());
-    if hex && st.dense(v).is_some() {
-        return v.to_owned();
-    }
-    if f == scope::Field::Principal {
-        let key = store::index::string_value(v);
-        let range = store::index::ValueRange { dim: store::index::Dim::Principal, lo: key.clone(), hi: key };
-        if st.index().hours(&[range], 0..=u32::MAX).is_ok_and(|h| !h.is_empty()) {
-            return v.to_owned();
-        }
-    }
-    st.secret().pseudonym(v)
 }
 
 /// The expression a finding's observables make: every field that scope

@@ -1,0 +1,112 @@
+//! `piiwatch serve`: the live service (see the `server` crate). This module
+//! reads the arguments and files and sets up logging.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::commands::detect::{load_config, load_directory};
+use crate::commands::stats::ReadArgs;
+
+/// Arguments of `piiwatch serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The store directory (created on first use).
+    #[arg(long)]
+    store: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// The platform's directory export (principals, signing keys, networks).
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    /// Sigma rules directory (not evaluated yet: a warning says so).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Detector configuration (TOML), as for `detect --config`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Largest request body as sent, bytes (larger: 413).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Largest request body once decompressed, bytes (larger: 413).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_decompressed_bytes: usize,
+    /// Request bytes held at once (parsing or waiting for the store); more
+    /// are refused with 429 (503 on HEC) and Retry-After.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_inflight_bytes: usize,
+    /// The inline check allows a token not yet seen issued for this many
+    /// seconds after its first sight (0: deny at once, the default; feed
+    /// issuance to piiwatch before tokens are used).
+    #[arg(long, default_value_t = 0.0)]
+    check_grace: f64,
+    /// Seconds without input after which events held for reordering are released.
+    #[arg(long, default_value_t = 2.0)]
+    idle_flush: f64,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+/// `--log-format`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// JSON objects, one per line, for log pipelines.
+    Json,
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| crate::commands::Usage(format!("--{what}: {s} is not a duration in seconds")).into())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: Args) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second subscriber (there is none in this process) is not an error worth stopping for.
+    let _ = match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    let config = load_config(args.config.as_ref())?;
+    let directory = load_directory(args.directory.as_ref())?;
+    if args.directory.is_none() {
+        tracing::warn!(
+            "no --directory: principals, keys and networks are unknown, so detectors and the check see less"
+        );
+    }
+    if let Some(r) = &args.rules {
+        tracing::warn!(rules = %r.display(), "Sigma rules are not evaluated yet; only the built-in detectors run");
+    }
+    let opts = server::Options {
+        store: args.store.clone(),
+        listen: args.listen,
+        config,
+        directory,
+        reader: args.read.reader()?,
+        quarantine: args.read.quarantine.clone(),
+        limits: server::Limits {
+            max_body: args.max_body_bytes,
+            max_decompressed: args.max_decompressed_bytes,
+            max_inflight: args.max_inflight_bytes,
+            ..server::Limits::default()
+        },
+        grace: seconds("check-grace", args.check_grace)?,
+        idle_flush: seconds("idle-flush", args.idle_flush)?,
+    };
+    server::run(opts, |addr| errln!("listening on {addr}"), std::future::pending())
+        .with_context(|| format!("serve {}", args.store.display()))
+}

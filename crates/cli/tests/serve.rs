@@ -1,0 +1,463 @@
+//! `piiwatch serve` end to end, through the binary: the contract's section 5.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::{ok, simulation};
+
+/// A running `piiwatch serve`.
+struct Server {
+    child: Child,
+    base: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(store: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
+            .args(["serve", "--store", store.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--quarantine")
+            .arg(store.with_extension("quarantine.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                keep.lock().expect("log").push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("serve did not say it was listening: {}", log.lock().expect("log"))
+        });
+        Server { child, base: format!("http://{addr}"), stderr: log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, and the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM: {}", self.stderr.lock().expect("log"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// Status, body and the `x-piiwatch-reason` header.
+fn send(req: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &[u8]) -> (u16, String, Option<String>) {
+    let mut r = req.send(body).expect("request is answered");
+    let reason = r.headers().get("x-piiwatch-reason").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), text, reason)
+}
+
+fn get(a: &ureq::Agent, url: &str, auth: Option<&str>) -> (u16, String) {
+    let mut req = a.get(url);
+    if let Some(t) = auth {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().expect("request is answered");
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn token(store: &Path, role: &str, name: &str) -> String {
+    let out = ok(&["token", "create", "--store", store.to_str().expect("utf-8"), "--role", role, "--name", name]);
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// The simulation's lines, as bytes (some are not UTF-8 on purpose).
+fn lines_of(sim: &Path) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(sim.join("events.jsonl.gz")).expect("events"))
+        .read_to_end(&mut bytes)
+        .expect("gzip");
+    bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
+fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+    lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn uids(lines: &str) -> std::collections::BTreeSet<String> {
+    lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["finding_info"]["uid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A bearer JWT as a gateway would see it (signature not checked by piiwatch).
+fn jwt(kid: Option<&str>, jti: Option<&str>, sub: &str) -> String {
+    let b = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let mut header = json!({"alg": "RS256", "typ": "JWT"});
+    if let Some(k) = kid {
+        header["kid"] = json!(k);
+    }
+    let mut claims = json!({"sub": sub});
+    if let Some(t) = jti {
+        claims["jti"] = json!(t);
+    }
+    format!("{}.{}.c2lnbmF0dXJl", b(&header), b(&claims))
+}
+
+/// The coupang breach streamed through HEC: the findings over `/v1/alerts`
+/// are `detect`'s; then every access of the same stream asked of the inline
+/// check as Envoy asks: every forged token denied, every issued one allowed.
+#[test]
+fn coupang_through_hec_and_the_inline_check() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let ingest = token(&store, "ingest", "shipper");
+    let analyst = token(&store, "analyst", "ir");
+    let check = token(&store, "check", "envoy");
+    let directory = sim.join("directory.json");
+    let server = Server::start(&store, &["--directory", directory.to_str().expect("utf-8"), "--idle-flush", "0.2"]);
+    let a = agent();
+    let lines = lines_of(&sim);
+    // HEC event envelopes, in bodies of 1,000 events, some pretty-printed;
+    // lines that are not JSON go as raw HEC.
+    for chunk in lines.chunks(1000) {
+        let mut body = String::new();
+        let mut raw = Vec::new();
+        for (i, l) in chunk.iter().enumerate() {
+            match serde_json::from_slice::<Value>(l) {
+                Ok(v) if i % 7 == 0 => {
+                    body.push_str(&serde_json::to_string_pretty(&json!({"event": v})).expect("json"))
+                }
+                Ok(v) => body.push_str(&json!({"event": v, "sourcetype": "ocsf"}).to_string()),
+                Err(_) => {
+                    raw.extend_from_slice(l);
+                    raw.push(b'\n');
+                }
+            }
+        }
+        let req = a.post(&server.url("/services/collector/event")).header("Authorization", &format!("Splunk {ingest}"));
+        let (status, text, _) = send(req, body.as_bytes());
+        assert_eq!((status, text.as_str()), (200, r#"{"code":0,"text":"Success"}"#));
+        if !raw.is_empty() {
+            let req =
+                a.post(&server.url("/services/collector/raw")).header("Authorization", &format!("Splunk {ingest}"));
+            assert_eq!(send(req, &raw).0, 200);
+        }
+    }
+    let detect_q = dir.path().join("detect-quarantine.jsonl");
+    // The same findings as `detect` over the file, once the idle flush has released the held events.
+    let expected = uids(
+        &String::from_utf8(
+            ok(&[
+                "detect",
+                "--directory",
+                directory.to_str().expect("utf-8"),
+                "--quarantine",
+                detect_q.to_str().expect("utf-8"),
+                sim.join("events.jsonl.gz").to_str().expect("utf-8"),
+            ])
+            .stdout,
+        )
+        .expect("utf-8"),
+    );
+    assert!(!expected.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let (status, body) = get(&a, &server.url("/v1/alerts"), Some(&analyst));
+        assert_eq!(status, 200);
+        let found = uids(&body);
+        if found == expected || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found, expected, "findings over /v1/alerts differ from detect's");
+    // `since` filters by event time.
+    let (_, all) = get(&a, &server.url("/v1/alerts"), Some(&analyst));
+    let last = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["time"].as_i64())
+        .max()
+        .expect("times");
+    assert_eq!(get(&a, &server.url(&format!("/v1/alerts?since={last}")), Some(&analyst)).1, "");
+
+    // Scope over HTTP, recorded with the token's name.
+    let (status, body) =
+        get(&a, &server.url("/v1/scope?where=src_endpoint.ip%20cidr%20%220.0.0.0%2F0%22"), Some(&analyst));
+    assert_eq!(status, 200, "{body}");
+    let scoped: Value = serde_json::from_str(&body).expect("scope json");
+    assert!(scoped["subjects"].as_u64().is_some_and(|n| n > 0), "{body}");
+    let audit = support::ledger::ledger_text(&store);
+    assert!(audit.contains("token:ir"), "the scope is recorded with the token's name");
+
+    // The inline check, Envoy's way: every access of the stream, in event time.
+    let events: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_slice(l).ok()).collect();
+    let issued: std::collections::HashSet<&str> =
+        events.iter().filter(|e| e["class_uid"] == 3002).filter_map(|e| e["session"]["uid"].as_str()).collect();
+    let (mut forged, mut forged_denied, mut genuine, mut genuine_allowed) = (0, 0, 0, 0);
+    for e in events.iter().filter(|e| e["class_uid"] == 6003) {
+        let (Some(sub), Some(time), Some(op)) =
+            (e["actor"]["user"]["uid"].as_str(), e["time"].as_i64(), e["api"]["operation"].as_str())
+        else {
+            continue;
+        };
+        let session = &e["actor"]["session"];
+        let jti = session["uid"].as_str();
+        let path = op.split_once(' ').map_or("/", |(_, p)| p);
+        let req = a
+            .post(&server.url(&format!("/v1/check{path}")))
+            .header("x-piiwatch-auth", &check)
+            .header("Authorization", &format!("Bearer {}", jwt(session["issuer"].as_str(), jti, sub)))
+            .header("x-forwarded-for", &format!("{}, 10.0.0.1", e["src_endpoint"]["ip"].as_str().unwrap_or("")))
+            .header("x-piiwatch-time", &time.to_string());
+        let (status, _, reason) = send(req, b"");
+        assert!(reason.is_some(), "every answer names its reason");
+        if jti.is_some_and(|t| issued.contains(t)) {
+            genuine += 1;
+            genuine_allowed += u32::from(status == 200);
+        } else {
+            forged += 1;
+            forged_denied += u32::from(status == 403);
+        }
+    }
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("truth.json")).expect("truth")).expect("json");
+    assert!(forged > 0 && truth["attacks"].as_array().is_some_and(|a| !a.is_empty()));
+    assert_eq!(forged_denied, forged, "every forged request is denied, so it exposes no customer");
+    assert_eq!(genuine_allowed, genuine, "every request with an issued token is allowed");
+    // Denials became findings, and the decisions are counted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(&a, &server.url("/v1/alerts"), Some(&analyst)).1.contains("inline-check") {
+        assert!(Instant::now() < deadline, "no inline-check finding");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = get(&a, &server.url("/metrics"), None);
+    // Every line sent is counted once: stored or quarantined (a line the
+    // test re-encoded into an HEC envelope may parse differently from the
+    // file's, so the split is not compared with detect's).
+    let metric =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<usize>().ok()).unwrap_or(0);
+    let (stored, quarantined) = (metric("piiwatch_events_total "), metric("piiwatch_quarantined_total "));
+    let denied = metric("piiwatch_check_decisions_total{decision=\"deny\",reason=\"token_not_issued\"} ")
+        + metric("piiwatch_check_decisions_total{decision=\"deny\",reason=\"no_token\"} ");
+    assert_eq!(denied, forged as usize, "every denial is counted: {metrics}");
+    let detect_quarantined = std::fs::read_to_string(&detect_q).map_or(0, |t| t.lines().count());
+    assert_eq!(stored + quarantined, lines.len(), "{metrics}");
+    assert!(quarantined >= detect_quarantined && quarantined <= detect_quarantined + 2, "{metrics}");
+    let status = server.terminate();
+    assert!(status.success(), "serve exits 0 on SIGTERM");
+    ok(&["verify", "--store", store.to_str().expect("utf-8")]);
+}
+
+/// Credentials, roles, and bad bodies: clear status codes, nothing stored
+/// from a refused body, and the server still answers the next client.
+#[test]
+fn refuses_what_it_should_and_goes_on() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let ingest = token(&store, "ingest", "shipper");
+    let analyst = token(&store, "analyst", "ir");
+    let server = Server::start(&store, &["--max-body-bytes", "200000", "--max-decompressed-bytes", "1000000"]);
+    let a = agent();
+    let line = r#"{"class_uid":6003,"time":1743433200000,"activity_id":2,"status_id":1,"actor":{"user":{"uid":"c1"},"session":{"uid":"t1","issuer":"k1"}},"src_endpoint":{"ip":"198.51.100.7"},"api":{"operation":"GET /v1/me"},"resources":[{"uid":"c1","type":"customer","labels":["name"]}]}"#;
+    let events = server.url("/v1/events");
+    let post = |auth: Option<String>| {
+        let mut r = a.post(&events);
+        if let Some(v) = auth {
+            r = r.header("Authorization", &v);
+        }
+        r
+    };
+    // No credentials, a wrong token, the wrong role.
+    assert_eq!(send(post(None), line.as_bytes()).0, 401);
+    assert_eq!(send(post(Some("Bearer pw_wrong".into())), line.as_bytes()).0, 401);
+    assert_eq!(send(post(Some(format!("Bearer {analyst}"))), line.as_bytes()).0, 403);
+    assert_eq!(get(&a, &server.url("/v1/alerts"), Some(&ingest)).0, 403);
+    assert_eq!(get(&a, &server.url("/v1/alerts"), None).0, 401);
+    // A good body, with a malformed line quarantined and counted.
+    let body = format!("{line}\n{{\"class_uid\": 6003, oops\n\n");
+    let (status, text, _) = send(post(Some(format!("Bearer {ingest}"))), body.as_bytes());
+    assert_eq!((status, text.as_str()), (200, r#"{"accepted":1,"quarantined":1}"#));
+    // Gzip, good and broken; a bomb; an oversized body; an unknown encoding.
+    let gz = post(Some(format!("Bearer {ingest}"))).header("Content-Encoding", "gzip");
+    assert_eq!(send(gz, &gzip(format!("{line}\n").as_bytes())).1, r#"{"accepted":1,"quarantined":0}"#);
+    let gz = post(Some(format!("Bearer {ingest}"))).header("Content-Encoding", "gzip");
+    assert_eq!(send(gz, b"\x1f\x8b\x08\x00not gzip at all").0, 400);
+    let bomb = gzip(&vec![b'\n'; 50 << 20]);
+    assert!(bomb.len() < 200_000);
+    let gz = post(Some(format!("Bearer {ingest}"))).header("Content-Encoding", "gzip");
+    let (status, text, _) = send(gz, &bomb);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("decompresses to more than"), "{text}");
+    // An oversized body: 413, or the connection closed before it was all sent.
+    let big = post(Some(format!("Bearer {ingest}"))).send(&vec![b' '; 250_000][..]);
+    assert!(big.as_ref().map_or(true, |r| r.status().as_u16() == 413), "{:?}", big.map(|r| r.status()));
+    let br = post(Some(format!("Bearer {ingest}"))).header("Content-Encoding", "br");
+    assert_eq!(send(br, line.as_bytes()).0, 415);
+    // HEC: a bad envelope refuses the whole body, with HEC's code.
+    let hec = |body: &str| {
+        let r = a.post(&server.url("/services/collector/event")).header("Authorization", &format!("Splunk {ingest}"));
+        send(r, body.as_bytes())
+    };
+    let (status, text, _) = hec(&format!(r#"{{"event": {line}}} {{"event": "#));
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!((v["code"].as_i64(), v["invalid-event-number"].as_i64()), (Some(6), Some(1)));
+    let (status, text, _) = hec(r#"{"time": 1}"#);
+    assert_eq!((status, serde_json::from_str::<Value>(&text).expect("json")["code"].as_i64()), (400, Some(12)));
+    let no_token = a.post(&server.url("/services/collector/raw"));
+    let (status, text, _) = send(no_token, line.as_bytes());
+    assert_eq!((status, text.as_str()), (401, r#"{"code":2,"text":"Token is required"}"#));
+    assert_eq!(
+        get(&a, &server.url("/services/collector/health"), None),
+        (200, r#"{"code":17,"text":"HEC is healthy"}"#.into())
+    );
+    // A token created while the server runs works at once; revoked, it stops within a second or so.
+    let late = token(&store, "ingest", "late");
+    assert_eq!(send(post(Some(format!("Bearer {late}"))), line.as_bytes()).0, 200);
+    ok(&["token", "revoke", "--store", store.to_str().expect("utf-8"), "late"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while send(post(Some(format!("Bearer {late}"))), line.as_bytes()).0 != 401 {
+        assert!(Instant::now() < deadline, "a revoked token is still accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still serving; health endpoints need no token.
+    assert_eq!(get(&a, &server.url("/healthz"), None).0, 200);
+    assert_eq!(get(&a, &server.url("/readyz"), None).0, 200);
+    // The list shows names and roles, never the tokens.
+    let listed = ok(&["token", "list", "--store", store.to_str().expect("utf-8"), "--format", "json"]);
+    let listed = String::from_utf8(listed.stdout).expect("utf-8");
+    assert!(listed.contains("\"late\"") && listed.contains("\"revoked\":1"), "{listed}");
+    assert!(
+        !listed.contains(&ingest)
+            && !std::fs::read_to_string(store.join("tokens.jsonl")).expect("tokens").contains(&ingest)
+    );
+    assert!(server.terminate().success());
+}
+
+/// What the server acknowledged survives `kill -9`, and a restarted server
+/// knows the tokens issued before (the check) and the findings so far.
+#[test]
+fn kill9_loses_nothing_acknowledged() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
+    let server = Server::start(&store, &["--idle-flush", "0.2"]);
+    let a = agent();
+    let lines = lines_of(&sim);
+    let half = lines.len() / 2;
+    for chunk in lines[..half].chunks(500) {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    }
+    // Mid-stream: a body in flight, then SIGKILL.
+    let inflight = {
+        let url = server.url("/v1/events");
+        let body = join(&lines[half..]);
+        let admin = admin.clone();
+        std::thread::spawn(move || {
+            let r = agent().post(&url).header("Authorization", &format!("Bearer {admin}")).send(&body[..]);
+            r.map(|r| r.status().as_u16()).ok()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    server.kill9();
+    let late = inflight.join().expect("thread");
+    let s = store.to_str().expect("utf-8");
+    ok(&["verify", "--store", s]);
+    // Every access acknowledged is there: as many as `ingest` stores from
+    // the acknowledged lines (all of them, when the last body was acknowledged too).
+    let acknowledged = dir.path().join("acknowledged.jsonl");
+    let upto = if late == Some(200) { lines.len() } else { half };
+    std::fs::write(&acknowledged, join(&lines[..upto])).expect("write");
+    let reference = dir.path().join("reference");
+    let q = dir.path().join("q.jsonl");
+    let (r, a_, qq) =
+        (reference.to_str().expect("utf-8"), acknowledged.to_str().expect("utf-8"), q.to_str().expect("utf-8"));
+    ok(&["ingest", "--store", r, "--quarantine", qq, a_]);
+    let everything = r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#;
+    let events = |store: &str| {
+        let out = ok(&["scope", "--store", store, "--where", everything, "--format", "json"]);
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")["events"].as_u64().expect("events")
+    };
+    let (crashed, expected) = (events(s), events(r));
+    assert!(crashed >= expected, "{crashed} accesses stored, {expected} acknowledged");
+
+    // Restarted, it knows what was issued before the crash.
+    let issued = lines[..half]
+        .iter()
+        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+        .find(|v| v["class_uid"] == 3002 && v["session"]["expiration_time"].is_i64())
+        .expect("an issuance in the first half");
+    let server = Server::start(&store, &[]);
+    let check = json!({
+        "token": issued["session"]["uid"], "key": issued["session"]["issuer"], "principal": issued["user"]["uid"],
+        "time": issued["time"].as_i64().expect("time") + 1,
+    });
+    let req = a.post(&server.url("/v1/check")).header("x-piiwatch-auth", &admin);
+    let (status, text, _) = send(req, check.to_string().as_bytes());
+    assert_eq!((status, text.as_str()), (200, r#"{"allow":true,"reason":"issued"}"#));
+    let mut other = check.clone();
+    other["principal"] = json!("someone-else");
+    let req = a.post(&server.url("/v1/check")).header("x-piiwatch-auth", &admin);
+    assert_eq!(send(req, other.to_string().as_bytes()).1, r#"{"allow":false,"reason":"principal_mismatch"}"#);
+    let mut expired = check.clone();
+    expired["time"] = json!(issued["session"]["expiration_time"].as_i64().expect("exp") + 1);
+    let req = a.post(&server.url("/v1/check")).header("x-piiwatch-auth", &admin);
+    assert_eq!(send(req, expired.to_string().as_bytes()).1, r#"{"allow":false,"reason":"token_expired"}"#);
+    assert!(server.terminate().success());
+}

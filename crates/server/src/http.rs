@@ -1,0 +1,609 @@
+//! Routes and handlers.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use pipeline::service::{Accepted, Job};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::check::{Decision, Presented};
+use crate::tokens::{Caller, Role};
+use crate::{App, now_ms};
+
+type AppState = State<Arc<App>>;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let max_body = app.limits.max_body;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/events", post(events))
+        .route("/services/collector", post(hec_event))
+        .route("/services/collector/event", post(hec_event))
+        .route("/services/collector/event/1.0", post(hec_event))
+        .route("/services/collector/raw", post(hec_raw))
+        .route("/services/collector/raw/1.0", post(hec_raw))
+        .route("/services/collector/health", get(hec_health))
+        .route("/services/collector/health/1.0", get(hec_health))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/scope", get(scope))
+        .route("/v1/check", post(check_json))
+        .route("/v1/check/", any(check_envoy_root))
+        .route("/v1/check/{*path}", any(check_envoy))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+/// An answer with a JSON body.
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// An error as JSON: `{"error": "..."}`.
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    answer(status, json!({ "error": msg.into() }))
+}
+
+fn retry_after(mut r: Response) -> Response {
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// `Authorization: SCHEME TOKEN`'s token, when the scheme matches.
+fn credential<'h>(headers: &'h HeaderMap, name: header::HeaderName, scheme: &str) -> Option<&'h str> {
+    let v = headers.get(name)?.to_str().ok()?.trim();
+    let (s, t) = v.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(t.trim())
+}
+
+/// Why a caller was refused.
+enum Denied {
+    Missing,
+    Unknown,
+    Role(Role),
+}
+
+fn authorize(app: &App, token: Option<&str>, need: Role) -> Result<Caller, Denied> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(Denied::Missing)?;
+    let caller = app.tokens.caller(token).ok_or(Denied::Unknown)?;
+    if caller.role.may(need) { Ok(caller) } else { Err(Denied::Role(caller.role)) }
+}
+
+fn refused(d: Denied, need: Role) -> Response {
+    match d {
+        Denied::Missing => error(StatusCode::UNAUTHORIZED, "missing credentials: send Authorization: Bearer TOKEN"),
+        Denied::Unknown => error(StatusCode::UNAUTHORIZED, "unknown or revoked token"),
+        Denied::Role(r) => error(
+            StatusCode::FORBIDDEN,
+            format!("a token of role {} may not do this (needs {})", r.as_str(), need.as_str()),
+        ),
+    }
+}
+
+/// Bearer auth for the JSON API.
+fn bearer(app: &App, headers: &HeaderMap, need: Role) -> Result<Caller, Response> {
+    authorize(app, credential(headers, header::AUTHORIZATION, "Bearer"), need).map_err(|d| refused(d, need))
+}
+
+async fn readyz(State(app): AppState) -> Response {
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the service thread has stopped\n").into_response()
+    }
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    metrics::gauge!("piiwatch_inflight_bytes").set(app.inflight.load(Ordering::Relaxed) as f64);
+    if let Ok(c) = app.check.read() {
+        metrics::gauge!("piiwatch_check_tokens_known").set(c.issued() as f64);
+    }
+    if let Ok(f) = app.findings.read() {
+        metrics::gauge!("piiwatch_findings_stored").set(f.len() as f64);
+    }
+    let mut r = app.metrics.render().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+/// Why a body could not be taken.
+enum Refusal {
+    /// Over a size bound.
+    TooLarge(String),
+    /// Not decodable.
+    Bad(String),
+    /// Unsupported content encoding.
+    Encoding(String),
+    /// Over the in-flight bound.
+    Busy,
+    /// The queue is full or the service thread stopped.
+    Unavailable(String),
+}
+
+/// The body, decompressed when `Content-Encoding: gzip`, within the bound.
+fn decode(app: &App, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, Refusal> {
+    let max = app.limits.max_decompressed;
+    let enc = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity").trim();
+    if enc.eq_ignore_ascii_case("gzip") || enc.eq_ignore_ascii_case("x-gzip") {
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+        let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
+        dec.read_to_end(&mut out).map_err(|e| Refusal::Bad(format!("body is not valid gzip: {e}")))?;
+        if out.len() > max {
+            return Err(Refusal::TooLarge(format!("body decompresses to more than {max} bytes")));
+        }
+        Ok(out)
+    } else if enc.is_empty() || enc.eq_ignore_ascii_case("identity") {
+        if body.len() > max {
+            return Err(Refusal::TooLarge(format!("body is larger than {max} bytes")));
+        }
+        Ok(body.to_vec())
+    } else {
+        Err(Refusal::Encoding(format!("content encoding {enc:?} is not supported (use gzip or none)")))
+    }
+}
+
+/// Releases in-flight bytes when the request ends, however it ends.
+struct Inflight<'a>(&'a App, usize);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(self.1, Ordering::SeqCst);
+    }
+}
+
+/// Hands the lines to the service thread and waits until they are durable.
+async fn submit(app: &Arc<App>, lines: Vec<u8>) -> Result<Accepted, Refusal> {
+    let n = lines.len();
+    let before = app.inflight.fetch_add(n, Ordering::SeqCst);
+    let _guard = Inflight(app, n);
+    if before + n > app.limits.max_inflight && before > 0 {
+        metrics::counter!("piiwatch_requests_refused_total", "why" => "inflight").increment(1);
+        return Err(Refusal::Busy);
+    }
+    let started = Instant::now();
+    let id = app.requests.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = Job::Lines { name: format!("http:{id}"), body: lines, reply: Box::new(move |r| drop(tx.send(r))) };
+    let sent = match app.jobs.lock() {
+        Ok(jobs) => match jobs.as_ref() {
+            Some(j) => j.try_send(job),
+            None => return Err(Refusal::Unavailable("the server is stopping".into())),
+        },
+        Err(_) => return Err(Refusal::Unavailable("the server is stopping".into())),
+    };
+    match sent {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(_)) => {
+            metrics::counter!("piiwatch_requests_refused_total", "why" => "queue").increment(1);
+            return Err(Refusal::Unavailable("too many requests are waiting for the store".into()));
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+            return Err(Refusal::Unavailable("the store has stopped accepting events".into()));
+        }
+    }
+    match rx.await {
+        Ok(Ok(a)) => {
+            metrics::counter!("piiwatch_events_total").increment(a.accepted);
+            metrics::counter!("piiwatch_quarantined_total").increment(a.quarantined);
+            metrics::histogram!("piiwatch_ingest_ack_seconds").record(started.elapsed().as_secs_f64());
+            Ok(a)
+        }
+        Ok(Err(why)) => Err(Refusal::Unavailable(why.0)),
+        Err(_) => Err(Refusal::Unavailable("the store stopped before this request was stored".into())),
+    }
+}
+
+fn refusal(r: Refusal) -> Response {
+    match r {
+        Refusal::TooLarge(m) => error(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Refusal::Bad(m) => error(StatusCode::BAD_REQUEST, m),
+        Refusal::Encoding(m) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        Refusal::Busy => retry_after(error(StatusCode::TOO_MANY_REQUESTS, "too many bytes in flight; retry later")),
+        Refusal::Unavailable(m) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, m)),
+    }
+}
+
+async fn events(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Ingest) {
+        return r;
+    }
+    let lines = match decode(&app, &headers, &body) {
+        Ok(l) => l,
+        Err(r) => return refusal(r),
+    };
+    match submit(&app, lines).await {
+        Ok(a) => answer(StatusCode::OK, json!({ "accepted": a.accepted, "quarantined": a.quarantined })),
+        Err(r) => refusal(r),
+    }
+}
+
+// ---- Splunk HEC ----
+
+fn hec(status: StatusCode, text: &str, code: u32) -> Response {
+    answer(status, json!({ "text": text, "code": code }))
+}
+
+fn hec_auth(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let token = credential(headers, header::AUTHORIZATION, "Splunk")
+        .or_else(|| credential(headers, header::AUTHORIZATION, "Bearer"));
+    if token.is_none() && headers.contains_key(header::AUTHORIZATION) {
+        return Err(hec(StatusCode::UNAUTHORIZED, "Invalid authorization", 3));
+    }
+    authorize(app, token, Role::Ingest).map(drop).map_err(|d| match d {
+        Denied::Missing => hec(StatusCode::UNAUTHORIZED, "Token is required", 2),
+        Denied::Unknown => hec(StatusCode::UNAUTHORIZED, "Invalid token", 4),
+        Denied::Role(_) => hec(StatusCode::FORBIDDEN, "Token may not send events (needs role ingest)", 4),
+    })
+}
+
+fn hec_refusal(r: Refusal) -> Response {
+    match r {
+        Refusal::TooLarge(m) => hec(StatusCode::PAYLOAD_TOO_LARGE, &m, 27),
+        Refusal::Bad(m) | Refusal::Encoding(m) => hec(StatusCode::BAD_REQUEST, &m, 6),
+        Refusal::Busy | Refusal::Unavailable(_) => {
+            retry_after(hec(StatusCode::SERVICE_UNAVAILABLE, "Server is busy", 9))
+        }
+    }
+}
+
+async fn hec_raw(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = hec_auth(&app, &headers) {
+        return r;
+    }
+    let lines = match decode(&app, &headers, &body) {
+        Ok(l) => l,
+        Err(r) => return hec_refusal(r),
+    };
+    if lines.iter().all(u8::is_ascii_whitespace) {
+        return hec(StatusCode::BAD_REQUEST, "No data", 5);
+    }
+    match submit(&app, lines).await {
+        Ok(_) => hec(StatusCode::OK, "Success", 0),
+        Err(r) => hec_refusal(r),
+    }
+}
+
+/// An HEC event envelope; only `event` matters here.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The OCSF lines of a body of HEC envelopes, or HEC's error and the
+/// (0-based) number of the first bad event. Nothing is stored from a body
+/// with a bad event, as Splunk does.
+fn hec_lines(body: &[u8]) -> Result<Vec<u8>, (Response, usize)> {
+    let mut out = Vec::with_capacity(body.len());
+    let stream = serde_json::Deserializer::from_slice(body).into_iter::<Envelope<'_>>();
+    for (i, env) in stream.enumerate() {
+        let bad = |text: &str, code: u32| {
+            let r = answer(StatusCode::BAD_REQUEST, json!({ "text": text, "code": code, "invalid-event-number": i }));
+            (r, i)
+        };
+        let env = env.map_err(|_| bad("Invalid data format", 6))?;
+        let Some(raw) = env.event else { return Err(bad("Event field is required", 12)) };
+        let text = raw.get();
+        if text.starts_with('"') {
+            // A string event: its text is the line (or lines).
+            let s: String = serde_json::from_str(text).map_err(|_| bad("Invalid data format", 6))?;
+            if s.trim().is_empty() {
+                return Err(bad("Event field cannot be blank", 13));
+            }
+            out.extend_from_slice(s.as_bytes());
+        } else if text.starts_with('{') {
+            if text.contains(['\n', '\r']) {
+                // Pretty-printed: one line per event.
+                let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad("Invalid data format", 6))?;
+                out.extend_from_slice(v.to_string().as_bytes());
+            } else {
+                out.extend_from_slice(text.as_bytes());
+            }
+        } else {
+            return Err(bad("Invalid data format", 6));
+        }
+        out.push(b'\n');
+    }
+    if out.is_empty() {
+        return Err((hec(StatusCode::BAD_REQUEST, "No data", 5), 0));
+    }
+    Ok(out)
+}
+
+async fn hec_event(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = hec_auth(&app, &headers) {
+        return r;
+    }
+    let decoded = match decode(&app, &headers, &body) {
+        Ok(l) => l,
+        Err(r) => return hec_refusal(r),
+    };
+    let lines = match hec_lines(&decoded) {
+        Ok(l) => l,
+        Err((r, _)) => return r,
+    };
+    match submit(&app, lines).await {
+        Ok(_) => hec(StatusCode::OK, "Success", 0),
+        Err(r) => hec_refusal(r),
+    }
+}
+
+async fn hec_health(State(app): AppState) -> Response {
+    let busy = app.inflight.load(Ordering::Relaxed) >= app.limits.max_inflight;
+    if !app.ready.load(Ordering::SeqCst) || busy {
+        retry_after(hec(StatusCode::SERVICE_UNAVAILABLE, "HEC is unhealthy, queues are full", 18))
+    } else {
+        hec(StatusCode::OK, "HEC is healthy", 17)
+    }
+}
+
+// ---- findings and scope ----
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<i64>,
+}
+
+async fn alerts(State(app): AppState, headers: HeaderMap, Query(q): Query<Since>) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Analyst) {
+        return r;
+    }
+    let since = q.since.unwrap_or(i64::MIN);
+    let mut body = String::new();
+    if let Ok(f) = app.findings.read() {
+        for x in f.iter().filter(|x| x.time > since) {
+            body.push_str(&x.line);
+            body.push('\n');
+        }
+    }
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    r
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    #[serde(rename = "where")]
+    expr: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
+}
+
+async fn scope(State(app): AppState, headers: HeaderMap, Query(q): Query<ScopeQuery>) -> Response {
+    let caller = match bearer(&app, &headers, Role::Analyst) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let from = match q.from.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(m) => return error(StatusCode::BAD_REQUEST, format!("from: {m}")),
+    };
+    let to = match q.to.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(m) => return error(StatusCode::BAD_REQUEST, format!("to: {m}")),
+    };
+    let parsed = match q.expr.as_deref().map(scope::parse).transpose() {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("where: {e}")),
+    };
+    let text = q.expr.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<scope::Summary, String>>();
+    let work = move |st: &mut store::Store| {
+        let expr = parsed.map(|e| e.with_principal_aliases(&|v| st.secret().pseudonym(v)));
+        let recorded =
+            text.as_deref().and_then(|e| scope::parse(e).ok()).map(|e| e.render(&|f, v| scope::as_stored(st, f, v)));
+        let q = scope::Query { expr, from, to, ..scope::Query::default() };
+        let result = scope::scope(st, &q).map_err(|e| format!("{e}")).and_then(|answer| {
+            let s = answer.summary();
+            let query = format!(
+                "where {}; from {}; to {}",
+                recorded.as_deref().unwrap_or("(all)"),
+                from.map_or_else(|| "-".into(), |t| t.to_string()),
+                to.map_or_else(|| "-".into(), |t| t.to_string())
+            );
+            let mut audit = store::Audit::now("scope (http)", query, s.events, s.subjects, false);
+            audit.user = format!("token:{}", caller.name);
+            st.audit(&audit).map_err(|e| format!("cannot record the query in the store: {e}"))?;
+            Ok(s)
+        });
+        let _ = tx.send(result);
+    };
+    let sent = match app.jobs.lock() {
+        Ok(jobs) => jobs.as_ref().map(|j| j.try_send(Job::WithStore(Box::new(work)))),
+        Err(_) => None,
+    };
+    match sent {
+        Some(Ok(())) => {}
+        Some(Err(std::sync::mpsc::TrySendError::Full(_))) => {
+            return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store is busy"));
+        }
+        _ => return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store has stopped")),
+    }
+    match rx.await {
+        Ok(Ok(s)) => answer(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
+        Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Err(_) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store stopped before answering")),
+    }
+}
+
+// ---- the inline check ----
+
+/// The check caller's own credential: `x-piiwatch-auth`.
+fn check_caller(app: &App, headers: &HeaderMap) -> Result<Caller, Response> {
+    let token = headers.get("x-piiwatch-auth").and_then(|v| v.to_str().ok()).map(str::trim);
+    authorize(app, token, Role::Check).map_err(|d| match d {
+        Denied::Missing => error(StatusCode::UNAUTHORIZED, "missing credentials: send x-piiwatch-auth: TOKEN"),
+        other => refused(other, Role::Check),
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// What an Envoy check request presents: the end user's JWT (or the
+/// `x-piiwatch-*` headers, which take precedence), the first
+/// `x-forwarded-for` address, and the original method and path.
+fn presented(headers: &HeaderMap, method: &Method, path: &str) -> Presented {
+    let (mut token, mut key, mut principal) = (None, None, None);
+    if let Some(jwt) = credential(headers, header::AUTHORIZATION, "Bearer")
+        && let Some((t, k, p)) = crate::check::from_jwt(jwt)
+    {
+        (token, key, principal) = (t, k, p);
+    }
+    Presented {
+        token: header_str(headers, "x-piiwatch-token").or(token),
+        key: header_str(headers, "x-piiwatch-key").or(key),
+        principal: header_str(headers, "x-piiwatch-principal").or(principal),
+        ip: header_str(headers, "x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_owned())),
+        operation: Some(format!("{method} /{}", path.trim_start_matches('/'))),
+        time: header_str(headers, "x-piiwatch-time").and_then(|t| t.parse().ok()),
+    }
+}
+
+fn decide(app: &App, p: &Presented) -> Decision {
+    let started = Instant::now();
+    let now = now_ms();
+    let read = app.check.read().ok().and_then(|s| s.decide_read(p, now));
+    let d = match read {
+        Some(d) => d,
+        None => match app.check.write() {
+            Ok(mut s) => s.decide(p, now),
+            Err(_) => Decision { allow: false, reason: "token_not_issued" },
+        },
+    };
+    let decision = if d.allow { "allow" } else { "deny" };
+    metrics::counter!("piiwatch_check_decisions_total", "decision" => decision, "reason" => d.reason).increment(1);
+    metrics::histogram!("piiwatch_check_seconds").record(started.elapsed().as_secs_f64());
+    if !d.allow {
+        denied(app, p, d);
+    }
+    d
+}
+
+/// Denials become findings, one per reason and signing key (a forger
+/// mints a fresh token id per request; the key is what they share): the
+/// first denial creates it, updates follow at 10, 100, 1000 … denials.
+fn denied(app: &App, p: &Presented, d: Decision) {
+    let token = p.token.clone().unwrap_or_default();
+    let key = p.key.clone().unwrap_or_default();
+    let time = p.time.unwrap_or_else(now_ms);
+    let (count, first_seen) = match app.denials.lock() {
+        Ok(mut m) => {
+            let c = m.entry((d.reason, key.clone())).or_insert((0, time));
+            c.0 += 1;
+            c.1 = c.1.min(time);
+            *c
+        }
+        Err(_) => return,
+    };
+    let mut c = count;
+    while c % 10 == 0 {
+        c /= 10;
+    }
+    if c != 1 {
+        return;
+    }
+    let mut observables: Vec<(&'static str, String)> = Vec::new();
+    if !token.is_empty() {
+        observables.push(("actor.session.uid", token.clone()));
+    }
+    if !key.is_empty() {
+        observables.push(("actor.session.issuer", key.clone()));
+    }
+    if let Some(w) = &p.principal {
+        observables.push(("actor.user.uid", w.clone()));
+    }
+    if let Some(ip) = &p.ip {
+        observables.push(("src_endpoint.ip", ip.clone()));
+    }
+    let uid = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("inline-check\n{}\n{key}", d.reason).as_bytes());
+        format!("inline-check-{}", hex::encode(&h[..12]))
+    };
+    let severity = match d.reason {
+        "token_not_issued" | "principal_mismatch" | "key_mismatch" => 5,
+        _ => 3,
+    };
+    let alert = detect::Alert {
+        uid,
+        activity: if count == 1 { detect::alert::Activity::Create } else { detect::alert::Activity::Update },
+        detector: "inline-check",
+        analytic: detect::alert::AnalyticKind::Rule,
+        title: format!("Inline check refused {count} request(s): {}", d.reason.replace('_', " ")),
+        desc: format!(
+            "The gateway asked piiwatch whether a request may go on; piiwatch refused it ({}), so no data left. \
+             Refused {count} time(s) so far for this reason{}; the indicators are the latest refused request's.",
+            d.reason,
+            if key.is_empty() { String::new() } else { format!(" and signing key {key}") }
+        ),
+        severity,
+        time,
+        reported_at: time,
+        first_seen,
+        last_seen: time,
+        count,
+        observables,
+        posture: false,
+        details: json!({ "reason": d.reason, "operation": p.operation }),
+    };
+    if let Ok(jobs) = app.jobs.lock()
+        && let Some(j) = jobs.as_ref()
+        && j.try_send(Job::Finding(alert.to_ocsf().to_string())).is_err()
+    {
+        metrics::counter!("piiwatch_check_findings_dropped_total").increment(1);
+    }
+}
+
+fn envoy_answer(d: Decision) -> Response {
+    let status = if d.allow { StatusCode::OK } else { StatusCode::FORBIDDEN };
+    let mut r = (status, if d.allow { "" } else { "denied by piiwatch\n" }).into_response();
+    r.headers_mut().insert("x-piiwatch-reason", HeaderValue::from_static(d.reason));
+    r
+}
+
+async fn check_envoy(State(app): AppState, method: Method, headers: HeaderMap, Path(path): Path<String>) -> Response {
+    if let Err(r) = check_caller(&app, &headers) {
+        return r;
+    }
+    envoy_answer(decide(&app, &presented(&headers, &method, &path)))
+}
+
+async fn check_envoy_root(State(app): AppState, method: Method, headers: HeaderMap) -> Response {
+    if let Err(r) = check_caller(&app, &headers) {
+        return r;
+    }
+    envoy_answer(decide(&app, &presented(&headers, &method, "/")))
+}
+
+async fn check_json(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_caller(&app, &headers) {
+        return r;
+    }
+    let p: Presented = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not a check request: {e}")),
+    };
+    let d = decide(&app, &p);
+    answer(StatusCode::OK, json!({ "allow": d.allow, "reason": d.reason }))
+}

@@ -1,0 +1,331 @@
+//! `piiwatch serve`: ingest, detection and the store in one process, over HTTP.
+//!
+//! - `POST /v1/events` and Splunk HEC (`/services/collector/event`, `/raw`,
+//!   `/health`) take OCSF lines; each request is answered only once its
+//!   events are durably in the store ([`pipeline::service`]).
+//! - The inline check (`/v1/check/…` for Envoy's HTTP external
+//!   authorization, `POST /v1/check` for JSON) refuses tokens piiwatch never
+//!   saw issued, presented by another principal, expired, signed by a
+//!   retired key or held by an offboarded principal ([`check`]); every
+//!   denial becomes a finding.
+//! - `GET /v1/alerts`, `GET /v1/scope` (recorded in the store's audit chain
+//!   with the caller's token name), `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Callers authenticate with API tokens ([`tokens`]). The library prints
+//! nothing; it logs through `tracing`.
+
+pub mod check;
+mod http;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use model::Directory;
+use pipeline::service::Job;
+
+/// What `serve` could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened or read.
+    #[error("cannot open store {}", path.display())]
+    Store {
+        /// The store.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: store::Error,
+    },
+    /// The store's secret could not be read.
+    #[error("cannot read the secret of store {}", path.display())]
+    Secret {
+        /// The store.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is unreadable or altered.
+    #[error(transparent)]
+    Tokens(#[from] tokens::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime or a thread could not start, or the server failed.
+    #[error("{what}")]
+    Runtime {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pipeline stopped with an error (the store failed, say).
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::Error),
+    /// The service thread panicked (a bug).
+    #[error("the service thread failed")]
+    Panicked,
+}
+
+/// Bounds on what clients may make the server hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body as sent (compressed or not), bytes; larger: 413.
+    pub max_body: usize,
+    /// Largest body once decompressed, bytes; larger: 413.
+    pub max_decompressed: usize,
+    /// Bodies being parsed or waiting for their commit, bytes; more: 429 (503 on HEC) with `Retry-After`.
+    pub max_inflight: usize,
+    /// Bodies waiting for the service thread; more: 503 with `Retry-After`.
+    pub queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body: 16 << 20, max_decompressed: 16 << 20, max_inflight: 256 << 20, queue: 256 }
+    }
+}
+
+/// How to run.
+pub struct Options {
+    /// The store directory (created if absent).
+    pub store: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Detector configuration.
+    pub config: detect::Config,
+    /// The platform's directory.
+    pub directory: Directory,
+    /// The reader (data map, line bound).
+    pub reader: ingest::Reader,
+    /// Where quarantined lines go (appended).
+    pub quarantine: PathBuf,
+    /// Bounds.
+    pub limits: Limits,
+    /// The inline check allows a token not yet seen issued for this long after its first sight (0: never).
+    pub grace: Duration,
+    /// Release events held for reordering after this long without input.
+    pub idle_flush: Duration,
+}
+
+/// A stored finding, for `GET /v1/alerts`.
+struct Finding {
+    time: i64,
+    line: String,
+}
+
+/// Denials by (reason, signing key): how many, and the first one's time.
+type Denials = std::collections::HashMap<(&'static str, String), (u64, i64)>;
+
+/// Shared by every request.
+pub(crate) struct App {
+    jobs: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
+    tokens: tokens::Tokens,
+    check: RwLock<check::State>,
+    findings: RwLock<Vec<Finding>>,
+    /// Denials so far by reason and signing key: how many, and the first's time.
+    denials: Mutex<Denials>,
+    inflight: AtomicUsize,
+    limits: Limits,
+    ready: AtomicBool,
+    requests: AtomicU64,
+    metrics: PrometheusHandle,
+}
+
+/// The process's metrics recorder (one per process: tests start several servers).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("seconds".into()), &seconds)
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs the server until SIGTERM or SIGINT (or `stop` resolves, for tests),
+/// then stops accepting, answers what it acknowledged, stores the last
+/// findings and returns. `listening` is called with the bound address once
+/// connections are accepted.
+pub fn run(
+    opts: Options,
+    listening: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let Options { store: dir, listen, config, directory, reader, quarantine, limits, grace, idle_flush } = opts;
+    let mut st = store::Store::open(&dir, store::Options::default())
+        .map_err(|source| Error::Store { path: dir.clone(), source })?;
+    let secret = store::Secret::load_existing(&dir.join("secret"))
+        .map_err(|source| Error::Secret { path: dir.clone(), source })?;
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let mut state = check::State::new(secret, &directory, grace_ms);
+    let mut findings = Vec::new();
+    if st.head().records > 0 {
+        // What the check knows and the findings so far, read back.
+        let store_err = |source| Error::Store { path: dir.clone(), source };
+        store::events_where(
+            &dir,
+            |b| b.starts_with(br#"{"class":"issuance""#) || b.starts_with(br#"{"class":"offboarding""#),
+            |e| state.learn_stored(&e),
+        )
+        .map_err(store_err)?;
+        store::alerts(&dir, |line| {
+            if let Ok(text) = std::str::from_utf8(line) {
+                findings.push(Finding { time: finding_time(text), line: text.to_owned() });
+            }
+        })
+        .map_err(|source| Error::Store { path: dir.clone(), source })?;
+    }
+    let tokens = tokens::Tokens::open(&dir)?;
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(limits.queue.max(1));
+    let app = Arc::new(App {
+        jobs: Mutex::new(Some(jobs_tx)),
+        tokens,
+        check: RwLock::new(state),
+        findings: RwLock::new(findings),
+        denials: Mutex::new(std::collections::HashMap::new()),
+        inflight: AtomicUsize::new(0),
+        limits,
+        ready: AtomicBool::new(true),
+        requests: AtomicU64::new(0),
+        metrics: metrics_handle(),
+    });
+    let service = {
+        let app = Arc::clone(&app);
+        let opts = pipeline::service::ServiceOptions {
+            config,
+            directory,
+            reader,
+            quarantine,
+            idle_flush,
+            group_bytes: 32 << 20,
+        };
+        std::thread::Builder::new()
+            .name("piiwatch-service".into())
+            .spawn(move || {
+                let result = service_thread(&app, opts, &mut st, jobs_rx);
+                app.ready.store(false, Ordering::SeqCst);
+                // The index is built on its own thread: wait for it.
+                let finished = st.finish();
+                result?;
+                finished.map_err(|source| Error::Store { path: st.dir().to_owned(), source })
+            })
+            .map_err(|source| Error::Runtime { what: "cannot start the service thread", source })?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("piiwatch-http")
+        .build()
+        .map_err(|source| Error::Runtime { what: "cannot start the runtime", source })?;
+    let served = rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Listen { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen { addr: listen, source })?;
+        let upkeep = {
+            let handle = app.metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    handle.run_upkeep();
+                }
+            })
+        };
+        listening(addr);
+        tracing::info!(%addr, "listening");
+        let router = http::router(Arc::clone(&app));
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown(stop))
+            .await
+            .map_err(|source| Error::Runtime { what: "the server failed", source });
+        upkeep.abort();
+        result
+    });
+    // No more bodies: the service thread commits what it has and ends.
+    if let Ok(mut jobs) = app.jobs.lock() {
+        jobs.take();
+    }
+    let service = service.join().map_err(|_| Error::Panicked)?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    service
+}
+
+/// The service thread: the pipeline over the bodies the handlers send.
+fn service_thread(
+    app: &Arc<App>,
+    opts: pipeline::service::ServiceOptions,
+    st: &mut store::Store,
+    jobs: std::sync::mpsc::Receiver<Job>,
+) -> Result<(), Error> {
+    let learn_app = Arc::clone(app);
+    let mut on_event = move |e: &model::Event<'_>, symbols: &model::Symbols| {
+        if matches!(e, model::Event::Issuance(_) | model::Event::Offboarding(_))
+            && let Ok(mut s) = learn_app.check.write()
+        {
+            s.learn(e, symbols);
+        }
+    };
+    let mut on_findings = |lines: Vec<String>| {
+        for line in &lines {
+            let analytic = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["finding_info"]["analytic"]["name"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            metrics::counter!("piiwatch_findings_total", "analytic" => analytic).increment(1);
+        }
+        if let Ok(mut f) = app.findings.write() {
+            f.extend(lines.into_iter().map(|line| Finding { time: finding_time(&line), line }));
+        }
+    };
+    let warn = |w: &str| tracing::warn!("{w}");
+    let hooks = pipeline::service::ServiceHooks { on_event: &mut on_event, on_findings: &mut on_findings, warn: &warn };
+    let report = pipeline::service::serve(opts, st, jobs, hooks)?;
+    tracing::info!(bodies = report.bodies, stored = report.stored, quarantined = report.quarantined, "service stopped");
+    Ok(())
+}
+
+/// A finding line's `time`.
+fn finding_time(line: &str) -> i64 {
+    serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["time"].as_i64()).unwrap_or(0)
+}
+
+/// Resolves on SIGTERM, SIGINT or `stop`.
+async fn shutdown(stop: impl std::future::Future<Output = ()> + Send + 'static) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = stop => {}
+    }
+    tracing::info!("stopping: no new connections; answering what is in flight");
+}
