@@ -58,6 +58,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// API tokens for `serve`: create (printed once), list, revoke.
     Token(commands::token::Args),
+    /// Alert delivery: the webhook signing secret, dead letters, replay.
+    Webhook(commands::webhook::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args, out),
+        Command::Webhook(args) => commands::webhook::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

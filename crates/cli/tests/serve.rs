@@ -461,3 +461,193 @@ fn kill9_loses_nothing_acknowledged() {
     assert_eq!(send(req, expired.to_string().as_bytes()).1, r#"{"allow":false,"reason":"token_expired"}"#);
     assert!(server.terminate().success());
 }
+
+/// What a receiver was sent: id, timestamp, signature, body, and the status it answered.
+type Delivery = (String, String, String, String, u16);
+
+/// A webhook receiver on loopback: records what it is sent, answers with
+/// the status it is told (503 with `Retry-After` while "down").
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Receiver {
+    fn start(status: u16) -> Receiver {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("receiver binds");
+        let url = format!("http://{}/hook", server.server_addr().to_ip().expect("ip"));
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let (g, s) = (got.clone(), status.clone());
+        std::thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let header = |n: &'static str| {
+                    req.headers()
+                        .iter()
+                        .find(|h| h.field.equiv(n))
+                        .map(|h| h.value.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                let (id, ts, sig) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let code = s.load(std::sync::atomic::Ordering::SeqCst);
+                g.lock().expect("got").push((id, ts, sig, body, code));
+                let mut resp = tiny_http::Response::from_string("").with_status_code(code);
+                if code == 503 {
+                    resp.add_header(tiny_http::Header::from_bytes("Retry-After", "1").expect("header"));
+                }
+                let _ = req.respond(resp);
+            }
+        });
+        Receiver { url, got, status }
+    }
+
+    fn set(&self, status: u16) {
+        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Ids accepted (answered 2xx), each with a valid signature under `secret`.
+    fn accepted(&self, secret: &str) -> std::collections::BTreeMap<String, String> {
+        use hmac::{KeyInit, Mac};
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(secret.strip_prefix("whsec_").expect("whsec_"))
+            .expect("base64");
+        let mut out = std::collections::BTreeMap::new();
+        for (id, ts, sig, body, code) in self.got.lock().expect("got").iter() {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+            mac.update(format!("{id}.{ts}.{body}").as_bytes());
+            let expected =
+                format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+            assert_eq!(sig, &expected, "signature of {id}");
+            let age = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+                as i64)
+                - ts.parse::<i64>().expect("timestamp");
+            assert!((-5..600).contains(&age), "timestamp {ts} is now");
+            if (200..300).contains(code) {
+                out.insert(id.clone(), body.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The message id of a stored finding: what a receiver dedupes by.
+fn message_id(line: &str) -> String {
+    use sha2::Digest;
+    format!("msg_{}", &hex_string(&sha2::Sha256::digest(line.as_bytes()))[..32])
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every finding reaches the receiver, signed, through an outage (503 with
+/// Retry-After) and a `kill -9` of the server during it; retries keep their id.
+#[test]
+fn webhooks_deliver_every_finding_through_an_outage_and_a_crash() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
+    let secret = String::from_utf8(ok(&["webhook", "secret", "--store", store.to_str().expect("utf-8")]).stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let receiver = Receiver::start(200);
+    let hook = format!("soc={}", receiver.url);
+    let args = ["--idle-flush", "0.2", "--webhook", &hook, "--webhook-backoff", "0.05", "--webhook-max-backoff", "0.3"];
+    let server = Server::start(&store, &args);
+    let a = agent();
+    let lines = lines_of(&sim);
+    let half = lines.len() / 2;
+    let post = |server: &Server, chunk: &[Vec<u8>]| {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    };
+    post(&server, &lines[..half]);
+    let stored = |server: &Server| {
+        let (status, body) = get(&a, &server.url("/v1/alerts"), Some(&admin));
+        assert_eq!(status, 200);
+        body.lines().map(message_id).collect::<std::collections::BTreeSet<_>>()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("the first findings", &|| !stored(&server).is_empty());
+    wait_for("their delivery", &|| stored(&server).iter().all(|id| receiver.accepted(&secret).contains_key(id)));
+    // The receiver goes down; more findings are stored; the server is killed mid-outage.
+    receiver.set(503);
+    let before = stored(&server).len();
+    post(&server, &lines[half..]);
+    wait_for("the later findings", &|| stored(&server).len() > before);
+    wait_for("a refused attempt", &|| receiver.got.lock().expect("got").iter().any(|r| r.4 == 503));
+    let refused: Vec<String> =
+        receiver.got.lock().expect("got").iter().filter(|r| r.4 == 503).map(|r| r.0.clone()).collect();
+    server.kill9();
+    let server = Server::start(&store, &args);
+    receiver.set(200);
+    let all = stored(&server);
+    wait_for("every finding delivered", &|| {
+        let got = receiver.accepted(&secret);
+        all.iter().all(|id| got.contains_key(id))
+    });
+    let got = receiver.accepted(&secret);
+    assert!(refused.iter().all(|id| got.contains_key(id)), "a retry keeps its id");
+    // What was delivered is the finding as stored (pseudonymised), byte for byte.
+    let (_, body) = get(&a, &server.url("/v1/alerts"), Some(&admin));
+    for line in body.lines() {
+        assert_eq!(got.get(&message_id(line)).map(String::as_str), Some(line));
+    }
+    assert!(server.terminate().success());
+}
+
+/// A receiver that keeps failing: its messages go dead after the last
+/// attempt, an operator sees them and replays them, and they arrive.
+#[test]
+fn dead_letters_are_listed_and_replayed() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
+    let receiver = Receiver::start(500);
+    let hook = format!("flaky={}", receiver.url);
+    let server = Server::start(
+        &store,
+        &["--idle-flush", "0.2", "--webhook", &hook, "--webhook-max-attempts", "2", "--webhook-backoff", "0.05"],
+    );
+    let a = agent();
+    let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+    assert_eq!(send(req, &join(&lines_of(&sim))).0, 200);
+    let s = store.to_str().expect("utf-8");
+    let dead = || -> Vec<Value> {
+        serde_json::from_slice(&ok(&["webhook", "dead", "--store", s, "--format", "json"]).stdout).expect("json")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let alerts = loop {
+        let n = get(&a, &server.url("/v1/alerts"), Some(&admin)).1.lines().count();
+        if n > 0 && dead().len() == n {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "messages did not go dead");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(dead().iter().all(|m| m["attempts"] == 2 && m["error"] == "HTTP 500" && m["endpoint"] == "flaky"));
+    let (_, listed) = get(&a, &server.url("/v1/webhooks"), Some(&admin));
+    assert_eq!(serde_json::from_str::<Value>(&listed).expect("json")["dead"].as_array().map(Vec::len), Some(alerts));
+    // Back up; replayed from the command line while the server runs.
+    receiver.set(204);
+    ok(&["webhook", "replay", "--store", s]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.got.lock().expect("got").iter().filter(|r| r.4 == 204).count() < alerts {
+        assert!(Instant::now() < deadline, "replayed messages did not arrive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(dead().is_empty());
+    assert!(server.terminate().success());
+}

@@ -37,6 +37,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/services/collector/health/1.0", get(hec_health))
         .route("/v1/alerts", get(alerts))
         .route("/v1/scope", get(scope))
+        .route("/v1/webhooks", get(webhooks))
+        .route("/v1/webhooks/replay", post(webhooks_replay))
         .route("/v1/check", post(check_json))
         .route("/v1/check/", any(check_envoy_root))
         .route("/v1/check/{*path}", any(check_envoy))
@@ -442,6 +444,44 @@ async fn scope(State(app): AppState, headers: HeaderMap, Query(q): Query<ScopeQu
         Ok(Ok(s)) => answer(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
         Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         Err(_) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store stopped before answering")),
+    }
+}
+
+// ---- alert delivery ----
+
+async fn webhooks(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Admin) {
+        return r;
+    }
+    let receivers: Vec<_> = app.webhooks.iter().map(|e| json!({ "name": e.name, "format": e.format })).collect();
+    answer(
+        StatusCode::OK,
+        json!({ "receivers": receivers, "pending": app.outbox.pending(), "dead": app.outbox.dead() }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct Replay {
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+async fn webhooks_replay(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Admin) {
+        return r;
+    }
+    let req: Replay = if body.iter().all(u8::is_ascii_whitespace) {
+        Replay::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not {{\"ids\": [...]}}: {e}")),
+        }
+    };
+    match app.outbox.replay(&req.ids) {
+        Ok(n) => answer(StatusCode::OK, json!({ "replayed": n })),
+        Err(crate::webhook::Error::Unknown(id)) => error(StatusCode::NOT_FOUND, format!("no dead message {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

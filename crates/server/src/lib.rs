@@ -17,6 +17,7 @@
 pub mod check;
 mod http;
 pub mod tokens;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The webhook outbox is unreadable.
+    #[error(transparent)]
+    Outbox(#[from] webhook::Error),
     /// The token file is unreadable or altered.
     #[error(transparent)]
     Tokens(#[from] tokens::Error),
@@ -117,6 +121,10 @@ pub struct Options {
     pub grace: Duration,
     /// Release events held for reordering after this long without input.
     pub idle_flush: Duration,
+    /// Where findings are posted.
+    pub webhooks: Vec<webhook::Endpoint>,
+    /// Their retry policy.
+    pub webhook_policy: webhook::Policy,
 }
 
 /// A stored finding, for `GET /v1/alerts`.
@@ -141,6 +149,10 @@ pub(crate) struct App {
     ready: AtomicBool,
     requests: AtomicU64,
     metrics: PrometheusHandle,
+    /// Findings to deliver.
+    outbox: Arc<webhook::Outbox>,
+    /// The receivers.
+    webhooks: Vec<webhook::Endpoint>,
 }
 
 /// The process's metrics recorder (one per process: tests start several servers).
@@ -175,7 +187,19 @@ pub fn run(
     listening: impl FnOnce(SocketAddr),
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let Options { store: dir, listen, config, directory, reader, quarantine, limits, grace, idle_flush } = opts;
+    let Options {
+        store: dir,
+        listen,
+        config,
+        directory,
+        reader,
+        quarantine,
+        limits,
+        grace,
+        idle_flush,
+        webhooks,
+        webhook_policy,
+    } = opts;
     let mut st = store::Store::open(&dir, store::Options::default())
         .map_err(|source| Error::Store { path: dir.clone(), source })?;
     let secret = store::Secret::load_existing(&dir.join("secret"))
@@ -200,6 +224,28 @@ pub fn run(
         .map_err(|source| Error::Store { path: dir.clone(), source })?;
     }
     let tokens = tokens::Tokens::open(&dir)?;
+    // Alert delivery: findings stored but not yet enqueued (a crash between
+    // the two) are enqueued now; a new receiver gets findings from now on.
+    let outbox = Arc::new(webhook::Outbox::open(&dir)?);
+    let stored: Vec<String> = findings.iter().map(|f: &Finding| f.line.clone()).collect();
+    outbox.reconcile(&webhooks, &stored)?;
+    drop(stored);
+    let signing = webhook::secret(
+        &store::Secret::load_existing(&dir.join("secret"))
+            .map_err(|source| Error::Secret { path: dir.clone(), source })?,
+    );
+    let stop_delivery = Arc::new(AtomicBool::new(false));
+    let mut deliverers = Vec::new();
+    for endpoint in &webhooks {
+        let (outbox, endpoint, signing, stop) =
+            (Arc::clone(&outbox), endpoint.clone(), signing.clone(), Arc::clone(&stop_delivery));
+        deliverers.push(
+            std::thread::Builder::new()
+                .name("piiwatch-webhook".into())
+                .spawn(move || webhook::deliver(&outbox, &endpoint, &signing, webhook_policy, &stop))
+                .map_err(|source| Error::Runtime { what: "cannot start a webhook thread", source })?,
+        );
+    }
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(limits.queue.max(1));
     let app = Arc::new(App {
         jobs: Mutex::new(Some(jobs_tx)),
@@ -210,6 +256,8 @@ pub fn run(
         inflight: AtomicUsize::new(0),
         limits,
         ready: AtomicBool::new(true),
+        outbox: Arc::clone(&outbox),
+        webhooks,
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });
@@ -268,6 +316,11 @@ pub fn run(
         jobs.take();
     }
     let service = service.join().map_err(|_| Error::Panicked)?;
+    // What is not delivered stays in the outbox for the next start.
+    stop_delivery.store(true, Ordering::SeqCst);
+    for d in deliverers {
+        let _ = d.join();
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
     service
@@ -295,6 +348,10 @@ fn service_thread(
                 .and_then(|v| v["finding_info"]["analytic"]["name"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             metrics::counter!("piiwatch_findings_total", "analytic" => analytic).increment(1);
+        }
+        if let Err(e) = app.outbox.enqueue(&app.webhooks, &lines) {
+            // Made good at the next start (the findings are in the ledger).
+            tracing::error!(error = %e, "cannot enqueue findings for delivery");
         }
         if let Ok(mut f) = app.findings.write() {
             f.extend(lines.into_iter().map(|line| Finding { time: finding_time(&line), line }));

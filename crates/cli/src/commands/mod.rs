@@ -10,6 +10,7 @@ pub mod simulate;
 pub mod stats;
 pub mod token;
 pub mod verify;
+pub mod webhook;
 
 /// A usage error found after argument parsing (an invalid `--where`
 /// expression, say): exit code 2, as for clap's own.

@@ -46,6 +46,20 @@ pub struct Args {
     /// Seconds without input after which events held for reordering are released.
     #[arg(long, default_value_t = 2.0)]
     idle_flush: f64,
+    /// Post every finding here (repeatable): `URL`, `slack:URL` for Slack's
+    /// incoming webhooks, or `NAME=…` to name the receiver in the outbox.
+    /// Signed per Standard Webhooks (`piiwatch webhook secret` prints the key).
+    #[arg(long = "webhook", value_name = "SPEC", value_parser = server::webhook::Endpoint::parse)]
+    webhooks: Vec<server::webhook::Endpoint>,
+    /// Attempts before a webhook message is dead (then listed by `piiwatch webhook dead`).
+    #[arg(long, default_value_t = 30)]
+    webhook_max_attempts: u32,
+    /// Seconds before the first retry; doubles after each failure.
+    #[arg(long, default_value_t = 1.0)]
+    webhook_backoff: f64,
+    /// Longest wait between attempts, seconds (also caps a receiver's Retry-After).
+    #[arg(long, default_value_t = 900.0)]
+    webhook_max_backoff: f64,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -106,6 +120,13 @@ pub fn run(args: Args) -> Result<()> {
         },
         grace: seconds("check-grace", args.check_grace)?,
         idle_flush: seconds("idle-flush", args.idle_flush)?,
+        webhooks: args.webhooks.clone(),
+        webhook_policy: server::webhook::Policy {
+            max_attempts: args.webhook_max_attempts.max(1),
+            backoff: seconds("webhook-backoff", args.webhook_backoff)?,
+            max_backoff: seconds("webhook-max-backoff", args.webhook_max_backoff)?,
+            ..server::webhook::Policy::default()
+        },
     };
     server::run(opts, |addr| errln!("listening on {addr}"), std::future::pending())
         .with_context(|| format!("serve {}", args.store.display()))
