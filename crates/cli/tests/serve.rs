@@ -651,3 +651,88 @@ fn dead_letters_are_listed_and_replayed() {
     assert!(dead().is_empty());
     assert!(server.terminate().success());
 }
+
+/// HTTPS from a configured certificate and key; a bad key is a one-line error.
+#[test]
+fn https_with_a_configured_certificate() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let pair =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, pair.cert.pem()).expect("write");
+    std::fs::write(&key, pair.signing_key.serialize_pem()).expect("write");
+    let (c, k) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let server = Server::start(&store, &["--tls-cert", c, "--tls-key", k]);
+    let der: &'static [u8] = Box::leak(pair.cert.der().to_vec().into_boxed_slice());
+    let roots = ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![ureq::tls::Certificate::from_der(der)]));
+    let tls: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .into();
+    let https = server.base.replace("http://", "https://");
+    let mut r = tls.get(&format!("{https}/healthz")).call().expect("https answers");
+    assert_eq!((r.status().as_u16(), r.body_mut().read_to_string().expect("body")), (200, "ok\n".to_owned()));
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    assert!(agent().get(&server.url("/healthz")).call().is_err());
+    // Still serving after that.
+    assert_eq!(tls.get(&format!("{https}/readyz")).call().expect("https").status().as_u16(), 200);
+    assert!(server.terminate().success());
+    // A key that is not a key: exit 1, one line naming the file, nothing of its contents.
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END PRIVATE KEY-----\n")
+        .expect("write");
+    let out = support::piiwatch(&[
+        "serve",
+        "--store",
+        store.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        c,
+        "--tls-key",
+        k,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("piiwatch: error:") && last.contains("key.pem"), "{err}");
+    assert!(!err.contains("c2VjcmV0"), "the key's bytes never reach the error");
+}
+
+/// Slow clients (headers trickling in) and a flood of connections over the
+/// limit are cut after the header deadline; a normal client is still served.
+#[test]
+fn slow_clients_and_floods_do_not_starve_others() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let server = Server::start(&store, &["--header-timeout", "1", "--max-connections", "16"]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..48 {
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else { continue };
+        let _ = s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Le");
+        held.push(s);
+    }
+    let started = Instant::now();
+    let (status, _) = get(&agent(), &server.url("/healthz"), None);
+    assert_eq!(status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "a normal client waited {waited:?}");
+    // The slow ones were closed by the server.
+    let mut closed = 0;
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut buf = [0u8; 512];
+        // Closed: end of stream (or an error reply, then the end).
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        closed += 1;
+    }
+    assert_eq!(closed, held.len());
+    assert!(server.terminate().success());
+}

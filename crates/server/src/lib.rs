@@ -16,6 +16,7 @@
 
 pub mod check;
 mod http;
+pub mod listen;
 pub mod tokens;
 pub mod webhook;
 
@@ -50,6 +51,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] listen::TlsError),
     /// The webhook outbox is unreadable.
     #[error(transparent)]
     Outbox(#[from] webhook::Error),
@@ -125,6 +129,8 @@ pub struct Options {
     pub webhooks: Vec<webhook::Endpoint>,
     /// Their retry policy.
     pub webhook_policy: webhook::Policy,
+    /// Connections: limits, timeouts, TLS.
+    pub net: listen::Net,
 }
 
 /// A stored finding, for `GET /v1/alerts`.
@@ -199,7 +205,10 @@ pub fn run(
         idle_flush,
         webhooks,
         webhook_policy,
+        net,
     } = opts;
+    // A bad certificate is a one-line error before anything starts.
+    let tls = net.tls.as_ref().map(listen::acceptor).transpose()?;
     let mut st = store::Store::open(&dir, store::Options::default())
         .map_err(|source| Error::Store { path: dir.clone(), source })?;
     let secret = store::Secret::load_existing(&dir.join("secret"))
@@ -304,12 +313,9 @@ pub fn run(
         listening(addr);
         tracing::info!(%addr, "listening");
         let router = http::router(Arc::clone(&app));
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown(stop))
-            .await
-            .map_err(|source| Error::Runtime { what: "the server failed", source });
+        listen::serve(listener, router, &net, tls, shutdown(stop)).await;
         upkeep.abort();
-        result
+        Ok::<_, Error>(())
     });
     // No more bodies: the service thread commits what it has and ends.
     if let Ok(mut jobs) = app.jobs.lock() {

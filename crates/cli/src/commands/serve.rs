@@ -60,6 +60,23 @@ pub struct Args {
     /// Longest wait between attempts, seconds (also caps a receiver's Retry-After).
     #[arg(long, default_value_t = 900.0)]
     webhook_max_backoff: f64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (and a TLS
+    /// handshake) before its connection is closed; idle keep-alive
+    /// connections are closed after as long.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a request body may stall before the request is answered 408.
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout: f64,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -126,6 +143,15 @@ pub fn run(args: Args) -> Result<()> {
             backoff: seconds("webhook-backoff", args.webhook_backoff)?,
             max_backoff: seconds("webhook-max-backoff", args.webhook_max_backoff)?,
             ..server::webhook::Policy::default()
+        },
+        net: server::listen::Net {
+            max_connections: args.max_connections.max(1),
+            header_timeout: seconds("header-timeout", args.header_timeout)?,
+            body_timeout: seconds("body-timeout", args.body_timeout)?,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(server::listen::Tls { cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            },
         },
     };
     server::run(opts, |addr| errln!("listening on {addr}"), std::future::pending())
