@@ -736,3 +736,66 @@ fn slow_clients_and_floods_do_not_starve_others() {
     assert_eq!(closed, held.len());
     assert!(server.terminate().success());
 }
+
+/// `/openapi.json` names only routes the server has (none answers 404 or
+/// 405 to the method the document gives it).
+#[test]
+fn openapi_document_matches_the_routes() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let server = Server::start(&store, &[]);
+    let a = agent();
+    let (status, body) = get(&a, &server.url("/openapi.json"), None);
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 14, "{}", paths.len());
+    for (path, item) in paths {
+        let url = server.url(&path.replace("{path}", "v1/orders/42"));
+        for (method, _) in item.as_object().expect("item").iter().filter(|(m, _)| *m != "parameters") {
+            let status = match method.as_str() {
+                "get" => a.get(&url).call().expect("answer").status().as_u16(),
+                "post" => a.post(&url).send(&b""[..]).expect("answer").status().as_u16(),
+                "put" => a.put(&url).send(&b""[..]).expect("answer").status().as_u16(),
+                "patch" => a.patch(&url).send(&b""[..]).expect("answer").status().as_u16(),
+                "delete" => a.delete(&url).call().expect("answer").status().as_u16(),
+                other => panic!("method {other}"),
+            };
+            assert!(status != 404 && status != 405, "{method} {path}: {status}");
+        }
+    }
+    assert!(server.terminate().success());
+}
+
+/// The shipped Vector, Fluent Bit and Envoy configurations name what the server serves.
+#[test]
+fn deploy_snippets_point_at_the_served_interfaces() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let vector: toml::Table =
+        std::fs::read_to_string(root.join("vector.toml")).expect("vector.toml").parse().expect("TOML");
+    let sink = &vector["sinks"]["piiwatch"];
+    assert_eq!(sink["type"].as_str(), Some("splunk_hec_logs"));
+    assert_eq!(sink["endpoint"].as_str(), Some("http://127.0.0.1:8470"));
+    assert_eq!(sink["acknowledgements"]["indexer_acknowledgements_enabled"].as_bool(), Some(false));
+    let fluent = std::fs::read_to_string(root.join("fluent-bit.conf")).expect("fluent-bit.conf");
+    let output = fluent.split("[OUTPUT]").nth(1).expect("an [OUTPUT] section");
+    let keys: std::collections::HashMap<String, String> = output
+        .lines()
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    assert_eq!(keys.get("name").map(String::as_str), Some("splunk"));
+    assert_eq!(keys.get("port").map(String::as_str), Some("8470"));
+    assert_eq!(keys.get("splunk_send_raw").map(String::as_str), Some("Off"), "records go under `event`");
+    let envoy = std::fs::read_to_string(root.join("envoy.yaml")).expect("envoy.yaml");
+    for needle in [
+        "path_prefix: /v1/check",
+        "key: x-piiwatch-auth",
+        "exact: authorization",
+        "exact: x-forwarded-for",
+        "port_value: 8470",
+    ] {
+        assert!(envoy.contains(needle), "envoy.yaml lacks {needle:?}");
+    }
+}

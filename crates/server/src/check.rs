@@ -246,3 +246,19 @@ pub fn from_jwt(jwt: &str) -> Option<(Option<String>, Option<String>, Option<Str
     let data = jsonwebtoken::dangerous::insecure_decode::<Claims>(jwt).ok()?;
     Some((data.claims.jti, data.header.kid, data.claims.sub))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI document lists exactly the reasons a decision gives.
+    #[test]
+    fn openapi_names_every_reason() {
+        let doc: serde_json::Value = serde_json::from_str(crate::http::OPENAPI).expect("openapi.json is JSON");
+        let listed: Vec<&str> = doc["components"]["schemas"]["Decision"]["properties"]["reason"]["enum"]
+            .as_array()
+            .expect("enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(listed, super::REASONS);
+    }
+}

@@ -27,6 +27,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/v1/events", post(events))
         .route("/services/collector", post(hec_event))
         .route("/services/collector/event", post(hec_event))
@@ -103,6 +104,15 @@ async fn readyz(State(app): AppState) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the service thread has stopped\n").into_response()
     }
+}
+
+/// The OpenAPI document of every route here (a test requests each path it names).
+pub(crate) const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    let mut r = OPENAPI.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 async fn metrics(State(app): AppState) -> Response {
