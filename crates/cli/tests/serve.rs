@@ -296,6 +296,9 @@ fn coupang_through_hec_and_the_inline_check() {
     assert_eq!(denied, forged as usize, "every denial is counted: {metrics}");
     let detect_quarantined = std::fs::read_to_string(&detect_q).map_or(0, |t| t.lines().count());
     assert_eq!(stored + quarantined, lines.len(), "{metrics}");
+    assert!(metric("piiwatch_store_records ") > stored, "the ledger holds the events and more: {metrics}");
+    assert!(metric("piiwatch_store_commit_seconds_count ") > 0, "{metrics}");
+    assert!(metric("piiwatch_check_seconds_count ") >= forged as usize, "{metrics}");
     assert!(quarantined >= detect_quarantined && quarantined <= detect_quarantined + 2, "{metrics}");
     let status = server.terminate();
     assert!(status.success(), "serve exits 0 on SIGTERM");

@@ -78,6 +78,8 @@ pub struct ServiceHooks<'h> {
     pub on_event: &'h mut OnEvent<'h>,
     /// Findings, as stored, once durable (engine's and [`Job::Finding`]s).
     pub on_findings: &'h mut dyn FnMut(Vec<String>),
+    /// After each commit: how long it took and the ledger's records then.
+    pub on_commit: &'h mut dyn FnMut(Duration, u64),
     /// A warning, said once.
     pub warn: &'h Warn<'h>,
 }
@@ -109,7 +111,7 @@ pub fn serve(
     hooks: ServiceHooks<'_>,
 ) -> Result<ServiceReport, Error> {
     let ServiceOptions { config: cfg, directory, mut reader, quarantine: qpath, idle_flush, group_bytes } = opts;
-    let ServiceHooks { on_event, on_findings, warn } = hooks;
+    let ServiceHooks { on_event, on_findings, on_commit, warn } = hooks;
     store.keep_clear(store::KeepClear::from_directory(&directory));
     drop(detect::detectors::all(&cfg)?);
     let world = World::new(directory, &cfg.engine.hosting_labels);
@@ -226,8 +228,10 @@ pub fn serve(
             if replies.is_empty() && ing.extra.is_empty() && ing.store.pending() == 0 {
                 continue;
             }
+            let started = Instant::now();
             match ing.commit(&symbols) {
                 Ok(()) => {
+                    on_commit(started.elapsed(), ing.store.head().records);
                     if let Err(e) = feeder.quarantine.finish() {
                         warn(&format!("cannot write quarantine {}: {e}", qpath.display()));
                     }

@@ -363,11 +363,34 @@ fn service_thread(
             f.extend(lines.into_iter().map(|line| Finding { time: finding_time(&line), line }));
         }
     };
+    let dir = st.dir().to_owned();
+    let mut commits = 0u64;
+    let mut on_commit = |took: Duration, records: u64| {
+        metrics::histogram!("piiwatch_store_commit_seconds").record(took.as_secs_f64());
+        metrics::gauge!("piiwatch_store_records").set(records as f64);
+        commits += 1;
+        // The ledger's size on disk, now and then (a directory listing).
+        if commits % 64 == 1 {
+            metrics::gauge!("piiwatch_store_ledger_bytes").set(ledger_bytes(&dir) as f64);
+        }
+    };
     let warn = |w: &str| tracing::warn!("{w}");
-    let hooks = pipeline::service::ServiceHooks { on_event: &mut on_event, on_findings: &mut on_findings, warn: &warn };
+    let hooks = pipeline::service::ServiceHooks {
+        on_event: &mut on_event,
+        on_findings: &mut on_findings,
+        on_commit: &mut on_commit,
+        warn: &warn,
+    };
     let report = pipeline::service::serve(opts, st, jobs, hooks)?;
     tracing::info!(bodies = report.bodies, stored = report.stored, quarantined = report.quarantined, "service stopped");
     Ok(())
+}
+
+/// Bytes of the ledger's segments.
+fn ledger_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir.join("ledger"))
+        .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
 }
 
 /// A finding line's `time`.
