@@ -802,3 +802,36 @@ fn deploy_snippets_point_at_the_served_interfaces() {
         assert!(envoy.contains(needle), "envoy.yaml lacks {needle:?}");
     }
 }
+
+/// With a fan-out limit, a source that read more distinct subjects than the
+/// limit in the window is refused even with an issued token; others are not.
+#[test]
+fn fanout_limit_refuses_a_scraping_source() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
+    let server = Server::start(&store, &["--check-fanout-limit", "50", "--check-fanout-window", "3600"]);
+    let a = agent();
+    let t0 = 1_743_433_200_000i64;
+    let mut body = format!(
+        r#"{{"class_uid":3002,"activity_id":1,"status_id":1,"time":{t0},"user":{{"uid":"c1"}},"session":{{"uid":"t1","issuer":"k1"}}}}"#
+    );
+    body.push('\n');
+    for i in 0..60 {
+        body.push_str(&format!(
+            r#"{{"class_uid":6003,"time":{},"activity_id":2,"status_id":1,"actor":{{"user":{{"uid":"c1"}},"session":{{"uid":"t1","issuer":"k1"}}}},"src_endpoint":{{"ip":"198.51.100.7"}},"api":{{"operation":"GET /v1/orders/{{id}}"}},"resources":[{{"uid":"s{i}","type":"customer","labels":["name"]}}]}}"#,
+            t0 + 1000 + i
+        ));
+        body.push('\n');
+    }
+    let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+    assert_eq!(send(req, body.as_bytes()).1, r#"{"accepted":61,"quarantined":0}"#);
+    let ask = |ip: &str| {
+        let q = json!({"token": "t1", "key": "k1", "principal": "c1", "ip": ip, "time": t0 + 5000});
+        let req = a.post(&server.url("/v1/check")).header("x-piiwatch-auth", &admin);
+        send(req, q.to_string().as_bytes()).1
+    };
+    assert_eq!(ask("198.51.100.7"), r#"{"allow":false,"reason":"fanout_over_limit"}"#);
+    assert_eq!(ask("203.0.113.9"), r#"{"allow":true,"reason":"issued"}"#);
+    assert!(server.terminate().success());
+}

@@ -53,6 +53,7 @@ pub struct Decision {
 pub const REASONS: &[&str] = &[
     "issued",
     "grace",
+    "fail_open",
     "no_token",
     "token_not_issued",
     "principal_mismatch",
@@ -60,6 +61,8 @@ pub const REASONS: &[&str] = &[
     "token_expired",
     "key_retired",
     "principal_offboarded",
+    "fanout_over_limit",
+    "unavailable",
 ];
 
 impl Decision {
@@ -92,6 +95,66 @@ pub struct State {
     /// With a grace period: when a token not (yet) issued was first presented.
     first_seen: HashMap<Box<str>, i64>,
     grace_ms: i64,
+    /// Distinct subjects per source, when a limit is set.
+    fanout: Option<Fanout>,
+}
+
+/// Distinct subjects exposed to each source address, in tumbling windows of
+/// event time; a source over the limit in the current window is refused.
+/// Subjects are held as 64-bit hashes under a per-process random seed
+/// (memory only), and a source's set is dropped once it is over the limit.
+struct Fanout {
+    limit: usize,
+    window_ms: i64,
+    by_ip: HashMap<std::net::IpAddr, Window>,
+    hasher: foldhash::quality::RandomState,
+    learned: u64,
+}
+
+struct Window {
+    index: i64,
+    subjects: HashSet<u64>,
+    over: bool,
+}
+
+impl Fanout {
+    fn learn(&mut self, ip: std::net::IpAddr, time: i64, subjects: impl Iterator<Item = u64>) {
+        let index = time.div_euclid(self.window_ms);
+        let w = self.by_ip.entry(ip).or_insert(Window { index, subjects: HashSet::new(), over: false });
+        if w.index < index {
+            *w = Window { index, subjects: HashSet::new(), over: false };
+        } else if w.index > index {
+            // A late event of an earlier window: it no longer decides anything.
+            return;
+        }
+        if !w.over {
+            w.subjects.extend(subjects);
+            if w.subjects.len() > self.limit {
+                w.over = true;
+                w.subjects = HashSet::new();
+            }
+        }
+        self.learned += 1;
+        if self.learned.is_multiple_of(1 << 16) {
+            self.by_ip.retain(|_, w| w.index + 1 >= index);
+        }
+    }
+
+    fn over(&self, ip: std::net::IpAddr, now: i64) -> bool {
+        self.by_ip.get(&ip).is_some_and(|w| w.over && w.index == now.div_euclid(self.window_ms))
+    }
+}
+
+/// What the check does when it is degraded (the store stopped, so
+/// issuances are no longer learnt): allow requests on the fail-open routes
+/// (`fail_open`), refuse the rest (`unavailable`).
+pub fn degraded(operation: Option<&str>, fail_open: &[String]) -> Decision {
+    let path = operation.map(|o| o.split_once(' ').map_or(o, |(_, p)| p)).unwrap_or("");
+    if fail_open.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+        Decision::allow("fail_open")
+    } else {
+        Decision::deny("unavailable")
+    }
 }
 
 impl State {
@@ -116,7 +179,25 @@ impl State {
             retired,
             first_seen: HashMap::new(),
             grace_ms: grace_ms.max(0),
+            fanout: None,
         }
+    }
+
+    /// Refuse sources that were exposed more than `limit` distinct subjects
+    /// in the current window of `window_ms` (event time).
+    pub fn limit_fanout(&mut self, limit: usize, window_ms: i64) {
+        self.fanout = Some(Fanout {
+            limit,
+            window_ms: window_ms.max(1),
+            by_ip: HashMap::new(),
+            hasher: foldhash::quality::RandomState::default(),
+            learned: 0,
+        });
+    }
+
+    /// Whether accesses are to be learnt (a fan-out limit is set).
+    pub fn wants_accesses(&self) -> bool {
+        self.fanout.is_some()
     }
 
     /// Tokens known as issued.
@@ -142,6 +223,14 @@ impl State {
             Event::Offboarding(o) => {
                 let who = self.secret.pseudonym_bytes(symbols.principal_name(o.principal));
                 self.offboard(who, o.time);
+            }
+            Event::Access(a) if a.success && !a.subjects.is_empty() => {
+                if let Some(f) = &mut self.fanout {
+                    use std::hash::BuildHasher;
+                    let hasher = f.hasher.clone();
+                    let ids = a.subjects.iter().map(|s| hasher.hash_one(symbols.subject_name(s.id)));
+                    f.learn(symbols.addrs.resolve(a.src), a.time, ids);
+                }
             }
             _ => {}
         }
@@ -227,6 +316,11 @@ impl State {
         if self.offboarded.get(&issued.principal).is_some_and(|&t| t <= now) {
             return Decision::deny("principal_offboarded");
         }
+        if let (Some(f), Some(ip)) = (&self.fanout, p.ip.as_deref().and_then(|i| i.parse().ok()))
+            && f.over(ip, now)
+        {
+            return Decision::deny("fanout_over_limit");
+        }
         Decision::allow("issued")
     }
 }
@@ -249,6 +343,83 @@ pub fn from_jwt(jwt: &str) -> Option<(Option<String>, Option<String>, Option<Str
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn state(dir: &std::path::Path) -> State {
+        let secret = store::Secret::load_or_create(&dir.join("secret")).expect("secret");
+        State::new(secret, &Directory::default(), 0)
+    }
+
+    fn ask(token: &str, principal: &str, ip: &str, time: i64) -> Presented {
+        Presented {
+            token: Some(token.into()),
+            principal: Some(principal.into()),
+            ip: Some(ip.into()),
+            time: Some(time),
+            ..Presented::default()
+        }
+    }
+
+    /// A source over its fan-out limit is refused in that window, and only then.
+    #[test]
+    fn fanout_over_the_limit_is_refused_in_its_window() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = state(dir.path());
+        s.limit_fanout(3, 60_000);
+        s.learn_stored(&store::StoredEvent::Issuance {
+            time: 0,
+            principal: "c1".into(),
+            token: "t1".into(),
+            key: None,
+            expires: None,
+        });
+        let mut symbols = Symbols::default();
+        let ip: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
+        let mut feed = |s: &mut State, subjects: &[&str], time: i64| {
+            let subjects: Vec<model::Subject> = subjects
+                .iter()
+                .map(|id| model::Subject {
+                    id: symbols.subject(id),
+                    kind: model::SubjectKind::Customer,
+                    fields: model::FieldSet::EMPTY,
+                })
+                .collect();
+            let access = model::Access {
+                time,
+                activity: model::Activity::Read,
+                success: true,
+                principal: symbols.principal("c1"),
+                principal_kind: model::PrincipalKind::Customer,
+                token: Some(symbols.token("t1")),
+                key: None,
+                src: symbols.addrs.intern(ip),
+                country: None,
+                asn: None,
+                as_name: None,
+                user_agent: None,
+                operation: symbols.operation("GET /v1/address-book"),
+                service: None,
+                subjects: &subjects,
+            };
+            s.learn(&Event::Access(access), &symbols);
+        };
+        feed(&mut s, &["a", "b", "c"], 1_000);
+        assert_eq!(s.decide(&ask("t1", "c1", "198.51.100.7", 2_000), 0).reason, "issued");
+        feed(&mut s, &["c", "d"], 3_000);
+        assert_eq!(s.decide(&ask("t1", "c1", "198.51.100.7", 4_000), 0).reason, "fanout_over_limit");
+        assert_eq!(s.decide(&ask("t1", "c1", "203.0.113.9", 4_000), 0).reason, "issued", "another source");
+        assert_eq!(s.decide(&ask("t1", "c1", "198.51.100.7", 61_000), 0).reason, "issued", "the next window");
+    }
+
+    /// Degraded: fail-open routes allowed, the rest refused.
+    #[test]
+    fn degraded_fails_open_only_where_configured() {
+        let open = vec!["/v1/catalog".to_owned()];
+        assert_eq!(degraded(Some("GET /v1/catalog/42"), &open), Decision { allow: true, reason: "fail_open" });
+        assert_eq!(degraded(Some("GET /v1/address-book"), &open), Decision { allow: false, reason: "unavailable" });
+        assert_eq!(degraded(None, &open).reason, "unavailable");
+    }
+
     /// The OpenAPI document lists exactly the reasons a decision gives.
     #[test]
     fn openapi_names_every_reason() {

@@ -533,13 +533,18 @@ fn presented(headers: &HeaderMap, method: &Method, path: &str) -> Presented {
 fn decide(app: &App, p: &Presented) -> Decision {
     let started = Instant::now();
     let now = now_ms();
-    let read = app.check.read().ok().and_then(|s| s.decide_read(p, now));
-    let d = match read {
-        Some(d) => d,
-        None => match app.check.write() {
-            Ok(mut s) => s.decide(p, now),
-            Err(_) => Decision { allow: false, reason: "token_not_issued" },
-        },
+    let d = if app.ready.load(Ordering::Relaxed) {
+        let read = app.check.read().ok().and_then(|s| s.decide_read(p, now));
+        match read {
+            Some(d) => d,
+            None => match app.check.write() {
+                Ok(mut s) => s.decide(p, now),
+                Err(_) => crate::check::degraded(p.operation.as_deref(), &app.fail_open),
+            },
+        }
+    } else {
+        // The store stopped: issuances are no longer learnt.
+        crate::check::degraded(p.operation.as_deref(), &app.fail_open)
     };
     let decision = if d.allow { "allow" } else { "deny" };
     metrics::counter!("piiwatch_check_decisions_total", "decision" => decision, "reason" => d.reason).increment(1);

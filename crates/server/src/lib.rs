@@ -131,6 +131,20 @@ pub struct Options {
     pub webhook_policy: webhook::Policy,
     /// Connections: limits, timeouts, TLS.
     pub net: listen::Net,
+    /// The inline check's options.
+    pub check: CheckOptions,
+}
+
+/// The inline check's options beyond issuance.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Refuse a source exposed more than this many distinct subjects in the window (0: no limit).
+    pub fanout_limit: usize,
+    /// The fan-out window.
+    pub fanout_window: Duration,
+    /// Path prefixes allowed when the check is degraded (the store stopped,
+    /// so issuances are no longer learnt); every other route fails closed.
+    pub fail_open: Vec<String>,
 }
 
 /// A stored finding, for `GET /v1/alerts`.
@@ -159,6 +173,8 @@ pub(crate) struct App {
     outbox: Arc<webhook::Outbox>,
     /// The receivers.
     webhooks: Vec<webhook::Endpoint>,
+    /// Routes the check allows when degraded.
+    fail_open: Vec<String>,
 }
 
 /// The process's metrics recorder (one per process: tests start several servers).
@@ -206,6 +222,7 @@ pub fn run(
         webhooks,
         webhook_policy,
         net,
+        check: check_options,
     } = opts;
     // A bad certificate is a one-line error before anything starts.
     let tls = net.tls.as_ref().map(listen::acceptor).transpose()?;
@@ -215,6 +232,12 @@ pub fn run(
         .map_err(|source| Error::Secret { path: dir.clone(), source })?;
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let mut state = check::State::new(secret, &directory, grace_ms);
+    if check_options.fanout_limit > 0 {
+        state.limit_fanout(
+            check_options.fanout_limit,
+            i64::try_from(check_options.fanout_window.as_millis()).unwrap_or(i64::MAX),
+        );
+    }
     let mut findings = Vec::new();
     if st.head().records > 0 {
         // What the check knows and the findings so far, read back.
@@ -267,6 +290,7 @@ pub fn run(
         ready: AtomicBool::new(true),
         outbox: Arc::clone(&outbox),
         webhooks,
+        fail_open: check_options.fail_open,
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });
@@ -340,10 +364,14 @@ fn service_thread(
     jobs: std::sync::mpsc::Receiver<Job>,
 ) -> Result<(), Error> {
     let learn_app = Arc::clone(app);
+    let accesses = app.check.read().is_ok_and(|s| s.wants_accesses());
     let mut on_event = move |e: &model::Event<'_>, symbols: &model::Symbols| {
-        if matches!(e, model::Event::Issuance(_) | model::Event::Offboarding(_))
-            && let Ok(mut s) = learn_app.check.write()
-        {
+        let wanted = match e {
+            model::Event::Issuance(_) | model::Event::Offboarding(_) => true,
+            model::Event::Access(_) => accesses,
+            model::Event::Other(_) => false,
+        };
+        if wanted && let Ok(mut s) = learn_app.check.write() {
             s.learn(e, symbols);
         }
     };

@@ -43,6 +43,18 @@ pub struct Args {
     /// issuance to piiwatch before tokens are used).
     #[arg(long, default_value_t = 0.0)]
     check_grace: f64,
+    /// The inline check refuses a source address that was exposed more than
+    /// this many distinct subjects in the current fan-out window (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    check_fanout_limit: usize,
+    /// The fan-out window, seconds of event time.
+    #[arg(long, default_value_t = 3600.0)]
+    check_fanout_window: f64,
+    /// A path prefix whose requests the check allows when it is degraded (the
+    /// store has stopped, so issuances are no longer learnt); repeatable.
+    /// Every other route fails closed.
+    #[arg(long, value_name = "PREFIX")]
+    check_fail_open: Vec<String>,
     /// Seconds without input after which events held for reordering are released.
     #[arg(long, default_value_t = 2.0)]
     idle_flush: f64,
@@ -143,6 +155,11 @@ pub fn run(args: Args) -> Result<()> {
             backoff: seconds("webhook-backoff", args.webhook_backoff)?,
             max_backoff: seconds("webhook-max-backoff", args.webhook_max_backoff)?,
             ..server::webhook::Policy::default()
+        },
+        check: server::CheckOptions {
+            fanout_limit: args.check_fanout_limit,
+            fanout_window: seconds("check-fanout-window", args.check_fanout_window)?,
+            fail_open: args.check_fail_open.clone(),
         },
         net: server::listen::Net {
             max_connections: args.max_connections.max(1),
