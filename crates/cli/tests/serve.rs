@@ -835,3 +835,67 @@ fn fanout_limit_refuses_a_scraping_source() {
     assert_eq!(ask("203.0.113.9"), r#"{"allow":true,"reason":"issued"}"#);
     assert!(server.terminate().success());
 }
+
+/// The directory is read again on SIGHUP and on `POST /v1/admin/reload`; a
+/// file that does not parse leaves the previous one in force.
+#[test]
+fn reload_takes_a_new_directory_and_keeps_the_old_on_error() {
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
+    let directory = dir.path().join("directory.json");
+    let write_dir = |retired: &str, left: &str| {
+        let d = json!({
+            "principals": [{"uid": "emp-1", "kind": "employee", "left": left}],
+            "keys": [{"id": "k1", "purpose": "token-signing", "retired": retired}],
+            "networks": []
+        });
+        std::fs::write(&directory, d.to_string()).expect("write");
+    };
+    write_dir("2099-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+    let server = Server::start(&store, &["--directory", directory.to_str().expect("utf-8")]);
+    let a = agent();
+    let t0 = 1_743_433_200_000i64;
+    let issue = format!(
+        "{}\n{}\n",
+        json!({"class_uid": 3002, "activity_id": 1, "status_id": 1, "time": t0, "user": {"uid": "c1"}, "session": {"uid": "t1", "issuer": "k1"}}),
+        json!({"class_uid": 3002, "activity_id": 1, "status_id": 1, "time": t0, "user": {"uid": "emp-1"}, "session": {"uid": "t2", "issuer": "k2"}})
+    );
+    let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+    assert_eq!(send(req, issue.as_bytes()).0, 200);
+    let ask = |token: &str, principal: &str| {
+        let q = json!({"token": token, "principal": principal, "time": t0 + 60_000});
+        let req = a.post(&server.url("/v1/check")).header("x-piiwatch-auth", &admin);
+        serde_json::from_str::<Value>(&send(req, q.to_string().as_bytes()).1).expect("json")["reason"]
+            .as_str()
+            .expect("reason")
+            .to_owned()
+    };
+    assert_eq!(ask("t1", "c1"), "issued");
+    assert_eq!(ask("t2", "emp-1"), "issued");
+    // Key k1 retired: through the admin endpoint.
+    write_dir("2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+    let reload = || {
+        let req = a.post(&server.url("/v1/admin/reload")).header("Authorization", &format!("Bearer {admin}"));
+        send(req, b"")
+    };
+    let (status, body, _) = reload();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask("t1", "c1"), "key_retired");
+    // A broken file: refused, the previous directory stays.
+    std::fs::write(&directory, "{ not json").expect("write");
+    let (status, body, _) = reload();
+    assert_eq!(status, 400);
+    assert!(body.contains("previous configuration stays"), "{body}");
+    assert_eq!(ask("t1", "c1"), "key_retired");
+    // emp-1 has left: through SIGHUP.
+    write_dir("2020-01-01T00:00:00Z", "2020-06-01T00:00:00Z");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask("t2", "emp-1") != "principal_offboarded" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.terminate().success());
+}

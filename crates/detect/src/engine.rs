@@ -128,6 +128,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Replaces what the engine knows of the platform (a newer directory
+    /// export); events from now on are judged against it.
+    pub fn set_world(&mut self, world: World) {
+        self.world = world;
+    }
+
     /// An engine running every enabled built-in detector.
     pub fn new(cfg: &Config, world: World) -> Result<Self, crate::config::ConfigError> {
         let detectors = crate::detectors::all(cfg)?;

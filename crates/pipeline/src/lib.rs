@@ -223,6 +223,8 @@ enum Msg {
     Batch { events: Vec<(Ev, u64)>, delta: Box<Delta>, untimed: u64 },
     /// Every input is quiet: release what is held and flush the findings.
     Idle,
+    /// A newer directory: events from here on are judged against it.
+    World(Box<World>),
 }
 
 /// The parsing side: turns the reader's events into owned events for the engine.
@@ -432,6 +434,7 @@ fn detect_thread(
                     break;
                 }
             }
+            Msg::World(w) => engine.set_world(*w),
             Msg::Idle => {
                 if let Some(t) = engine.max_time() {
                     engine.release(t, &symbols, &mut sink);

@@ -54,6 +54,9 @@ pub enum Job {
     /// Work on the store between commits (a query and its audit record),
     /// on the service thread, which owns the store.
     WithStore(Box<dyn FnOnce(&mut store::Store) + Send>),
+    /// A newer directory export: the events read after it are judged
+    /// against it (those before, against the old one).
+    Directory(Box<Directory>),
 }
 
 /// The service's settings.
@@ -184,6 +187,13 @@ pub fn serve(
                     Job::Finding(line) => {
                         if let Some(ing) = &mut feeder.ingest {
                             ing.extra.push(line);
+                        }
+                    }
+                    Job::Directory(d) => {
+                        if open {
+                            let world = World::new(*d, &cfg.engine.hosting_labels);
+                            open =
+                                feeder.send(&tx, &symbols, &mut marks) && tx.send(Msg::World(Box::new(world))).is_ok();
                         }
                     }
                     Job::WithStore(work) => {

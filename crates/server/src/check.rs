@@ -82,6 +82,25 @@ struct Issued {
     expires: Option<i64>,
 }
 
+/// From a directory: its staff and services (kept in clear by the store),
+/// its departures by pseudonym, and its keys' retirements.
+type FromDirectory = (HashSet<String>, HashMap<[u8; 16], i64>, HashMap<String, i64>);
+
+fn from_directory(secret: &store::Secret, directory: &Directory) -> FromDirectory {
+    let mut left = HashMap::new();
+    let mut staff = HashSet::new();
+    for p in &directory.principals {
+        if matches!(p.kind, model::PrincipalKind::Employee | model::PrincipalKind::Service) {
+            staff.insert(p.uid.clone());
+        }
+        if let Some(t) = p.left {
+            left.insert(secret.pseudonym_bytes(&p.uid), t.as_millisecond());
+        }
+    }
+    let retired = directory.keys.iter().filter_map(|k| Some((k.id.clone(), k.retired?.as_millisecond()))).collect();
+    (staff, left, retired)
+}
+
 /// What the check knows.
 pub struct State {
     secret: store::Secret,
@@ -160,17 +179,7 @@ pub fn degraded(operation: Option<&str>, fail_open: &[String]) -> Decision {
 impl State {
     /// Empty, with the store's secret (for pseudonyms) and the directory.
     pub fn new(secret: store::Secret, directory: &Directory, grace_ms: i64) -> Self {
-        let mut offboarded = HashMap::new();
-        let mut staff = HashSet::new();
-        for p in &directory.principals {
-            if matches!(p.kind, model::PrincipalKind::Employee | model::PrincipalKind::Service) {
-                staff.insert(p.uid.clone());
-            }
-            if let Some(left) = p.left {
-                offboarded.insert(secret.pseudonym_bytes(&p.uid), left.as_millisecond());
-            }
-        }
-        let retired = directory.keys.iter().filter_map(|k| Some((k.id.clone(), k.retired?.as_millisecond()))).collect();
+        let (staff, offboarded, retired) = from_directory(&secret, directory);
         Self {
             secret,
             staff,
@@ -180,6 +189,17 @@ impl State {
             first_seen: HashMap::new(),
             grace_ms: grace_ms.max(0),
             fanout: None,
+        }
+    }
+
+    /// A newer directory: keys' retirements and the staff list are replaced;
+    /// departures are added to the offboardings already known.
+    pub fn set_directory(&mut self, directory: &Directory) {
+        let (staff, left, retired) = from_directory(&self.secret, directory);
+        self.staff = staff;
+        self.retired = retired;
+        for (who, at) in left {
+            self.offboard(who, at);
         }
     }
 

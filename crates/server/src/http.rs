@@ -38,6 +38,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/services/collector/health/1.0", get(hec_health))
         .route("/v1/alerts", get(alerts))
         .route("/v1/scope", get(scope))
+        .route("/v1/admin/reload", post(reload))
         .route("/v1/webhooks", get(webhooks))
         .route("/v1/webhooks/replay", post(webhooks_replay))
         .route("/v1/check", post(check_json))
@@ -454,6 +455,18 @@ async fn scope(State(app): AppState, headers: HeaderMap, Query(q): Query<ScopeQu
         Ok(Ok(s)) => answer(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
         Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         Err(_) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store stopped before answering")),
+    }
+}
+
+async fn reload(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Admin) {
+        return r;
+    }
+    let app2 = Arc::clone(&app);
+    match tokio::task::spawn_blocking(move || app2.reload()).await {
+        Ok(Ok(summary)) => answer(StatusCode::OK, json!({ "reloaded": summary })),
+        Ok(Err(why)) => error(StatusCode::BAD_REQUEST, format!("{why}; the previous configuration stays")),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "reload failed"),
     }
 }
 

@@ -115,6 +115,8 @@ pub struct Options {
     pub config: detect::Config,
     /// The platform's directory.
     pub directory: Directory,
+    /// Its file, read again on SIGHUP or `POST /v1/admin/reload`.
+    pub directory_path: Option<PathBuf>,
     /// The reader (data map, line bound).
     pub reader: ingest::Reader,
     /// Where quarantined lines go (appended).
@@ -175,6 +177,47 @@ pub(crate) struct App {
     webhooks: Vec<webhook::Endpoint>,
     /// Routes the check allows when degraded.
     fail_open: Vec<String>,
+    /// The directory file, for reloads.
+    directory_path: Option<PathBuf>,
+}
+
+impl App {
+    /// Reads the directory file again; on success the check and the engine
+    /// use it from now on, on failure the old one stays. Returns a summary.
+    pub(crate) fn reload(&self) -> Result<String, String> {
+        let outcome = self.try_reload();
+        let label = if outcome.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("piiwatch_reloads_total", "outcome" => label).increment(1);
+        match &outcome {
+            Ok(s) => tracing::info!("reloaded: {s}"),
+            Err(e) => tracing::error!("reload failed, the previous configuration stays: {e}"),
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let Some(path) = &self.directory_path else {
+            return Err("no --directory was given: nothing to reload".into());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let directory = Directory::parse(&text).map_err(|e| format!("directory {}: {e}", path.display()))?;
+        let summary = format!(
+            "directory {}: {} principals, {} keys, {} networks",
+            path.display(),
+            directory.principals.len(),
+            directory.keys.len(),
+            directory.networks.len()
+        );
+        let jobs = self.jobs.lock().map_err(|_| "the server is stopping".to_owned())?;
+        let jobs = jobs.as_ref().ok_or("the server is stopping")?;
+        if let Ok(mut c) = self.check.write() {
+            c.set_directory(&directory);
+        }
+        jobs.try_send(Job::Directory(Box::new(directory))).map_err(|_| {
+            "the service is busy or stopped; the check uses the new directory, the detectors not yet".to_owned()
+        })?;
+        Ok(summary)
+    }
 }
 
 /// The process's metrics recorder (one per process: tests start several servers).
@@ -214,6 +257,7 @@ pub fn run(
         listen,
         config,
         directory,
+        directory_path,
         reader,
         quarantine,
         limits,
@@ -291,6 +335,7 @@ pub fn run(
         outbox: Arc::clone(&outbox),
         webhooks,
         fail_open: check_options.fail_open,
+        directory_path,
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });
@@ -334,11 +379,24 @@ pub fn run(
                 }
             })
         };
+        let hup = {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let app = Arc::clone(&app);
+                    let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+                }
+            })
+        };
         listening(addr);
         tracing::info!(%addr, "listening");
         let router = http::router(Arc::clone(&app));
         listen::serve(listener, router, &net, tls, shutdown(stop)).await;
         upkeep.abort();
+        hup.abort();
         Ok::<_, Error>(())
     });
     // No more bodies: the service thread commits what it has and ends.

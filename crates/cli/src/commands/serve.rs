@@ -19,7 +19,9 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8470")]
     listen: SocketAddr,
-    /// The platform's directory export (principals, signing keys, networks).
+    /// The platform's directory export (principals, signing keys, networks);
+    /// read again on SIGHUP (or `POST /v1/admin/reload`), keeping the old one
+    /// if the new one does not parse.
     #[arg(long)]
     directory: Option<PathBuf>,
     /// Sigma rules directory (not evaluated yet: a warning says so).
@@ -139,6 +141,7 @@ pub fn run(args: Args) -> Result<()> {
         listen: args.listen,
         config,
         directory,
+        directory_path: args.directory.clone(),
         reader: args.read.reader()?,
         quarantine: args.read.quarantine.clone(),
         limits: server::Limits {
