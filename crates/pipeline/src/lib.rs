@@ -369,7 +369,30 @@ impl Visitor for Feeder<'_> {
     }
 }
 
-impl Feeder<'_> {
+impl<'a> Feeder<'a> {
+    /// A feeder for `inputs` inputs, quarantining to `quarantine`, storing through `ingest`.
+    fn new(
+        inputs: usize,
+        quarantine: &'a mut QuarantineFile,
+        ingest: Option<Ingesting<'a>>,
+        recycled: Receiver<Vec<(Ev, u64)>>,
+        on_event: Option<&'a mut OnEvent<'a>>,
+    ) -> Self {
+        Self {
+            batch: Vec::with_capacity(BATCH),
+            untimed: 0,
+            started: None,
+            quarantine,
+            quarantined: 0,
+            input: 0,
+            last: vec![Millis::MIN; inputs],
+            hasher: foldhash::fast::FixedState::with_seed(7),
+            ingest,
+            recycled,
+            on_event,
+        }
+    }
+
     /// Sends what is batched, with the symbols interned since the last send.
     /// False when the detection thread has stopped.
     fn send(&mut self, tx: &SyncSender<Msg>, symbols: &Symbols, marks: &mut Marks) -> bool {
@@ -561,19 +584,7 @@ pub fn run(
             .map_err(Error::Spawn)?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
-        let mut feeder = Feeder {
-            batch: Vec::with_capacity(BATCH),
-            untimed: 0,
-            started: None,
-            quarantine: &mut quarantine,
-            quarantined: 0,
-            input: 0,
-            last: vec![Millis::MIN; cursors.len()],
-            hasher: foldhash::fast::FixedState::with_seed(7),
-            ingest: ingest.take(),
-            recycled,
-            on_event: None,
-        };
+        let mut feeder = Feeder::new(cursors.len(), &mut quarantine, ingest.take(), recycled, None);
         let mut idle_now = vec![false; cursors.len()];
         let mut steps = 0u64;
         let mut open = true;

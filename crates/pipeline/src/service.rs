@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use detect::{Config, Ev, World};
 use ingest::{QuarantineFile, Reader};
-use model::{Directory, Marks, Millis, Symbols};
+use model::{Directory, Marks, Symbols};
 
 use crate::{BATCH, Error, Feeder, Ingesting, Msg, OnEvent, PerDetector, Warn, Wires, detect_thread};
 
@@ -145,19 +145,7 @@ pub fn serve(
                 detect_thread(cfg, world, vec!["http".to_owned()], Box::new(std::io::sink()), true, wires, warn)
             })
             .map_err(Error::Spawn)?;
-        let mut feeder = Feeder {
-            batch: Vec::with_capacity(BATCH),
-            untimed: 0,
-            started: None,
-            quarantine: &mut quarantine,
-            quarantined: 0,
-            input: 0,
-            last: vec![Millis::MIN],
-            hasher: foldhash::fast::FixedState::with_seed(7),
-            ingest: Some(ingesting),
-            recycled,
-            on_event: Some(on_event),
-        };
+        let mut feeder = Feeder::new(1, &mut quarantine, Some(ingesting), recycled, Some(on_event));
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
         let mut bodies = 0u64;

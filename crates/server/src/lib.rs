@@ -14,6 +14,7 @@
 //! Callers authenticate with API tokens ([`tokens`]). The library prints
 //! nothing; it logs through `tracing`.
 
+mod appendfile;
 pub mod check;
 mod http;
 pub mod listen;

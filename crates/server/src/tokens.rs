@@ -13,8 +13,8 @@
 //! a second.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::appendfile;
 
 /// What a token may do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,33 +185,13 @@ fn read(path: &Path) -> Result<(Vec<Record>, String), Error> {
 fn append(dir: &Path, make: impl FnOnce(&[Record], String) -> Result<Record, Error>) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
     let lock_path = dir.join(LOCK);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(format!("cannot open {}", lock_path.display())))?;
-    lock.lock().map_err(io_err(format!("cannot lock {}", lock_path.display())))?;
+    let _lock = appendfile::lock(&lock_path).map_err(io_err(format!("cannot lock {}", lock_path.display())))?;
     let path = dir.join(FILE);
     let (records, prev) = read(&path)?;
     let record = make(&records, prev)?;
     let mut line = serde_json::to_string(&record).map_err(|e| io_err("cannot encode a token record")(e.into()))?;
     line.push('\n');
-    let mut opts = OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
-    f.write_all(line.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(format!("cannot write {}", path.display())))?;
-    if records.is_empty()
-        && let Ok(d) = File::open(dir)
-    {
-        // The new file's directory entry, durable too.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    appendfile::append_synced(&path, line.as_bytes()).map_err(io_err(format!("cannot write {}", path.display())))
 }
 
 fn live(records: &[Record]) -> HashMap<String, (Info, Option<String>)> {

@@ -19,8 +19,8 @@
 //! (`piiwatch webhook secret` prints it; derived from the store's secret).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::fs;
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,6 +30,8 @@ use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::appendfile;
 
 /// What a receiver is sent.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,13 +272,7 @@ impl Outbox {
         if records.is_empty() {
             return Ok(());
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(io_err(format!("cannot open {}", self.lock.display())))?;
-        lock.lock().map_err(io_err(format!("cannot lock {}", self.lock.display())))?;
+        let _lock = appendfile::lock(&self.lock).map_err(io_err(format!("cannot lock {}", self.lock.display())))?;
         let mut book = self.book.lock().map_err(|_| io_err("outbox")(io::Error::other("poisoned")))?;
         self.catch_up(&mut book)?;
         let mut text = String::new();
@@ -284,13 +280,7 @@ impl Outbox {
             text.push_str(&serde_json::to_string(r).map_err(|e| io_err("cannot encode")(e.into()))?);
             text.push('\n');
         }
-        let mut opts = OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&self.path).map_err(io_err(format!("cannot open {}", self.path.display())))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_data())
+        appendfile::append_synced(&self.path, text.as_bytes())
             .map_err(io_err(format!("cannot write {}", self.path.display())))?;
         book.len += text.len() as u64;
         for r in records {
