@@ -10,7 +10,7 @@
 //! server call [`run`]; it prints nothing: warnings and progress go through
 //! [`Hooks`], the summary comes back as a [`Report`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -243,6 +243,10 @@ struct Feeder<'a> {
     /// Called with every event as it is read (the service's inline check
     /// learns issued tokens here, before the engine's reordering).
     on_event: Option<&'a mut OnEvent<'a>>,
+    /// Ties in event time ordered by what the event says ([`detect::digest`])
+    /// rather than by its line's bytes: the service, whose events may come
+    /// back from the store (rebuilt lines) after a restart.
+    content_digest: bool,
 }
 
 /// Ingesting: the store events are appended to, and per input where this
@@ -271,6 +275,25 @@ struct Ingesting<'a> {
     /// With the service: every finding as stored (pseudonymised), for its
     /// caller once the commit that made it durable has returned.
     stored_findings: Option<Vec<String>>,
+    /// Replaying stored events to rebuild the engine's state: nothing is stored.
+    replaying: bool,
+    /// Findings already stored (by uid, activity, count and time), which the
+    /// engine reports again while its state is rebuilt: not stored twice.
+    suppress: HashMap<FindingKey, u32>,
+}
+
+/// What tells one report of a finding from another.
+type FindingKey = (String, u64, u64, i64);
+
+/// The key of a finding line (`None` if it is not one).
+fn finding_key(line: &str) -> Option<FindingKey> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some((
+        v["finding_info"]["uid"].as_str()?.to_owned(),
+        v["activity_id"].as_u64()?,
+        v["count"].as_u64().unwrap_or(0),
+        v["time"].as_i64().unwrap_or(0),
+    ))
 }
 
 impl Ingesting<'_> {
@@ -283,7 +306,7 @@ impl Ingesting<'_> {
     }
 
     fn store(&mut self, event: &Event<'_>, symbols: &Symbols) {
-        if self.error.is_some() {
+        if self.error.is_some() || self.replaying {
             return;
         }
         match self.store.append_event(event, symbols) {
@@ -301,6 +324,17 @@ impl Ingesting<'_> {
         }
         let from_engine = self.alerts.as_ref().map(|rx| rx.try_iter().collect::<Vec<_>>()).unwrap_or_default();
         for line in from_engine.into_iter().chain(std::mem::take(&mut self.extra)) {
+            if !self.suppress.is_empty()
+                && let Some(key) = finding_key(&line)
+                && let Some(n) = self.suppress.get_mut(&key)
+            {
+                // Reported again while the engine's state was rebuilt: stored already.
+                *n -= 1;
+                if *n == 0 {
+                    self.suppress.remove(&key);
+                }
+                continue;
+            }
             let stored = self
                 .store
                 .append_alert(&line, symbols)
@@ -350,7 +384,11 @@ impl Visitor for Feeder<'_> {
             Some(ev) => {
                 // Ties in event time are ordered by the line's content (and
                 // input), never by arrival.
-                let d = self.hasher.hash_one((at.text, self.input));
+                let d = if self.content_digest {
+                    detect::digest(&ev, symbols)
+                } else {
+                    self.hasher.hash_one((at.text, self.input))
+                };
                 self.batch.push((ev, d));
             }
             None => self.untimed += 1,
@@ -360,7 +398,7 @@ impl Visitor for Feeder<'_> {
 
     fn quarantined(&mut self, q: &Quarantined<'_>) {
         if let Some(ing) = &mut self.ingest
-            && ing.seen(usize::from(self.input), q.at.line)
+            && (ing.replaying || ing.seen(usize::from(self.input), q.at.line))
         {
             return;
         }
@@ -390,6 +428,7 @@ impl<'a> Feeder<'a> {
             ingest,
             recycled,
             on_event,
+            content_digest: false,
         }
     }
 
@@ -543,6 +582,8 @@ pub fn run(
                 alerts: None,
                 extra: Vec::new(),
                 stored_findings: None,
+                replaying: false,
+                suppress: HashMap::new(),
             })
         }
     };

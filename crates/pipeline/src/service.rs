@@ -57,6 +57,11 @@ pub enum Job {
     /// A newer directory export: the events read after it are judged
     /// against it (those before, against the old one).
     Directory(Box<Directory>),
+    /// Lines rebuilt from the store's events, replayed through the engine
+    /// to rebuild its state after a restart: not stored again, and the
+    /// findings they report again not stored twice (see
+    /// [`ServiceOptions::stored_findings`]).
+    Replay(Vec<u8>),
 }
 
 /// The service's settings.
@@ -73,6 +78,9 @@ pub struct ServiceOptions {
     pub idle_flush: Duration,
     /// Bytes of bodies made durable by one commit, at most (more wait for the next).
     pub group_bytes: usize,
+    /// The findings the store holds (as stored): reported again by a
+    /// replay ([`Job::Replay`]), they are not stored twice.
+    pub stored_findings: Vec<String>,
 }
 
 /// How the service talks to its caller.
@@ -113,7 +121,20 @@ pub fn serve(
     jobs: Receiver<Job>,
     hooks: ServiceHooks<'_>,
 ) -> Result<ServiceReport, Error> {
-    let ServiceOptions { config: cfg, directory, mut reader, quarantine: qpath, idle_flush, group_bytes } = opts;
+    let ServiceOptions {
+        config: cfg,
+        directory,
+        mut reader,
+        quarantine: qpath,
+        idle_flush,
+        group_bytes,
+        stored_findings,
+    } = opts;
+    let mut suppress = std::collections::HashMap::new();
+    for key in stored_findings.iter().filter_map(|l| crate::finding_key(l)) {
+        *suppress.entry(key).or_insert(0u32) += 1;
+    }
+    drop(stored_findings);
     let ServiceHooks { on_event, on_findings, on_commit, warn } = hooks;
     store.keep_clear(store::KeepClear::from_directory(&directory));
     drop(detect::detectors::all(&cfg)?);
@@ -134,6 +155,8 @@ pub fn serve(
         alerts: Some(krx),
         extra: Vec::new(),
         stored_findings: Some(Vec::new()),
+        replaying: false,
+        suppress,
     };
     let cfg = &cfg;
     let (detected, counts) = std::thread::scope(|scope| {
@@ -146,6 +169,7 @@ pub fn serve(
             })
             .map_err(Error::Spawn)?;
         let mut feeder = Feeder::new(1, &mut quarantine, Some(ingesting), recycled, Some(on_event));
+        feeder.content_digest = true;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
         let mut bodies = 0u64;
@@ -175,6 +199,18 @@ pub fn serve(
                     Job::Finding(line) => {
                         if let Some(ing) = &mut feeder.ingest {
                             ing.extra.push(line);
+                        }
+                    }
+                    Job::Replay(lines) => {
+                        if let Some(ing) = &mut feeder.ingest {
+                            ing.replaying = true;
+                        }
+                        reader.read_bytes("replay", &lines, &mut symbols, &mut feeder);
+                        if let Some(ing) = &mut feeder.ingest {
+                            ing.replaying = false;
+                        }
+                        if feeder.batch.len() >= BATCH && open {
+                            open = feeder.send(&tx, &symbols, &mut marks);
                         }
                     }
                     Job::Directory(d) => {

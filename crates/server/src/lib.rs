@@ -18,6 +18,7 @@ mod appendfile;
 pub mod check;
 mod http;
 pub mod listen;
+mod replay;
 pub mod tokens;
 pub mod webhook;
 
@@ -284,7 +285,8 @@ pub fn run(
         );
     }
     let mut findings = Vec::new();
-    if st.head().records > 0 {
+    let rebuild = st.head().records > 0;
+    if rebuild {
         // What the check knows and the findings so far, read back.
         let store_err = |source| Error::Store { path: dir.clone(), source };
         store::events_where(
@@ -349,6 +351,11 @@ pub fn run(
             quarantine,
             idle_flush,
             group_bytes: 32 << 20,
+            stored_findings: app
+                .findings
+                .read()
+                .map(|f| f.iter().map(|x| x.line.clone()).collect())
+                .unwrap_or_default(),
         };
         std::thread::Builder::new()
             .name("piiwatch-service".into())
@@ -362,6 +369,9 @@ pub fn run(
             })
             .map_err(|source| Error::Runtime { what: "cannot start the service thread", source })?
     };
+    if rebuild {
+        rebuild_state(&app, &dir)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("piiwatch-http")
@@ -413,6 +423,29 @@ pub fn run(
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
     service
+}
+
+/// Replays the store's events through the engine (before any request is
+/// taken), so detection goes on where it was, and records in the audit
+/// chain that pseudonyms were resolved in memory to do it.
+fn rebuild_state(app: &App, dir: &std::path::Path) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let Some(jobs) = app.jobs.lock().ok().and_then(|j| j.clone()) else { return Ok(()) };
+    let (events, resolved) = replay::lines(dir, |chunk| {
+        // Blocks while the service thread catches up: nothing else is queued yet.
+        let _ = jobs.send(Job::Replay(chunk));
+    })
+    .map_err(|source| Error::Store { path: dir.to_owned(), source })?;
+    let query =
+        format!("detection state rebuilt from {events} stored events; {resolved} pseudonyms resolved in memory");
+    tracing::info!(events, seconds = started.elapsed().as_secs_f64(), "{query}");
+    let _ = jobs.send(Job::WithStore(Box::new(move |st: &mut store::Store| {
+        let entry = store::Audit::now("serve (restart)", query, events, 0, true);
+        if let Err(e) = st.audit(&entry) {
+            tracing::error!(error = %e, "cannot record the state rebuild in the audit chain");
+        }
+    })));
+    Ok(())
 }
 
 /// The service thread: the pipeline over the bodies the handlers send.
