@@ -100,7 +100,9 @@ fn bearer(app: &App, headers: &HeaderMap, need: Role) -> Result<Caller, Response
 }
 
 async fn readyz(State(app): AppState) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
+    if app.rebuilding.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: rebuilding the detection state from the store\n").into_response()
+    } else if app.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the service thread has stopped\n").into_response()

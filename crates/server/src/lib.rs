@@ -179,6 +179,9 @@ pub(crate) struct App {
     webhooks: Vec<webhook::Endpoint>,
     /// Routes the check allows when degraded.
     fail_open: Vec<String>,
+    /// The engine's state is being rebuilt from the store (not ready yet:
+    /// bodies wait behind the replay).
+    rebuilding: AtomicBool,
     /// The directory file, for reloads.
     directory_path: Option<PathBuf>,
 }
@@ -338,6 +341,7 @@ pub fn run(
         outbox: Arc::clone(&outbox),
         webhooks,
         fail_open: check_options.fail_open,
+        rebuilding: AtomicBool::new(false),
         directory_path,
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
@@ -428,9 +432,10 @@ pub fn run(
 /// Replays the store's events through the engine (before any request is
 /// taken), so detection goes on where it was, and records in the audit
 /// chain that pseudonyms were resolved in memory to do it.
-fn rebuild_state(app: &App, dir: &std::path::Path) -> Result<(), Error> {
+fn rebuild_state(app: &Arc<App>, dir: &std::path::Path) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let Some(jobs) = app.jobs.lock().ok().and_then(|j| j.clone()) else { return Ok(()) };
+    app.rebuilding.store(true, Ordering::SeqCst);
     let (events, resolved) = replay::lines(dir, |chunk| {
         // Blocks while the service thread catches up: nothing else is queued yet.
         let _ = jobs.send(Job::Replay(chunk));
@@ -438,8 +443,13 @@ fn rebuild_state(app: &App, dir: &std::path::Path) -> Result<(), Error> {
     .map_err(|source| Error::Store { path: dir.to_owned(), source })?;
     let query =
         format!("detection state rebuilt from {events} stored events; {resolved} pseudonyms resolved in memory");
-    tracing::info!(events, seconds = started.elapsed().as_secs_f64(), "{query}");
+    tracing::info!(events, "replaying the store's events to rebuild the detection state");
+    let done = Arc::clone(app);
     let _ = jobs.send(Job::WithStore(Box::new(move |st: &mut store::Store| {
+        // Runs after every replay job: the engine is where it was.
+        done.rebuilding.store(false, Ordering::SeqCst);
+        metrics::gauge!("piiwatch_restart_replayed_events").set(events as f64);
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "detection state rebuilt; ready");
         let entry = store::Audit::now("serve (restart)", query, events, 0, true);
         if let Err(e) = st.audit(&entry) {
             tracing::error!(error = %e, "cannot record the state rebuild in the audit chain");
