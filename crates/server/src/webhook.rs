@@ -519,6 +519,8 @@ pub fn deliver(outbox: &Arc<Outbox>, endpoint: &Endpoint, secret: &str, policy: 
             (None, _) => outbox.outcome(&endpoint.name, &m.id, None),
             (Some(e), "dead") => {
                 tracing::error!(endpoint = %endpoint.name, id = %m.id, attempts, error = %e, "webhook message is dead");
+                // Replayed later, it starts its attempts afresh.
+                current = None;
                 outbox.outcome(&endpoint.name, &m.id, Some((attempts, e.clone())))
             }
             (Some(e), _) => {
