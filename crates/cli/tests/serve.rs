@@ -960,3 +960,88 @@ fn detection_state_survives_a_kill9() {
     assert!(missing.is_empty() && extra.is_empty(), "missing after the restart: {missing:?}\nextra: {extra:?}");
     assert!(audited, "the rebuild is recorded in the audit chain");
 }
+
+/// While `serve` holds the store, the CLI's `scope`, `export` and `verify`
+/// work instead of failing on the lock: scope and export through the
+/// server (`DIR/serve.json`, mode 0600), recorded in the audit chain as the
+/// server's own token for the person who ran them; verify by reading what
+/// was committed. The scope through the server is the one the CLI gives
+/// once the server has stopped, re-identification included.
+#[test]
+fn cli_queries_a_store_the_server_holds() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let s = store.to_str().expect("utf-8");
+    let admin = token(&store, "admin", "ops");
+    let server = Server::start(&store, &["--idle-flush", "0.2"]);
+    let a = agent();
+    for chunk in lines_of(&sim).chunks(2000) {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    }
+    let advert = store.join("serve.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&advert).expect("serve.json is written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "serve.json holds a token: owner only");
+    }
+    let everything = r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#;
+    let ids_live = dir.path().join("ids-live.txt");
+    let live = ok(&[
+        "scope",
+        "--store",
+        s,
+        "--where",
+        everything,
+        "--format",
+        "json",
+        "--subjects-out",
+        ids_live.to_str().expect("utf-8"),
+    ]);
+    let live: Value = serde_json::from_slice(&live.stdout).expect("json");
+    assert!(live["subjects"].as_u64().unwrap_or(0) > 100, "{live}");
+    // A wrong expression is still a usage error (exit 2), answered by the server.
+    let bad = support::piiwatch(&["scope", "--store", s, "--where", "src_endpoint.ip ="]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    let out_dir = dir.path().join("export");
+    ok(&["export", "--store", s, "--format", "parquet", "--out", out_dir.to_str().expect("utf-8")]);
+    assert!(std::fs::metadata(out_dir.join("events.parquet")).expect("events.parquet").len() > 1000);
+    let verified = ok(&["verify", "--store", s, "--format", "json"]);
+    let report: Value = serde_json::from_slice(&verified.stdout).expect("json");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["notes"].to_string().contains("held by a running piiwatch"), "{report}");
+    assert!(server.terminate().success());
+    assert!(!advert.exists(), "serve.json is removed when the server stops");
+    // The same scope without the server: the same answer and the same ids.
+    let ids_after = dir.path().join("ids-after.txt");
+    let after = ok(&[
+        "scope",
+        "--store",
+        s,
+        "--where",
+        everything,
+        "--format",
+        "json",
+        "--subjects-out",
+        ids_after.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(serde_json::from_slice::<Value>(&after.stdout).expect("json"), live);
+    let (l, r) = (std::fs::read(&ids_live).expect("ids"), std::fs::read(&ids_after).expect("ids"));
+    assert!(!l.is_empty() && l == r, "re-identified through the server: the same ids");
+    // The audit chain names who asked, and that it went through the server.
+    let mut users = Vec::new();
+    store::ledger::scan(&store.join("ledger"), |r| {
+        if let Some(a) =
+            (r.kind == store::kind::AUDIT).then(|| serde_json::from_slice::<Value>(r.payload).ok()).flatten()
+        {
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            users.push((text("command"), text("user"), a["reidentified"] == true));
+        }
+    })
+    .expect("ledger");
+    let through: Vec<_> = users.iter().filter(|(_, u, _)| u.starts_with("token:local for ")).collect();
+    assert!(through.iter().any(|(c, _, re)| c == "scope (http)" && *re), "{users:?}");
+    assert!(through.iter().any(|(c, _, _)| c == "export"), "{users:?}");
+}

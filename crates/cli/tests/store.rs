@@ -378,16 +378,30 @@ fn ingest_follow_commits_when_its_input_goes_quiet_and_keeps_it_through_kill_9()
     };
     let half = first.len() as u64 - 20;
     assert!(wait_for(half) >= half, "the first half was not committed: HEAD {}", head());
-    // While the service holds the store, a query, an export and a verify say
-    // so: a lock, not damage (no "run verify", nothing "altered"), exit 1
-    // rather than a usage error, and the service goes on (checked below).
+    // While the service holds the store, a query and an export (which the
+    // store must record, and only its writer can) say so: a lock, not damage
+    // (no "run verify", nothing "altered"), exit 1 rather than a usage
+    // error, and the service goes on (checked below). `verify` reads: it
+    // checks what was committed when it started and says the index was not
+    // compared.
     let st = store.to_str().unwrap();
     let out_dir = tmp.path().join("export");
-    let held_by: [&[&str]; 3] = [
+    let held_by: [&[&str]; 2] = [
         &["scope", "--store", st, "--where", r#"api.operation = "x""#],
         &["export", "--store", st, "--format", "parquet", "--out", out_dir.to_str().unwrap()],
-        &["verify", "--store", st],
     ];
+    let verified = Command::new(env!("CARGO_BIN_EXE_piiwatch"))
+        .args(["verify", "--store", st, "--format", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap_or_default();
+    assert!(
+        verified.status.success() && report["ok"] == true,
+        "verify of a held store: {report} {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(report["records"].as_u64().unwrap_or(0) >= half, "{report}");
+    assert!(report["notes"].to_string().contains("held by a running piiwatch"), "{report}");
     for args in held_by {
         let held = Command::new(env!("CARGO_BIN_EXE_piiwatch")).args(args).output().unwrap();
         let said = String::from_utf8_lossy(&held.stderr);

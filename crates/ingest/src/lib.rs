@@ -14,6 +14,7 @@
 //! event, a blank line, or a quarantined line with its source, number and reason.
 
 mod fast;
+pub mod hec;
 pub mod parse;
 pub mod pre;
 pub mod quarantine;

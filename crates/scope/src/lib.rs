@@ -19,15 +19,17 @@
 
 pub mod expr;
 pub mod plan;
+pub mod request;
 
 use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use store::Store;
 
 pub use expr::{Expr, Field, ParseError, parse};
 pub use plan::Plan;
+pub use request::{Outcome, Request, RunError};
 
 /// What to scope.
 #[derive(Clone, Debug, Default)]
@@ -65,7 +67,7 @@ pub struct Answer {
 }
 
 /// The answer as the contract's `--format json` has it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
     /// Matching accesses.
     pub events: u64,

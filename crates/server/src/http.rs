@@ -37,7 +37,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/services/collector/health", get(hec_health))
         .route("/services/collector/health/1.0", get(hec_health))
         .route("/v1/alerts", get(alerts))
-        .route("/v1/scope", get(scope))
+        .route("/v1/scope", get(scope).post(scope_full))
+        .route("/v1/audit", post(audit))
         .route("/v1/admin/reload", post(reload))
         .route("/v1/webhooks", get(webhooks))
         .route("/v1/webhooks/replay", post(webhooks_replay))
@@ -288,53 +289,6 @@ async fn hec_raw(State(app): AppState, headers: HeaderMap, body: Bytes) -> Respo
     }
 }
 
-/// An HEC event envelope; only `event` matters here.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    event: Option<&'a serde_json::value::RawValue>,
-}
-
-/// The OCSF lines of a body of HEC envelopes, or HEC's error and the
-/// (0-based) number of the first bad event. Nothing is stored from a body
-/// with a bad event, as Splunk does.
-fn hec_lines(body: &[u8]) -> Result<Vec<u8>, (Response, usize)> {
-    let mut out = Vec::with_capacity(body.len());
-    let stream = serde_json::Deserializer::from_slice(body).into_iter::<Envelope<'_>>();
-    for (i, env) in stream.enumerate() {
-        let bad = |text: &str, code: u32| {
-            let r = answer(StatusCode::BAD_REQUEST, json!({ "text": text, "code": code, "invalid-event-number": i }));
-            (r, i)
-        };
-        let env = env.map_err(|_| bad("Invalid data format", 6))?;
-        let Some(raw) = env.event else { return Err(bad("Event field is required", 12)) };
-        let text = raw.get();
-        if text.starts_with('"') {
-            // A string event: its text is the line (or lines).
-            let s: String = serde_json::from_str(text).map_err(|_| bad("Invalid data format", 6))?;
-            if s.trim().is_empty() {
-                return Err(bad("Event field cannot be blank", 13));
-            }
-            out.extend_from_slice(s.as_bytes());
-        } else if text.starts_with('{') {
-            if text.contains(['\n', '\r']) {
-                // Pretty-printed: one line per event.
-                let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad("Invalid data format", 6))?;
-                out.extend_from_slice(v.to_string().as_bytes());
-            } else {
-                out.extend_from_slice(text.as_bytes());
-            }
-        } else {
-            return Err(bad("Invalid data format", 6));
-        }
-        out.push(b'\n');
-    }
-    if out.is_empty() {
-        return Err((hec(StatusCode::BAD_REQUEST, "No data", 5), 0));
-    }
-    Ok(out)
-}
-
 async fn hec_event(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = hec_auth(&app, &headers) {
         return r;
@@ -343,9 +297,13 @@ async fn hec_event(State(app): AppState, headers: HeaderMap, body: Bytes) -> Res
         Ok(l) => l,
         Err(r) => return hec_refusal(r),
     };
-    let lines = match hec_lines(&decoded) {
+    let lines = match ingest::hec::lines(&decoded) {
         Ok(l) => l,
-        Err((r, _)) => return r,
+        Err(r) if r.code == 5 => return hec(StatusCode::BAD_REQUEST, r.text, r.code),
+        Err(r) => {
+            let body = json!({ "text": r.text, "code": r.code, "invalid-event-number": r.event });
+            return answer(StatusCode::BAD_REQUEST, body);
+        }
     };
     match submit(&app, lines).await {
         Ok(_) => hec(StatusCode::OK, "Success", 0),
@@ -403,6 +361,43 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
 }
 
+/// Runs `work` on the service thread, which holds the store, and awaits its answer.
+async fn with_store<T: Send + 'static>(
+    app: &App,
+    work: impl FnOnce(&mut store::Store) -> T + Send + 'static,
+) -> Result<T, Response> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<T>();
+    let job = move |st: &mut store::Store| {
+        let _ = tx.send(work(st));
+    };
+    let sent = match app.jobs.lock() {
+        Ok(jobs) => jobs.as_ref().map(|j| j.try_send(Job::WithStore(Box::new(job)))),
+        Err(_) => None,
+    };
+    match sent {
+        Some(Ok(())) => {}
+        Some(Err(std::sync::mpsc::TrySendError::Full(_))) => {
+            return Err(retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store is busy")));
+        }
+        _ => return Err(retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store has stopped"))),
+    }
+    rx.await.map_err(|_| retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store stopped before answering")))
+}
+
+/// Who the audit chain records: the token's name, and the person a local
+/// command runs for when it says so.
+fn recorded_user(caller: &Caller, headers: &HeaderMap) -> String {
+    let on_behalf = headers
+        .get(crate::local::ON_BEHALF_OF)
+        .and_then(|v| v.to_str().ok())
+        .map(|u| u.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .filter(|u| !u.is_empty());
+    match on_behalf {
+        Some(u) => format!("token:{} for {u}", caller.name),
+        None => format!("token:{}", caller.name),
+    }
+}
+
 async fn scope(State(app): AppState, headers: HeaderMap, Query(q): Query<ScopeQuery>) -> Response {
     let caller = match bearer(&app, &headers, Role::Analyst) {
         Ok(c) => c,
@@ -416,47 +411,75 @@ async fn scope(State(app): AppState, headers: HeaderMap, Query(q): Query<ScopeQu
         Ok(t) => t,
         Err(m) => return error(StatusCode::BAD_REQUEST, format!("to: {m}")),
     };
-    let parsed = match q.expr.as_deref().map(scope::parse).transpose() {
-        Ok(e) => e,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("where: {e}")),
-    };
-    let text = q.expr.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Result<scope::Summary, String>>();
-    let work = move |st: &mut store::Store| {
-        let expr = parsed.map(|e| e.with_principal_aliases(&|v| st.secret().pseudonym(v)));
-        let recorded =
-            text.as_deref().and_then(|e| scope::parse(e).ok()).map(|e| e.render(&|f, v| scope::as_stored(st, f, v)));
-        let q = scope::Query { expr, from, to, ..scope::Query::default() };
-        let result = scope::scope(st, &q).map_err(|e| format!("{e}")).and_then(|answer| {
-            let s = answer.summary();
-            let query = format!(
-                "where {}; from {}; to {}",
-                recorded.as_deref().unwrap_or("(all)"),
-                from.map_or_else(|| "-".into(), |t| t.to_string()),
-                to.map_or_else(|| "-".into(), |t| t.to_string())
-            );
-            let mut audit = store::Audit::now("scope (http)", query, s.events, s.subjects, false);
-            audit.user = format!("token:{}", caller.name);
-            st.audit(&audit).map_err(|e| format!("cannot record the query in the store: {e}"))?;
-            Ok(s)
-        });
-        let _ = tx.send(result);
-    };
-    let sent = match app.jobs.lock() {
-        Ok(jobs) => jobs.as_ref().map(|j| j.try_send(Job::WithStore(Box::new(work)))),
-        Err(_) => None,
-    };
-    match sent {
-        Some(Ok(())) => {}
-        Some(Err(std::sync::mpsc::TrySendError::Full(_))) => {
-            return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store is busy"));
-        }
-        _ => return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store has stopped")),
+    if let Some(Err(e)) = q.expr.as_deref().map(scope::parse) {
+        return error(StatusCode::BAD_REQUEST, format!("where: {e}"));
     }
-    match rx.await {
-        Ok(Ok(s)) => answer(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
-        Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
-        Err(_) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, "the store stopped before answering")),
+    let request = scope::Request { expr: q.expr, from, to, ..scope::Request::default() };
+    match run_scope(&app, request, recorded_user(&caller, &headers)).await {
+        Ok(outcome) => answer(StatusCode::OK, serde_json::to_value(&outcome.summary).unwrap_or_default()),
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/scope`: the CLI's whole scope (an expression or a stored
+/// finding, re-identification for an admin), answered as the CLI would.
+async fn scope_full(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match bearer(&app, &headers, Role::Analyst) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let request: scope::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a scope request: {e}")),
+    };
+    if request.reidentify && !caller.role.may(Role::Admin) {
+        return refused(Denied::Role(caller.role), Role::Admin);
+    }
+    match run_scope(&app, request, recorded_user(&caller, &headers)).await {
+        Ok(outcome) => answer(StatusCode::OK, serde_json::to_value(&outcome).unwrap_or_default()),
+        Err(r) => r,
+    }
+}
+
+async fn run_scope(app: &App, request: scope::Request, user: String) -> Result<scope::Outcome, Response> {
+    let done = with_store(app, move |st| scope::request::run(st, &request, "scope (http)", Some(user))).await?;
+    done.map_err(|e| match e {
+        scope::RunError::Usage(m) => error(StatusCode::BAD_REQUEST, format!("where: {m}")),
+        scope::RunError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })
+}
+
+/// A query done outside the server, to record in the audit chain.
+#[derive(Deserialize)]
+struct AuditBody {
+    command: String,
+    query: String,
+    #[serde(default)]
+    events: u64,
+    #[serde(default)]
+    subjects: u64,
+    #[serde(default)]
+    reidentified: bool,
+}
+
+/// `POST /v1/audit` (admin): records a query that read the store without
+/// the server (an export of the ledger), with the caller's token name.
+async fn audit(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match bearer(&app, &headers, Role::Admin) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let b: AuditBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an audit record: {e}")),
+    };
+    let mut entry = store::Audit::now(&b.command, b.query, b.events, b.subjects, b.reidentified);
+    entry.user = recorded_user(&caller, &headers);
+    match with_store(&app, move |st| st.audit(&entry).map(|h| h.records)).await {
+        Ok(Ok(records)) => answer(StatusCode::OK, json!({ "recorded": true, "records": records })),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the query in the store: {e}")),
+        Err(r) => r,
     }
 }
 

@@ -18,6 +18,7 @@ mod appendfile;
 pub mod check;
 mod http;
 pub mod listen;
+pub mod local;
 mod replay;
 pub mod tokens;
 pub mod webhook;
@@ -406,6 +407,20 @@ pub fn run(
                 }
             })
         };
+        // CLI commands on this machine reach the server through this file
+        // while it holds the store (`local`).
+        let cert = net.tls.as_ref().map(|t| t.cert.clone());
+        match app
+            .tokens
+            .local()
+            .map_err(|e| e.to_string())
+            .and_then(|token| local::advertise(&dir, addr, cert.as_deref(), &token).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write serve.json: CLI queries of this store wait until it stops")
+            }
+        }
         listening(addr);
         tracing::info!(%addr, "listening");
         let router = http::router(Arc::clone(&app));
@@ -414,6 +429,7 @@ pub fn run(
         hup.abort();
         Ok::<_, Error>(())
     });
+    local::withdraw(&dir);
     // No more bodies: the service thread commits what it has and ends.
     if let Ok(mut jobs) = app.jobs.lock() {
         jobs.take();

@@ -745,9 +745,12 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
     // checked on a thread of their own, beside the rest.
     let (result, signed) = std::thread::scope(|scope| {
         let (leaves, taken) = std::sync::mpsc::sync_channel(8);
+        let (started, checkpoints_read) = std::sync::mpsc::sync_channel(1);
         let signed = std::thread::Builder::new()
             .name("piiwatch-verify-signed".into())
-            .spawn_scoped(scope, || verify::signed(dir, taken));
+            .spawn_scoped(scope, || verify::signed(dir, taken, started));
+        // The checkpoints first, then the ledger's HEAD (see `verify::signed`).
+        let _ = checkpoints_read.recv();
         let result = verify_with(dir, &dense, rebuilt, leaves);
         let signed = match signed {
             Ok(h) => Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
@@ -776,11 +779,17 @@ fn verify_with(
     // crash's, and is caught up at the next open; an edited one is damage).
     let mut index_problems: Vec<String> = Vec::new();
     let mut report_stale = false;
+    let mut held = false;
     let stored = if dir.join("index.redb").is_file() {
         match index::Writer::open(dir) {
             Ok(i) => Some(i),
-            // Held by a running ingest: not damage, and nothing to compare yet.
-            Err(e @ Error::Locked { .. }) => return Err(e),
+            // Held by a running `serve` or `ingest --follow`: not damage. The
+            // ledger is checked up to the `HEAD` read at the start; the index,
+            // which that process is writing, cannot be compared.
+            Err(Error::Locked { .. }) => {
+                held = true;
+                None
+            }
             Err(e) => {
                 index_problems.push(e.to_string());
                 None
@@ -876,6 +885,11 @@ fn verify_with(
     }
     match (rebuild_failed, at) {
         (Some(why), _) => report.problems.push(format!("cannot rebuild the index from the ledger: {why}")),
+        (None, None) if held => report.notes.push(format!(
+            "the store is held by a running piiwatch (serve or ingest --follow): the ledger was checked up to the \
+             {n} records committed when verify started; index.redb, which that process writes, was not compared \
+             (run verify again once it has stopped)"
+        )),
         (None, None) if report_stale => {
             report.notes.push(
                 "index.redb was written by an older piiwatch (rebuilt from the ledger when the store is next opened)"

@@ -106,9 +106,16 @@ pub(crate) enum Leaves {
 /// The signed checkpoints checked against the leaves the ledger's reading
 /// thread sends (one reading of the ledger for both), or, when the ledger
 /// has problems or says nothing, by [`checkpoint::verify`] reading it again.
-pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>) -> Report {
+///
+/// The checkpoints are read before `started` is signalled, and the caller
+/// reads the ledger's `HEAD` only after that: a writer still running (a
+/// `serve` holding the store) signs only what it committed, so every
+/// checkpoint read is within the ledger verify then checks.
+pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>, started: SyncSender<()>) -> Report {
     let mut r = Report::default();
-    let Some(mut check) = checkpoint::Check::start(store, &mut r) else {
+    let check = checkpoint::Check::start(store, &mut r);
+    let _ = started.send(());
+    let Some(mut check) = check else {
         return r;
     };
     for msg in leaves {

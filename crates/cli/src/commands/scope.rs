@@ -61,83 +61,49 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
 }
 
-/// Runs scope.
+/// Runs scope: in this process, or, when a running `serve` holds the
+/// store, in that server (which records it the same way).
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     if !args.store.join("ledger").is_dir() {
         bail!("{} is not a piiwatch store (no ledger/)", args.store.display());
     }
-    let mut st = store::Store::open(&args.store, store::Options::default())
-        .with_context(|| format!("cannot open store {}", args.store.display()))?;
-    let (mut from, mut to) = (args.from, args.to);
-    let text = match (&args.expr, &args.alert) {
-        (Some(e), _) => Some(e.clone()),
-        (None, Some(uid)) => {
-            let finding = store::alert(&args.store, uid)?
-                .with_context(|| format!("no finding with uid {uid} in store {}", args.store.display()))?;
-            if !args.all_time {
-                from = from.or_else(|| finding["finding_info"]["first_seen_time"].as_i64());
-                to = to.or_else(|| finding["finding_info"]["last_seen_time"].as_i64());
-            }
-            Some(
-                alert_expr(&finding)
-                    .with_context(|| format!("finding {uid} names no indicator scope can select by"))?,
-            )
-        }
-        (None, None) => None,
+    let request = scope::Request {
+        expr: args.expr.clone(),
+        alert: args.alert.clone(),
+        all_time: args.all_time,
+        from: args.from,
+        to: args.to,
+        reidentify: args.subjects_out.is_some(),
+        no_prefilter: args.no_prefilter,
+        no_index: args.no_index,
     };
-    let expr = match &text {
-        Some(e) => {
-            let parsed = scope::parse(e).map_err(|e| super::Usage(e.to_string()))?;
-            Some(parsed.with_principal_aliases(&|v| st.secret().pseudonym(v)))
+    let outcome = match store::Store::open(&args.store, store::Options::default()) {
+        Ok(mut st) => scope::request::run(&mut st, &request, "scope", None).map_err(|e| match e {
+            scope::RunError::Usage(m) => anyhow::Error::new(super::Usage(m)),
+            e => anyhow::Error::new(e),
+        })?,
+        Err(held @ store::Error::Locked { .. }) => {
+            let Some(local) = server::local::Local::discover(&args.store).map_err(anyhow::Error::msg)? else {
+                return Err(anyhow::Error::new(held).context(format!("cannot open store {}", args.store.display())));
+            };
+            let user = store::Audit::now("scope", String::new(), 0, 0, false).user;
+            local.scope(&request, &user).map_err(|e| match e {
+                server::local::LocalError::Usage(m) => anyhow::Error::new(super::Usage(m)),
+                e => anyhow::Error::new(e),
+            })?
         }
-        None => None,
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot open store {}", args.store.display()))),
     };
-    let q = scope::Query { expr, from, to, no_prefilter: args.no_prefilter, no_index: args.no_index };
-    let started = std::time::Instant::now();
-    let answer = scope::scope(&st, &q)?;
-    let answered_in = started.elapsed();
-    let s = answer.summary();
-    // The store records the question with the customers it names as
-    // pseudonyms (a stored finding's indicators are pseudonyms already).
-    let recorded = match (&q.expr, &args.alert) {
-        (Some(_), None) => args
-            .expr
-            .as_deref()
-            .and_then(|e| scope::parse(e).ok())
-            .map(|e| e.render(&|f, v| scope::as_stored(&st, f, v))),
-        _ => text.clone(),
-    };
-    let query = format!(
-        "{}where {}; from {}; to {}",
-        args.alert.as_ref().map(|a| format!("alert {a}: ")).unwrap_or_default(),
-        recorded.as_deref().unwrap_or("(all)"),
-        ui::time(from),
-        ui::time(to)
-    );
-    if let Some(path) = &args.subjects_out {
-        let map = store::subjects::read_map(&args.store, st.secret()).context("cannot open the subject map")?;
-        let mut ids = Vec::with_capacity(answer.subjects.len() as usize);
-        let mut unknown = 0u64;
-        for dense in &answer.subjects {
-            match st.pseudonym(dense).and_then(|p| map.get(&p)) {
-                Some(id) => ids.push(id.as_str()),
-                None => unknown += 1,
-            }
-        }
-        if unknown > 0 {
-            bail!("{unknown} exposed subjects have no entry in the subject map: it was altered or lost");
-        }
-        ids.sort_unstable();
+    if let (Some(path), Some(ids)) = (&args.subjects_out, &outcome.subject_ids) {
         let mut text = ids.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
         write_private(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    st.audit(&store::Audit::now("scope", query, s.events, s.subjects, args.subjects_out.is_some()))
-        .context("cannot record the query in the store")?;
+    let s = &outcome.summary;
     match args.format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string(&s)?)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string(s)?)?,
         Format::Table => {
             writeln!(
                 out,
@@ -150,9 +116,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             writeln!(
                 out,
                 "answered by {} in {:.1} ms ({} ledger blocks read)",
-                answer.plan.name(),
-                answered_in.as_secs_f64() * 1e3,
-                answer.blocks_read
+                outcome.plan, outcome.answered_ms, outcome.blocks_read
             )?;
             let mut t = ui::table(&["subject type", "subjects"]);
             for (k, n) in &s.subjects_by_type {
@@ -167,26 +131,6 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The expression a finding's observables make: every field that scope
-/// knows, any of its values, all fields together.
-fn alert_expr(finding: &serde_json::Value) -> Option<String> {
-    let mut by_field: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
-    for o in finding["observables"].as_array()? {
-        let (Some(name), Some(value)) = (o["name"].as_str(), o["value"].as_str()) else { continue };
-        if scope::Field::ALL.iter().any(|(p, _)| *p == name) {
-            let quoted = format!("{value:?}");
-            let vals = by_field.entry(name).or_default();
-            if !vals.contains(&quoted) {
-                vals.push(quoted);
-            }
-        }
-    }
-    if by_field.is_empty() {
-        return None;
-    }
-    Some(by_field.iter().map(|(f, v)| format!("{f} in ({})", v.join(", "))).collect::<Vec<_>>().join(" and "))
 }
 
 /// Writes a file only its owner can read (it holds real subject ids).
