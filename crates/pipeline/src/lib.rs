@@ -21,6 +21,7 @@ use detect::{Alert, Config, Engine, Ev, Sink, World};
 use ingest::{Input, OpenOptions, QuarantineFile, Quarantined, Reader, Step, Visitor};
 use model::{Delta, Directory, Event, Marks, Millis, Symbols};
 
+pub mod replay;
 pub mod service;
 
 /// Called with every event as it is read (see [`service::ServiceHooks::on_event`]).
@@ -109,6 +110,10 @@ pub struct Ingest<'a> {
     pub store: &'a mut store::Store,
     /// Events between commits (at least 1).
     pub commit_every: u64,
+    /// Before the inputs, replay the events the store holds through the
+    /// engine, so detection goes on where the last run left it (findings
+    /// already stored are neither stored nor written again).
+    pub replay: bool,
 }
 
 /// How a run talks to its caller while it runs.
@@ -130,6 +135,8 @@ pub struct Stored {
     pub skipped_already_stored: u64,
     /// Records in the ledger at the end.
     pub ledger_records: u64,
+    /// Stored events replayed through the engine before the inputs.
+    pub replayed: u64,
 }
 
 /// What a run did.
@@ -299,6 +306,10 @@ fn finding_key(line: &str) -> Option<FindingKey> {
 impl Ingesting<'_> {
     /// Whether line `line` of input `i` is already in the store (and notes how far input `i` got).
     fn seen(&mut self, i: usize, line: u64) -> bool {
+        if self.replaying {
+            // The store's own events, not a line of an input.
+            return false;
+        }
         self.lines[i] = self.lines[i].max(line);
         let done = self.resume[i].as_ref().is_some_and(|r| line <= r.skip_lines);
         self.skipped += u64::from(done);
@@ -359,6 +370,44 @@ impl Ingesting<'_> {
             .collect();
         self.store.commit(&marks).map_err(|source| Error::Store { what: "cannot commit to the store", source })?;
         Ok(())
+    }
+}
+
+/// The findings output of a continued run: a finding the replay reports
+/// again exactly as it was stored (uid, activity, count, time) is not
+/// written again, once per time it was stored.
+struct Unrepeated {
+    inner: Box<dyn Write + Send>,
+    suppress: HashMap<FindingKey, u32>,
+    /// A line not yet ended.
+    line: Vec<u8>,
+}
+
+impl Write for Unrepeated {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=end]);
+            rest = &rest[end + 1..];
+            let line = std::mem::take(&mut self.line);
+            let key = std::str::from_utf8(&line).ok().and_then(|l| finding_key(l.trim_end()));
+            if let Some(n) = key.as_ref().and_then(|k| self.suppress.get_mut(k)) {
+                *n -= 1;
+                if *n == 0
+                    && let Some(k) = key
+                {
+                    self.suppress.remove(&k);
+                }
+                continue;
+            }
+            self.inner.write_all(&line)?;
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -462,6 +511,11 @@ struct Wires {
     keep: Option<std::sync::mpsc::Sender<String>>,
     /// Emptied batches, back to the parsing thread.
     recycle: SyncSender<Vec<(Ev, u64)>>,
+    /// At the end, let detectors settle what is pending as if no more input
+    /// could come (a token used and not issued by the end). Not when the
+    /// run is to be continued (the service; `ingest`, which the next run
+    /// continues by replaying the store): the next input may still settle it.
+    settle: bool,
 }
 
 /// The detection thread: the engine over a replica of the parser's symbols.
@@ -474,7 +528,7 @@ fn detect_thread(
     wires: Wires,
     warn: &Warn<'_>,
 ) -> Result<Detected, Error> {
-    let Wires { rx, keep, recycle } = wires;
+    let Wires { rx, keep, recycle, settle } = wires;
     let mut engine = Engine::new(cfg, world)?;
     engine.set_inputs(inputs);
     let out: Box<dyn Write + Send> = Box::new(BufWriter::new(out));
@@ -526,7 +580,11 @@ fn detect_thread(
         }
     } else {
         // `ingest`: a closed findings output was warned about; storing went on.
-        engine.finish(&symbols, &mut sink);
+        if settle {
+            engine.finish(&symbols, &mut sink);
+        } else {
+            engine.release(Millis::MAX, &symbols, &mut sink);
+        }
         if sink.error.is_none()
             && let Err(e) = sink.out.flush()
         {
@@ -555,9 +613,28 @@ pub fn run(
         return Err(Error::StdinTwice);
     }
     let warn = hooks.warn;
+    let mut replay_from: Option<PathBuf> = None;
+    let settle = !ingest.as_ref().is_some_and(|i| i.replay);
+    let mut findings = findings;
     let mut ingest = match ingest {
         None => None,
-        Some(Ingest { store, commit_every }) => {
+        Some(Ingest { store, commit_every, replay }) => {
+            // Continuing: the findings stored so far, which the replay
+            // reports again, are neither stored nor written twice.
+            let mut suppress = HashMap::new();
+            if replay && store.head().records > 0 {
+                let dir = store.dir().to_owned();
+                store::alerts(&dir, |line| {
+                    if let Some(key) = std::str::from_utf8(line).ok().and_then(finding_key) {
+                        *suppress.entry(key).or_insert(0u32) += 1;
+                    }
+                })
+                .map_err(|source| Error::Store { what: "cannot read the stored findings", source })?;
+                if !suppress.is_empty() {
+                    findings = Box::new(Unrepeated { inner: findings, suppress: suppress.clone(), line: Vec::new() });
+                }
+                replay_from = Some(dir);
+            }
             let mut resume = Vec::new();
             for input in &inputs {
                 resume.push(match input {
@@ -583,7 +660,7 @@ pub fn run(
                 extra: Vec::new(),
                 stored_findings: None,
                 replaying: false,
-                suppress: HashMap::new(),
+                suppress,
             })
         }
     };
@@ -620,15 +697,47 @@ pub fn run(
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
             .spawn_scoped(scope, move || {
-                detect_thread(cfg, world, names, findings, follow, Wires { rx, keep, recycle }, warn)
+                detect_thread(cfg, world, names, findings, follow, Wires { rx, keep, recycle, settle }, warn)
             })
             .map_err(Error::Spawn)?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
         let mut feeder = Feeder::new(cursors.len(), &mut quarantine, ingest.take(), recycled, None);
+        // With a store, ties in event time are ordered by what the events
+        // say: replayed events are rebuilt lines, not the original bytes.
+        feeder.content_digest = feeder.ingest.is_some();
         let mut idle_now = vec![false; cursors.len()];
         let mut steps = 0u64;
         let mut open = true;
+        let mut replayed = 0u64;
+        if let Some(dir) = &replay_from {
+            let mut chunk = |lines: Vec<u8>| {
+                if !open {
+                    return;
+                }
+                if let Some(ing) = &mut feeder.ingest {
+                    ing.replaying = true;
+                }
+                reader.read_bytes("replay", &lines, &mut symbols, &mut feeder);
+                if let Some(ing) = &mut feeder.ingest {
+                    ing.replaying = false;
+                }
+                open = feeder.send(&tx, &symbols, &mut marks);
+            };
+            let (events, resolved) = replay::lines(dir, &mut chunk)
+                .map_err(|source| Error::Store { what: "cannot replay the stored events", source })?;
+            replayed = events;
+            // The inputs are scheduled by their own event times from here.
+            feeder.last.fill(Millis::MIN);
+            if let Some(ing) = &mut feeder.ingest {
+                let query = format!(
+                    "detection state rebuilt from {events} stored events; {resolved} pseudonyms resolved in memory"
+                );
+                ing.store
+                    .audit(&store::Audit::now("ingest (replay)", query, events, 0, true))
+                    .map_err(|source| Error::Store { what: "cannot record the replay in the store", source })?;
+            }
+        }
         while open {
             // Step the input that is furthest behind in event time, so several
             // inputs interleave in (roughly) event-time order before reordering.
@@ -691,6 +800,7 @@ pub fn run(
                     stored: ing.stored,
                     skipped_already_stored: ing.skipped,
                     ledger_records: ing.store.head().records,
+                    replayed,
                 })
             }
             None => None,

@@ -164,7 +164,7 @@ pub fn serve(
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
             .spawn_scoped(scope, move || {
-                let wires = Wires { rx, keep: Some(ktx), recycle };
+                let wires = Wires { rx, keep: Some(ktx), recycle, settle: false };
                 detect_thread(cfg, world, vec!["http".to_owned()], Box::new(std::io::sink()), true, wires, warn)
             })
             .map_err(Error::Spawn)?;

@@ -103,7 +103,7 @@ fn detect_and_ingest_in_process_report_what_they_did() {
     let dir = tmp.path().join("store");
     let mut st = store::Store::open(&dir, store::Options::default()).expect("store opens");
     let (report, warnings, progressed) =
-        run(Box::new(Closed), Some(pipeline::Ingest { store: &mut st, commit_every: 10_000 }));
+        run(Box::new(Closed), Some(pipeline::Ingest { store: &mut st, commit_every: 10_000, replay: true }));
     let report = report.expect("ingest runs");
     st.finish().expect("index built");
     drop(st);

@@ -57,7 +57,7 @@ fn run(dir: &Path, events: &Path, workers: usize, chunk_bytes: usize, secret: Op
     pipeline::run(
         options,
         Box::new(out.clone()),
-        Some(pipeline::Ingest { store: &mut st, commit_every: 5_000 }),
+        Some(pipeline::Ingest { store: &mut st, commit_every: 5_000, replay: true }),
         hooks,
     )
     .expect("ingest runs");

@@ -19,7 +19,6 @@ pub mod check;
 mod http;
 pub mod listen;
 pub mod local;
-mod replay;
 pub mod tokens;
 pub mod webhook;
 
@@ -452,7 +451,7 @@ fn rebuild_state(app: &Arc<App>, dir: &std::path::Path) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let Some(jobs) = app.jobs.lock().ok().and_then(|j| j.clone()) else { return Ok(()) };
     app.rebuilding.store(true, Ordering::SeqCst);
-    let (events, resolved) = replay::lines(dir, |chunk| {
+    let (events, resolved) = pipeline::replay::lines(dir, |chunk| {
         // Blocks while the service thread catches up: nothing else is queued yet.
         let _ = jobs.send(Job::Replay(chunk));
     })

@@ -180,6 +180,9 @@ fn summary(r: &pipeline::Report, format: Format) {
                 state >> 20
             );
             if let Some(s) = &r.stored {
+                if s.replayed > 0 {
+                    errln!("continued from the {} events stored before (replayed through the detectors)", s.replayed);
+                }
                 errln!(
                     "stored {} events in {} ({} lines skipped as already stored); the ledger holds {} records",
                     s.stored,

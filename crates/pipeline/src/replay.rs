@@ -1,6 +1,7 @@
-//! After a restart (or a crash), the detection engine's state is rebuilt by
-//! replaying the store's events through it, so that the service goes on as
-//! one uninterrupted run would: the same windows, baselines, issued tokens
+//! After a restart (or a crash) of `serve`, and when `ingest` runs again on
+//! new files, the detection engine's state is rebuilt by replaying the
+//! store's events through it, so that detection goes on as one
+//! uninterrupted run would: the same windows, baselines, issued tokens
 //! and episodes. The store keeps events pseudonymised; the replay resolves
 //! the pseudonyms through the encrypted subject map, in memory only (never
 //! written), and the store's audit chain records that it did.
@@ -20,7 +21,7 @@ const CHUNK: usize = 8 << 20;
 
 /// Rebuilds the store's events as OCSF lines, in ledger order, handing them
 /// over in chunks; returns how many events and how many pseudonyms resolved.
-pub(crate) fn lines(dir: &Path, mut chunk: impl FnMut(Vec<u8>)) -> Result<(u64, usize), store::Error> {
+pub fn lines(dir: &Path, mut chunk: impl FnMut(Vec<u8>)) -> Result<(u64, usize), store::Error> {
     let secret =
         store::Secret::load_existing(&dir.join("secret")).map_err(store::Error::io("cannot read the secret"))?;
     let map =
