@@ -232,6 +232,9 @@ enum Msg {
     Idle,
     /// A newer directory: events from here on are judged against it.
     World(Box<World>),
+    /// A new detector configuration: a new engine (empty, judged against
+    /// this world), which the parsing side then feeds the store's events.
+    Engine(Box<Config>, Box<World>),
 }
 
 /// The parsing side: turns the reader's events into owned events for the engine.
@@ -530,7 +533,7 @@ fn detect_thread(
 ) -> Result<Detected, Error> {
     let Wires { rx, keep, recycle, settle } = wires;
     let mut engine = Engine::new(cfg, world)?;
-    engine.set_inputs(inputs);
+    engine.set_inputs(inputs.clone());
     let out: Box<dyn Write + Send> = Box::new(BufWriter::new(out));
     let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None, keep, warn };
     let mut symbols = Symbols::default();
@@ -551,6 +554,17 @@ fn detect_thread(
                 }
             }
             Msg::World(w) => engine.set_world(*w),
+            Msg::Engine(cfg, world) => {
+                // Checked by the sender: a configuration that does not build
+                // an engine never gets here; if it does, the old one stays.
+                match Engine::new(&cfg, *world) {
+                    Ok(mut fresh) => {
+                        fresh.set_inputs(inputs.clone());
+                        engine = fresh;
+                    }
+                    Err(e) => warn(&format!("the new detector configuration was not applied: {e}")),
+                }
+            }
             Msg::Idle => {
                 if let Some(t) = engine.max_time() {
                     engine.release(t, &symbols, &mut sink);

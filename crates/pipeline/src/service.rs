@@ -62,6 +62,14 @@ pub enum Job {
     /// findings they report again not stored twice (see
     /// [`ServiceOptions::stored_findings`]).
     Replay(Vec<u8>),
+    /// A new detector configuration (already checked to build an engine):
+    /// what was acknowledged is committed, a new engine takes the old one's
+    /// place and the store's events are replayed through it, so that from
+    /// here on the findings are those of one run with the new configuration
+    /// over everything stored (findings it reports as they were stored are
+    /// not stored twice; new ones, history included, are). `reply` gets
+    /// the number of events replayed.
+    Reconfigure(Box<Config>, Box<dyn FnOnce(Result<u64, String>) + Send>),
 }
 
 /// The service's settings.
@@ -138,7 +146,9 @@ pub fn serve(
     let ServiceHooks { on_event, on_findings, on_commit, warn } = hooks;
     store.keep_clear(store::KeepClear::from_directory(&directory));
     drop(detect::detectors::all(&cfg)?);
-    let world = World::new(directory, &cfg.engine.hosting_labels);
+    let mut labels = cfg.engine.hosting_labels.clone();
+    let mut latest = directory.clone();
+    let world = World::new(directory, &labels);
     let mut quarantine = QuarantineFile::append(&qpath);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
     let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<(Ev, u64)>>(4);
@@ -214,11 +224,67 @@ pub fn serve(
                         }
                     }
                     Job::Directory(d) => {
+                        latest = (*d).clone();
                         if open {
-                            let world = World::new(*d, &cfg.engine.hosting_labels);
+                            let world = World::new(*d, &labels);
                             open =
                                 feeder.send(&tx, &symbols, &mut marks) && tx.send(Msg::World(Box::new(world))).is_ok();
                         }
+                    }
+                    Job::Reconfigure(new_cfg, reply) => {
+                        let Some(ing) = &mut feeder.ingest else { break };
+                        let dir = ing.store.dir().to_owned();
+                        let mut result = if ing.store.pending() > 0 || !ing.extra.is_empty() {
+                            ing.commit(&symbols).map_err(|e| e.to_string())
+                        } else {
+                            Ok(())
+                        };
+                        // The findings stored so far: reported again as they were, not stored twice.
+                        let mut suppress = std::collections::HashMap::new();
+                        if result.is_ok() {
+                            result = store::alerts(&dir, |line| {
+                                if let Some(key) = std::str::from_utf8(line).ok().and_then(crate::finding_key) {
+                                    *suppress.entry(key).or_insert(0u32) += 1;
+                                }
+                            })
+                            .map_err(|e| e.to_string());
+                        }
+                        let result = result.and_then(|()| {
+                            if !open {
+                                return Err("the detection thread has stopped".to_owned());
+                            }
+                            labels = new_cfg.engine.hosting_labels.clone();
+                            let world = World::new(latest.clone(), &labels);
+                            open = feeder.send(&tx, &symbols, &mut marks)
+                                && tx.send(Msg::Engine(new_cfg, Box::new(world))).is_ok();
+                            if let Some(ing) = &mut feeder.ingest {
+                                ing.suppress = suppress;
+                            }
+                            let mut chunk = |lines: Vec<u8>| {
+                                if let Some(ing) = &mut feeder.ingest {
+                                    ing.replaying = true;
+                                }
+                                reader.read_bytes("replay", &lines, &mut symbols, &mut feeder);
+                                if let Some(ing) = &mut feeder.ingest {
+                                    ing.replaying = false;
+                                }
+                                if open {
+                                    open = feeder.send(&tx, &symbols, &mut marks);
+                                }
+                            };
+                            let (events, resolved) =
+                                crate::replay::lines(&dir, &mut chunk).map_err(|e| e.to_string())?;
+                            if let Some(ing) = &mut feeder.ingest {
+                                let query = format!(
+                                    "new detector configuration: {events} stored events replayed; {resolved} \
+                                     pseudonyms resolved in memory"
+                                );
+                                let entry = store::Audit::now("serve (reconfigure)", query, events, 0, true);
+                                ing.store.audit(&entry).map_err(|e| e.to_string())?;
+                            }
+                            Ok(events)
+                        });
+                        reply(result);
                     }
                     Job::WithStore(work) => {
                         if let Some(ing) = &mut feeder.ingest {

@@ -119,6 +119,9 @@ pub struct Options {
     pub directory: Directory,
     /// Its file, read again on SIGHUP or `POST /v1/admin/reload`.
     pub directory_path: Option<PathBuf>,
+    /// The detector configuration's file (with its text as `config` was
+    /// read from it), read again on reload.
+    pub config_path: Option<PathBuf>,
     /// The reader (data map, line bound).
     pub reader: ingest::Reader,
     /// Where quarantined lines go (appended).
@@ -184,11 +187,16 @@ pub(crate) struct App {
     rebuilding: AtomicBool,
     /// The directory file, for reloads.
     directory_path: Option<PathBuf>,
+    /// The detector configuration file, for reloads, and the text in force.
+    config_path: Option<PathBuf>,
+    config_text: Mutex<Option<String>>,
 }
 
 impl App {
-    /// Reads the directory file again; on success the check and the engine
-    /// use it from now on, on failure the old one stays. Returns a summary.
+    /// Reads the directory and detector configuration files again; if
+    /// both are good, the check and the engine use them from now on (a
+    /// changed configuration replaces the engine, which replays the store);
+    /// if either fails, nothing changes. Returns a summary.
     pub(crate) fn reload(&self) -> Result<String, String> {
         let outcome = self.try_reload();
         let label = if outcome.is_ok() { "ok" } else { "failed" };
@@ -201,27 +209,80 @@ impl App {
     }
 
     fn try_reload(&self) -> Result<String, String> {
-        let Some(path) = &self.directory_path else {
-            return Err("no --directory was given: nothing to reload".into());
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let directory = Directory::parse(&text).map_err(|e| format!("directory {}: {e}", path.display()))?;
-        let summary = format!(
-            "directory {}: {} principals, {} keys, {} networks",
-            path.display(),
-            directory.principals.len(),
-            directory.keys.len(),
-            directory.networks.len()
-        );
-        let jobs = self.jobs.lock().map_err(|_| "the server is stopping".to_owned())?;
-        let jobs = jobs.as_ref().ok_or("the server is stopping")?;
-        if let Ok(mut c) = self.check.write() {
-            c.set_directory(&directory);
+        if self.directory_path.is_none() && self.config_path.is_none() {
+            return Err("no --directory or --config was given: nothing to reload".into());
         }
-        jobs.try_send(Job::Directory(Box::new(directory))).map_err(|_| {
-            "the service is busy or stopped; the check uses the new directory, the detectors not yet".to_owned()
-        })?;
-        Ok(summary)
+        // Both read and checked before either is applied.
+        let directory = match &self.directory_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Some((path, Directory::parse(&text).map_err(|e| format!("directory {}: {e}", path.display()))?))
+            }
+            None => None,
+        };
+        let config = match &self.config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let current = self.config_text.lock().map_err(|_| "the server is stopping".to_owned())?.clone();
+                if current.as_deref() == Some(text.as_str()) {
+                    None
+                } else {
+                    let cfg = detect::Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+                    detect::detectors::all(&cfg).map_err(|e| format!("config {}: {e}", path.display()))?;
+                    Some((path, text, cfg))
+                }
+            }
+            None => None,
+        };
+        let mut summary = Vec::new();
+        if let Some((path, directory)) = directory {
+            summary.push(format!(
+                "directory {}: {} principals, {} keys, {} networks",
+                path.display(),
+                directory.principals.len(),
+                directory.keys.len(),
+                directory.networks.len()
+            ));
+            let jobs = self.jobs.lock().map_err(|_| "the server is stopping".to_owned())?;
+            let jobs = jobs.as_ref().ok_or("the server is stopping")?;
+            if let Ok(mut c) = self.check.write() {
+                c.set_directory(&directory);
+            }
+            jobs.try_send(Job::Directory(Box::new(directory))).map_err(|_| {
+                "the service is busy or stopped; the check uses the new directory, the detectors not yet".to_owned()
+            })?;
+        }
+        match config {
+            Some((path, text, cfg)) => {
+                let jobs = self.jobs.lock().ok().and_then(|j| j.clone()).ok_or("the server is stopping")?;
+                let (tx, rx) = std::sync::mpsc::channel();
+                self.rebuilding.store(true, Ordering::SeqCst);
+                let started = std::time::Instant::now();
+                let sent = jobs.send(Job::Reconfigure(
+                    Box::new(cfg),
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                ));
+                let outcome = match sent {
+                    Ok(()) => rx.recv().unwrap_or_else(|_| Err("the service stopped".into())),
+                    Err(_) => Err("the service has stopped".into()),
+                };
+                self.rebuilding.store(false, Ordering::SeqCst);
+                let events = outcome.map_err(|e| format!("config {}: not applied: {e}", path.display()))?;
+                if let Ok(mut t) = self.config_text.lock() {
+                    *t = Some(text);
+                }
+                summary.push(format!(
+                    "detector configuration {}: a new engine, {events} stored events replayed in {:.1} s",
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            None if self.config_path.is_some() => summary.push("detector configuration unchanged".into()),
+            None => {}
+        }
+        Ok(summary.join("; "))
     }
 }
 
@@ -263,6 +324,7 @@ pub fn run(
         config,
         directory,
         directory_path,
+        config_path,
         reader,
         quarantine,
         limits,
@@ -343,6 +405,8 @@ pub fn run(
         fail_open: check_options.fail_open,
         rebuilding: AtomicBool::new(false),
         directory_path,
+        config_text: Mutex::new(config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok())),
+        config_path,
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });

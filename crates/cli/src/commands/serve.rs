@@ -27,7 +27,9 @@ pub struct Args {
     /// Sigma rules directory (not evaluated yet: a warning says so).
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// Detector configuration (TOML), as for `detect --config`.
+    /// Detector configuration (TOML), as for `detect --config`; read again
+    /// on SIGHUP or `POST /v1/admin/reload` (a changed one replaces the
+    /// engine, which replays the store; one that fails changes nothing).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Largest request body as sent, bytes (larger: 413).
@@ -142,6 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         config,
         directory,
         directory_path: args.directory.clone(),
+        config_path: args.config.clone(),
         reader: args.read.reader()?,
         quarantine: args.read.quarantine.clone(),
         limits: server::Limits {
