@@ -61,16 +61,11 @@ fn three_runs_find_what_one_run_finds() {
         let q = tmp.path().join("q.jsonl");
         let qq = q.to_str().expect("utf-8");
         let (once, split) = (tmp.path().join("once"), tmp.path().join("split"));
-        let out = ok(&[
-            "ingest",
-            "--store",
-            once.to_str().expect("utf-8"),
-            "--directory",
-            d,
-            "--quarantine",
-            qq,
-            whole.to_str().expect("utf-8"),
-        ]);
+        let ingest = |store: &Path, input: &Path| {
+            let (s, i) = (store.to_str().expect("utf-8"), input.to_str().expect("utf-8"));
+            ok(&["ingest", "--store", s, "--directory", d, "--quarantine", qq, i])
+        };
+        let out = ingest(&once, &whole);
         let mut expected = Reports::new();
         reports(&out.stdout, &mut expected);
         assert!(!expected.is_empty(), "{scenario}: no findings at all");
@@ -78,16 +73,7 @@ fn three_runs_find_what_one_run_finds() {
         for (i, part) in parts.iter().enumerate() {
             let file = tmp.path().join(format!("part{i}.jsonl"));
             std::fs::write(&file, part).expect("write");
-            let out = ok(&[
-                "ingest",
-                "--store",
-                split.to_str().expect("utf-8"),
-                "--directory",
-                d,
-                "--quarantine",
-                qq,
-                file.to_str().expect("utf-8"),
-            ]);
+            let out = ingest(&split, &file);
             let said = String::from_utf8_lossy(&out.stderr);
             assert_eq!(i > 0, said.contains("continued from the"), "{scenario} run {i}: {said}");
             reports(&out.stdout, &mut written);

@@ -987,20 +987,15 @@ fn cli_queries_a_store_the_server_holds() {
         let mode = std::fs::metadata(&advert).expect("serve.json is written").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "serve.json holds a token: owner only");
     }
-    let everything = r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#;
+    // Every access, its subjects re-identified into `ids`.
+    let scope_all = |ids: &Path| {
+        let everything = r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#;
+        let ids = ids.to_str().expect("utf-8");
+        let out = ok(&["scope", "--store", s, "--where", everything, "--format", "json", "--subjects-out", ids]);
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
     let ids_live = dir.path().join("ids-live.txt");
-    let live = ok(&[
-        "scope",
-        "--store",
-        s,
-        "--where",
-        everything,
-        "--format",
-        "json",
-        "--subjects-out",
-        ids_live.to_str().expect("utf-8"),
-    ]);
-    let live: Value = serde_json::from_slice(&live.stdout).expect("json");
+    let live = scope_all(&ids_live);
     assert!(live["subjects"].as_u64().unwrap_or(0) > 100, "{live}");
     // A wrong expression is still a usage error (exit 2), answered by the server.
     let bad = support::piiwatch(&["scope", "--store", s, "--where", "src_endpoint.ip ="]);
@@ -1016,18 +1011,7 @@ fn cli_queries_a_store_the_server_holds() {
     assert!(!advert.exists(), "serve.json is removed when the server stops");
     // The same scope without the server: the same answer and the same ids.
     let ids_after = dir.path().join("ids-after.txt");
-    let after = ok(&[
-        "scope",
-        "--store",
-        s,
-        "--where",
-        everything,
-        "--format",
-        "json",
-        "--subjects-out",
-        ids_after.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(serde_json::from_slice::<Value>(&after.stdout).expect("json"), live);
+    assert_eq!(scope_all(&ids_after), live);
     let (l, r) = (std::fs::read(&ids_live).expect("ids"), std::fs::read(&ids_after).expect("ids"));
     assert!(!l.is_empty() && l == r, "re-identified through the server: the same ids");
     // The audit chain names who asked, and that it went through the server.
