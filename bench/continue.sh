@@ -29,17 +29,24 @@ echo "input: $sim/events.jsonl, $lines lines, $(du -h "$sim/events.jsonl" | cut 
 rm -rf $W/parts && mkdir -p $W/parts
 split -d -a 3 -n l/"$PARTS" "$sim/events.jsonl" $W/parts/part-
 
-secs() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# Seconds a command takes; its standard output appended to $1, its errors to $2.
+secs() {
+    local out=$1 err=$2 s e
+    shift 2
+    s=$(date +%s.%N)
+    "$@" >> "$out" 2> "$err"
+    e=$(date +%s.%N)
+    echo "$e - $s" | bc
+}
 
-rm -rf $W/once $W/split
-once=$(secs "$P" ingest --store $W/once --directory "$sim/directory.json" --quarantine $W/q.jsonl "$sim/events.jsonl" \
-    > $W/once.findings 2> /dev/null)
+rm -rf $W/once $W/split $W/once.findings $W/split.findings
+once=$(secs $W/once.findings $W/once.err "$P" ingest --store $W/once --directory "$sim/directory.json" \
+    --quarantine $W/q.jsonl "$sim/events.jsonl")
 echo "one run over the whole input: ${once} s"
 total=0
-: > $W/split.findings
 for part in $W/parts/part-*; do
-    t=$(secs "$P" ingest --store $W/split --directory "$sim/directory.json" --quarantine $W/q.jsonl "$part" \
-        >> $W/split.findings 2> $W/split.err)
+    t=$(secs $W/split.findings $W/split.err "$P" ingest --store $W/split --directory "$sim/directory.json" \
+        --quarantine $W/q.jsonl "$part")
     replayed=$(grep -o 'continued from the [0-9]* events' $W/split.err | grep -o '[0-9]*' || echo 0)
     echo "  $(basename "$part"): ${t} s (replayed ${replayed} stored events first)"
     total=$(echo "$total + $t" | bc)
