@@ -1007,6 +1007,32 @@ fn cli_queries_a_store_the_server_holds() {
     let report: Value = serde_json::from_slice(&verified.stdout).expect("json");
     assert_eq!(report["ok"], true, "{report}");
     assert!(report["notes"].to_string().contains("held by a running piiwatch"), "{report}");
+    // The same verify through the API, and the store's health.
+    let analyst = token(&store, "analyst", "reader");
+    let post =
+        |auth: &str| send(a.post(&server.url("/v1/verify")).header("Authorization", &format!("Bearer {auth}")), b"");
+    assert_eq!(post(&analyst).0, 403, "starting a verify is an admin's");
+    assert_eq!(post(&admin).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let (status, body) = get(&a, &server.url("/v1/verify"), Some(&analyst));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        if v["running"] == false && v["last"].is_object() {
+            break v["last"].clone();
+        }
+        assert!(Instant::now() < deadline, "verify did not end: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(last["ok"], true, "{last}");
+    assert!(last["records"].as_u64().unwrap_or(0) >= report["records"].as_u64().unwrap_or(u64::MAX), "{last}");
+    let (status, body) = get(&a, &server.url("/v1/store"), Some(&analyst));
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).expect("json");
+    assert!(health["records"].as_u64().unwrap_or(0) >= last["records"].as_u64().unwrap_or(u64::MAX), "{health}");
+    assert_eq!(health["head_hash"].as_str().map(str::len), Some(64), "{health}");
+    assert!(health["checkpoint"].as_str().is_some_and(|c| c.contains('\u{2014}')), "a signed note: {health}");
+    assert_eq!(health["verify"]["last"], last);
     assert!(server.terminate().success());
     assert!(!advert.exists(), "serve.json is removed when the server stops");
     // The same scope without the server: the same answer and the same ids.

@@ -39,6 +39,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/alerts", get(alerts))
         .route("/v1/scope", get(scope).post(scope_full))
         .route("/v1/audit", post(audit))
+        .route("/v1/store", get(store_status))
+        .route("/v1/verify", get(verify_status).post(verify_start))
         .route("/v1/admin/reload", post(reload))
         .route("/v1/webhooks", get(webhooks))
         .route("/v1/webhooks/replay", post(webhooks_replay))
@@ -448,6 +450,60 @@ async fn run_scope(app: &App, request: scope::Request, user: String) -> Result<s
         scope::RunError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     })
+}
+
+/// `GET /v1/store` (analyst): the ledger's head, the latest signed
+/// checkpoint, and the last verify run through the API.
+async fn store_status(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Analyst) {
+        return r;
+    }
+    let head = match with_store(&app, |st| st.head()).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let checkpoint =
+        std::fs::read_to_string(app.dir.join(store::checkpoint::MERKLE_DIR).join(store::checkpoint::LATEST_FILE)).ok();
+    let bytes = std::fs::read_dir(app.dir.join("ledger"))
+        .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum::<u64>())
+        .unwrap_or(0);
+    let verify = app.verify.lock().map(|v| json!({ "running": v.running, "last": v.last })).unwrap_or_default();
+    answer(
+        StatusCode::OK,
+        json!({
+            "records": head.records,
+            "segments": head.segment,
+            "head_hash": hex::encode(head.hash),
+            "ledger_bytes": bytes,
+            "checkpoint": checkpoint,
+            "ready": app.ready.load(Ordering::SeqCst) && !app.rebuilding.load(Ordering::SeqCst),
+            "verify": verify,
+        }),
+    )
+}
+
+/// `GET /v1/verify` (analyst): whether a verify runs, and the last result.
+async fn verify_status(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Analyst) {
+        return r;
+    }
+    match app.verify.lock() {
+        Ok(v) => answer(StatusCode::OK, json!({ "running": v.running, "last": v.last })),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping"),
+    }
+}
+
+/// `POST /v1/verify` (admin): checks every hash and link of what the store
+/// has committed, on a thread of its own, beside the writer (202; poll
+/// `GET /v1/verify`).
+async fn verify_start(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Admin) {
+        return r;
+    }
+    match app.start_verify() {
+        Ok(started) => answer(StatusCode::ACCEPTED, json!({ "started": started, "running": true })),
+        Err(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+    }
 }
 
 /// A query done outside the server, to record in the audit chain.

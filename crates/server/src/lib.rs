@@ -190,6 +190,68 @@ pub(crate) struct App {
     /// The detector configuration file, for reloads, and the text in force.
     config_path: Option<PathBuf>,
     config_text: Mutex<Option<String>>,
+    /// The store's directory.
+    dir: PathBuf,
+    /// The last `verify` run through the API, and whether one runs now.
+    verify: Mutex<VerifyState>,
+}
+
+/// `verify` through the API: one at a time, on a thread of its own.
+#[derive(Default)]
+pub(crate) struct VerifyState {
+    pub(crate) running: bool,
+    /// The last result, as `piiwatch verify --format json` prints it, with
+    /// when it started and how long it took.
+    pub(crate) last: Option<serde_json::Value>,
+}
+
+impl App {
+    /// Starts a verify of what the store has committed (false: one runs already).
+    pub(crate) fn start_verify(self: &Arc<Self>) -> Result<bool, String> {
+        {
+            let mut v = self.verify.lock().map_err(|_| "the server is stopping".to_owned())?;
+            if v.running {
+                return Ok(false);
+            }
+            v.running = true;
+        }
+        let app = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("piiwatch-verify".into()).spawn(move || {
+            let started = now_ms();
+            let clock = std::time::Instant::now();
+            let result = match store::verify(&app.dir) {
+                Ok((report, events)) => serde_json::json!({
+                    "ok": report.problems.is_empty(), "segments": report.segments, "records": report.records,
+                    "acknowledged": report.acknowledged, "events": events,
+                    "problems": report.problems, "notes": report.notes,
+                }),
+                Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+            };
+            let seconds = clock.elapsed().as_secs_f64();
+            let ok = result["ok"] == true;
+            metrics::gauge!("piiwatch_verify_ok").set(if ok { 1.0 } else { 0.0 });
+            metrics::gauge!("piiwatch_verify_seconds").set(seconds);
+            if ok {
+                tracing::info!(seconds, "verify: every hash and link checks");
+            } else {
+                tracing::error!(result = %result, "verify found damage");
+            }
+            let mut result = result;
+            result["started_time"] = serde_json::json!(started);
+            result["seconds"] = serde_json::json!(seconds);
+            if let Ok(mut v) = app.verify.lock() {
+                v.running = false;
+                v.last = Some(result);
+            }
+        });
+        if spawned.is_err() {
+            if let Ok(mut v) = self.verify.lock() {
+                v.running = false;
+            }
+            return Err("cannot start a verify thread".into());
+        }
+        Ok(true)
+    }
 }
 
 impl App {
@@ -407,6 +469,8 @@ pub fn run(
         directory_path,
         config_text: Mutex::new(config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok())),
         config_path,
+        dir: dir.clone(),
+        verify: Mutex::new(VerifyState::default()),
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });
