@@ -121,6 +121,10 @@ impl Local {
         };
         let advert: Advert =
             serde_json::from_slice(&bytes).map_err(|e| format!("{} is not what serve writes: {e}", file.display()))?;
+        // Left behind by a server that was killed: whoever holds the store now is not it.
+        if cfg!(target_os = "linux") && !Path::new(&format!("/proc/{}", advert.pid)).exists() {
+            return Ok(None);
+        }
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A scope of a whole store can take a while; a server that does
@@ -193,5 +197,38 @@ impl Local {
 
     fn refused(&self, message: String) -> LocalError {
         LocalError::Refused { url: self.url.clone(), message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_by_a_live_process_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr: SocketAddr = "0.0.0.0:8470".parse().expect("addr");
+        advertise(dir.path(), addr, None, "pw_x").expect("written");
+        let found = Local::discover(dir.path()).expect("readable").expect("this process is alive");
+        assert_eq!(found.url(), "http://127.0.0.1:8470", "an unspecified address is reached on loopback");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(FILE)).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A file a killed server left: no server.
+        let stale = serde_json::json!({"url": "http://127.0.0.1:1", "pid": 2_000_000_000u32, "token": "pw_y"});
+        std::fs::write(dir.path().join(FILE), stale.to_string()).expect("write");
+        if cfg!(target_os = "linux") {
+            assert!(Local::discover(dir.path()).expect("readable").is_none());
+        }
+        // Withdrawn only by the process that wrote it.
+        withdraw(dir.path());
+        assert!(dir.path().join(FILE).exists(), "another process's file stays");
+        advertise(dir.path(), addr, None, "pw_x").expect("written");
+        withdraw(dir.path());
+        assert!(!dir.path().join(FILE).exists());
+        assert!(Local::discover(dir.path()).expect("no file is fine").is_none());
     }
 }
