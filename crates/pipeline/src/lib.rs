@@ -725,14 +725,14 @@ pub fn run(
         let mut open = true;
         let mut replayed = 0u64;
         if let Some(dir) = &replay_from {
-            let mut chunk = |lines: Vec<u8>| {
+            let mut chunk = |lines: &mut Vec<u8>| {
                 if !open {
                     return;
                 }
                 if let Some(ing) = &mut feeder.ingest {
                     ing.replaying = true;
                 }
-                reader.read_bytes("replay", &lines, &mut symbols, &mut feeder);
+                reader.read_bytes("replay", lines, &mut symbols, &mut feeder);
                 if let Some(ing) = &mut feeder.ingest {
                     ing.replaying = false;
                 }

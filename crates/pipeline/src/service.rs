@@ -260,11 +260,11 @@ pub fn serve(
                             if let Some(ing) = &mut feeder.ingest {
                                 ing.suppress = suppress;
                             }
-                            let mut chunk = |lines: Vec<u8>| {
+                            let mut chunk = |lines: &mut Vec<u8>| {
                                 if let Some(ing) = &mut feeder.ingest {
                                     ing.replaying = true;
                                 }
-                                reader.read_bytes("replay", &lines, &mut symbols, &mut feeder);
+                                reader.read_bytes("replay", lines, &mut symbols, &mut feeder);
                                 if let Some(ing) = &mut feeder.ingest {
                                     ing.replaying = false;
                                 }

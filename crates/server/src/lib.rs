@@ -581,7 +581,7 @@ fn rebuild_state(app: &Arc<App>, dir: &std::path::Path) -> Result<(), Error> {
     app.rebuilding.store(true, Ordering::SeqCst);
     let (events, resolved) = pipeline::replay::lines(dir, |chunk| {
         // Blocks while the service thread catches up: nothing else is queued yet.
-        let _ = jobs.send(Job::Replay(chunk));
+        let _ = jobs.send(Job::Replay(std::mem::take(chunk)));
     })
     .map_err(|source| Error::Store { path: dir.to_owned(), source })?;
     let query =
