@@ -1121,3 +1121,74 @@ fn reload_takes_a_new_detector_configuration() {
     assert_eq!(get(&a, &server.url("/readyz"), None).0, 200);
     assert!(server.terminate().success());
 }
+
+/// Webhook receivers from a file, changed on reload: a receiver added gets
+/// the findings stored from then on, signed, and none from before; one
+/// removed is stopped; a file naming a bad receiver changes nothing.
+#[test]
+fn reload_changes_the_webhook_receivers() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let s = store.to_str().expect("utf-8");
+    let admin = token(&store, "admin", "ops");
+    let secret = String::from_utf8(ok(&["webhook", "secret", "--store", s]).stdout).expect("utf-8").trim().to_owned();
+    let hooks = dir.path().join("webhooks.txt");
+    std::fs::write(&hooks, "# none yet\n").expect("write");
+    let server = Server::start(&store, &["--idle-flush", "0.2", "--webhooks", hooks.to_str().expect("utf-8")]);
+    let a = agent();
+    let lines = lines_of(&sim);
+    let half = lines.len() / 2;
+    let post = |chunk: &[Vec<u8>]| {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    };
+    let stored = || {
+        let (status, body) = get(&a, &server.url("/v1/alerts"), Some(&admin));
+        assert_eq!(status, 200);
+        body.lines().map(message_id).collect::<std::collections::BTreeSet<_>>()
+    };
+    let reload = || {
+        let req = a.post(&server.url("/v1/admin/reload")).header("Authorization", &format!("Bearer {admin}"));
+        send(req, b"")
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    post(&lines[..half]);
+    wait_for("the first findings", &|| !stored().is_empty());
+    let before = stored();
+    // A bad receiver: 400, nothing changes.
+    std::fs::write(&hooks, "soc=ftp://nowhere\n").expect("write");
+    let (status, body, _) = reload();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("webhooks.txt:1") && !body.contains("nowhere"), "the URL may be a secret: {body}");
+    let receiver = Receiver::start(200);
+    std::fs::write(&hooks, format!("# the SOC\nsoc={}\n", receiver.url)).expect("write");
+    let (status, body, _) = reload();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1 receivers (1 new or changed, 0 removed)"), "{body}");
+    let (_, listed) = get(&a, &server.url("/v1/webhooks"), Some(&admin));
+    assert!(listed.contains("\"soc\""), "{listed}");
+    post(&lines[half..]);
+    wait_for("later findings", &|| stored().len() > before.len());
+    let later: Vec<String> = stored().difference(&before).cloned().collect();
+    wait_for("their delivery", &|| {
+        let got = receiver.accepted(&secret);
+        later.iter().all(|id| got.contains_key(id))
+    });
+    assert!(
+        receiver.accepted(&secret).keys().all(|id| !before.contains(id)),
+        "a new receiver gets findings from when it was added"
+    );
+    // Removed: no more deliveries.
+    std::fs::write(&hooks, "").expect("write");
+    let (status, body, _) = reload();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0 receivers (0 new or changed, 1 removed)"), "{body}");
+    assert!(server.terminate().success());
+}

@@ -557,7 +557,11 @@ async fn webhooks(State(app): AppState, headers: HeaderMap) -> Response {
     if let Err(r) = bearer(&app, &headers, Role::Admin) {
         return r;
     }
-    let receivers: Vec<_> = app.webhooks.iter().map(|e| json!({ "name": e.name, "format": e.format })).collect();
+    let receivers: Vec<_> = app
+        .webhooks
+        .read()
+        .map(|w| w.iter().map(|e| json!({ "name": e.name, "format": e.format })).collect())
+        .unwrap_or_default();
     answer(
         StatusCode::OK,
         json!({ "receivers": receivers, "pending": app.outbox.pending(), "dead": app.outbox.dead() }),

@@ -62,6 +62,9 @@ pub enum Error {
     /// The token file is unreadable or altered.
     #[error(transparent)]
     Tokens(#[from] tokens::Error),
+    /// The webhook receivers' file is unreadable or names a bad receiver.
+    #[error("{0}")]
+    Webhooks(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -134,6 +137,8 @@ pub struct Options {
     pub idle_flush: Duration,
     /// Where findings are posted.
     pub webhooks: Vec<webhook::Endpoint>,
+    /// More receivers, one spec per line, read again on reload.
+    pub webhooks_path: Option<PathBuf>,
     /// Their retry policy.
     pub webhook_policy: webhook::Policy,
     /// Connections: limits, timeouts, TLS.
@@ -178,8 +183,13 @@ pub(crate) struct App {
     metrics: PrometheusHandle,
     /// Findings to deliver.
     outbox: Arc<webhook::Outbox>,
-    /// The receivers.
-    webhooks: Vec<webhook::Endpoint>,
+    /// The receivers in force (the command line's, then the file's).
+    webhooks: RwLock<Vec<webhook::Endpoint>>,
+    /// The command line's receivers, and the file read again on reload.
+    fixed_webhooks: Vec<webhook::Endpoint>,
+    webhooks_path: Option<PathBuf>,
+    /// A delivery thread per receiver.
+    delivery: Mutex<Delivery>,
     /// Routes the check allows when degraded.
     fail_open: Vec<String>,
     /// The engine's state is being rebuilt from the store (not ready yet:
@@ -194,6 +204,67 @@ pub(crate) struct App {
     dir: PathBuf,
     /// The last `verify` run through the API, and whether one runs now.
     verify: Mutex<VerifyState>,
+}
+
+/// The delivery threads, one per receiver, each with its own stop flag.
+pub(crate) struct Delivery {
+    signing: String,
+    policy: webhook::Policy,
+    threads: std::collections::HashMap<String, (Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Delivery {
+    fn start(&mut self, outbox: &Arc<webhook::Outbox>, endpoint: &webhook::Endpoint) -> std::io::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (outbox, endpoint, signing, policy, flag) =
+            (Arc::clone(outbox), endpoint.clone(), self.signing.clone(), self.policy, Arc::clone(&stop));
+        let name = endpoint.name.clone();
+        let handle = std::thread::Builder::new()
+            .name("piiwatch-webhook".into())
+            .spawn(move || webhook::deliver(&outbox, &endpoint, &signing, policy, &flag))?;
+        self.threads.insert(name, (stop, handle));
+        Ok(())
+    }
+
+    /// Stops a receiver's thread (it ends within its poll, half a second);
+    /// what waits for it stays in the outbox.
+    fn stop(&mut self, name: &str) {
+        if let Some((stop, _handle)) = self.threads.remove(name) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The receivers: the command line's, then those of `path` (one spec per
+/// line, as `--webhook`; blank lines and `#` comments skipped). Two with
+/// one name are an error.
+fn receivers(fixed: &[webhook::Endpoint], path: Option<&std::path::Path>) -> Result<Vec<webhook::Endpoint>, String> {
+    let mut all = fixed.to_vec();
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let spec = line.trim();
+            if spec.is_empty() || spec.starts_with('#') {
+                continue;
+            }
+            // Not the line itself in the error: a receiver's URL may hold its secret.
+            let e = webhook::Endpoint::parse(spec).map_err(|_| {
+                format!(
+                    "{}:{}: not a webhook receiver (URL, slack:URL or NAME=…, the URL starting with http:// or https://)",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            all.push(e);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for e in &all {
+        if !names.insert(e.name.as_str()) {
+            return Err(format!("two webhook receivers are named {} (name them with NAME=URL)", e.name));
+        }
+    }
+    Ok(all)
 }
 
 /// `verify` through the API: one at a time, on a thread of its own.
@@ -270,9 +341,40 @@ impl App {
         outcome
     }
 
+    /// Puts a new list of receivers in force: new ones get findings from
+    /// now on, removed ones stop (what waits for them stays in the outbox),
+    /// changed ones restart with their new address.
+    fn set_receivers(&self, path: &std::path::Path, list: Vec<webhook::Endpoint>) -> Result<String, String> {
+        let old = self.webhooks.read().map_err(|_| "the server is stopping".to_owned())?.clone();
+        let same =
+            |a: &webhook::Endpoint, b: &webhook::Endpoint| a.name == b.name && a.url == b.url && a.format == b.format;
+        let added: Vec<webhook::Endpoint> = list.iter().filter(|e| !old.iter().any(|o| same(o, e))).cloned().collect();
+        let removed: Vec<String> =
+            old.iter().filter(|o| !list.iter().any(|e| same(o, e))).map(|o| o.name.clone()).collect();
+        let n = list.len();
+        // In force first, so that a finding stored meanwhile is enqueued for a new receiver.
+        *self.webhooks.write().map_err(|_| "the server is stopping".to_owned())? = list;
+        let stored: Vec<String> =
+            self.findings.read().map(|f| f.iter().map(|x| x.line.clone()).collect()).unwrap_or_default();
+        self.outbox.reconcile(&added, &stored).map_err(|e| e.to_string())?;
+        let mut delivery = self.delivery.lock().map_err(|_| "the server is stopping".to_owned())?;
+        for name in &removed {
+            delivery.stop(name);
+        }
+        for e in &added {
+            delivery.start(&self.outbox, e).map_err(|e| format!("cannot start a webhook thread: {e}"))?;
+        }
+        let kept_removed = removed.iter().filter(|r| !added.iter().any(|a| &a.name == *r)).count();
+        Ok(format!(
+            "webhooks {}: {n} receivers ({} new or changed, {kept_removed} removed)",
+            path.display(),
+            added.len()
+        ))
+    }
+
     fn try_reload(&self) -> Result<String, String> {
-        if self.directory_path.is_none() && self.config_path.is_none() {
-            return Err("no --directory or --config was given: nothing to reload".into());
+        if self.directory_path.is_none() && self.config_path.is_none() && self.webhooks_path.is_none() {
+            return Err("no --directory, --config or --webhooks was given: nothing to reload".into());
         }
         // Both read and checked before either is applied.
         let directory = match &self.directory_path {
@@ -296,7 +398,14 @@ impl App {
             }
             None => None,
         };
+        let webhooks = match &self.webhooks_path {
+            Some(path) => Some((path, receivers(&self.fixed_webhooks, Some(path))?)),
+            None => None,
+        };
         let mut summary = Vec::new();
+        if let Some((path, list)) = webhooks {
+            summary.push(self.set_receivers(path, list)?);
+        }
         if let Some((path, directory)) = directory {
             summary.push(format!(
                 "directory {}: {} principals, {} keys, {} networks",
@@ -392,7 +501,8 @@ pub fn run(
         limits,
         grace,
         idle_flush,
-        webhooks,
+        webhooks: fixed_webhooks,
+        webhooks_path,
         webhook_policy,
         net,
         check: check_options,
@@ -432,6 +542,7 @@ pub fn run(
     let tokens = tokens::Tokens::open(&dir)?;
     // Alert delivery: findings stored but not yet enqueued (a crash between
     // the two) are enqueued now; a new receiver gets findings from now on.
+    let webhooks = receivers(&fixed_webhooks, webhooks_path.as_deref()).map_err(Error::Webhooks)?;
     let outbox = Arc::new(webhook::Outbox::open(&dir)?);
     let stored: Vec<String> = findings.iter().map(|f: &Finding| f.line.clone()).collect();
     outbox.reconcile(&webhooks, &stored)?;
@@ -440,17 +551,11 @@ pub fn run(
         &store::Secret::load_existing(&dir.join("secret"))
             .map_err(|source| Error::Secret { path: dir.clone(), source })?,
     );
-    let stop_delivery = Arc::new(AtomicBool::new(false));
-    let mut deliverers = Vec::new();
+    let mut delivery = Delivery { signing, policy: webhook_policy, threads: std::collections::HashMap::new() };
     for endpoint in &webhooks {
-        let (outbox, endpoint, signing, stop) =
-            (Arc::clone(&outbox), endpoint.clone(), signing.clone(), Arc::clone(&stop_delivery));
-        deliverers.push(
-            std::thread::Builder::new()
-                .name("piiwatch-webhook".into())
-                .spawn(move || webhook::deliver(&outbox, &endpoint, &signing, webhook_policy, &stop))
-                .map_err(|source| Error::Runtime { what: "cannot start a webhook thread", source })?,
-        );
+        delivery
+            .start(&outbox, endpoint)
+            .map_err(|source| Error::Runtime { what: "cannot start a webhook thread", source })?;
     }
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(limits.queue.max(1));
     let app = Arc::new(App {
@@ -463,7 +568,10 @@ pub fn run(
         limits,
         ready: AtomicBool::new(true),
         outbox: Arc::clone(&outbox),
-        webhooks,
+        webhooks: RwLock::new(webhooks),
+        fixed_webhooks,
+        webhooks_path,
+        delivery: Mutex::new(delivery),
         fail_open: check_options.fail_open,
         rebuilding: AtomicBool::new(false),
         directory_path,
@@ -563,9 +671,12 @@ pub fn run(
     }
     let service = service.join().map_err(|_| Error::Panicked)?;
     // What is not delivered stays in the outbox for the next start.
-    stop_delivery.store(true, Ordering::SeqCst);
-    for d in deliverers {
-        let _ = d.join();
+    let threads = app.delivery.lock().map(|mut d| std::mem::take(&mut d.threads)).unwrap_or_default();
+    for (stop, _) in threads.values() {
+        stop.store(true, Ordering::SeqCst);
+    }
+    for (_, (_, handle)) in threads {
+        let _ = handle.join();
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
@@ -628,7 +739,8 @@ fn service_thread(
                 .unwrap_or_default();
             metrics::counter!("piiwatch_findings_total", "analytic" => analytic).increment(1);
         }
-        if let Err(e) = app.outbox.enqueue(&app.webhooks, &lines) {
+        let receivers = app.webhooks.read().map(|w| w.clone()).unwrap_or_default();
+        if let Err(e) = app.outbox.enqueue(&receivers, &lines) {
             // Made good at the next start (the findings are in the ledger).
             tracing::error!(error = %e, "cannot enqueue findings for delivery");
         }

@@ -67,6 +67,12 @@ pub struct Args {
     /// Signed per Standard Webhooks (`piiwatch webhook secret` prints the key).
     #[arg(long = "webhook", value_name = "SPEC", value_parser = server::webhook::Endpoint::parse)]
     webhooks: Vec<server::webhook::Endpoint>,
+    /// More webhook receivers, one SPEC per line as for --webhook (blank
+    /// lines and `#` comments skipped); read again on SIGHUP or
+    /// `POST /v1/admin/reload` (a new receiver gets findings from then on,
+    /// a removed one stops; a file that fails changes nothing).
+    #[arg(long = "webhooks", value_name = "FILE")]
+    webhooks_file: Option<PathBuf>,
     /// Attempts before a webhook message is dead (then listed by `piiwatch webhook dead`).
     #[arg(long, default_value_t = 30)]
     webhook_max_attempts: u32,
@@ -156,6 +162,7 @@ pub fn run(args: Args) -> Result<()> {
         grace: seconds("check-grace", args.check_grace)?,
         idle_flush: seconds("idle-flush", args.idle_flush)?,
         webhooks: args.webhooks.clone(),
+        webhooks_path: args.webhooks_file.clone(),
         webhook_policy: server::webhook::Policy {
             max_attempts: args.webhook_max_attempts.max(1),
             backoff: seconds("webhook-backoff", args.webhook_backoff)?,
