@@ -547,7 +547,8 @@ fn hex_string(b: &[u8]) -> String {
 }
 
 /// Every finding reaches the receiver, signed, through an outage (503 with
-/// Retry-After) and a `kill -9` of the server during it; retries keep their id.
+/// Retry-After) and a `kill -9` of the server during it; retries keep their
+/// id. The events arrive as a shipper sends them, through Splunk HEC.
 #[test]
 fn webhooks_deliver_every_finding_through_an_outage_and_a_crash() {
     let sim = simulation("coupang", 2000, 1);
@@ -566,7 +567,7 @@ fn webhooks_deliver_every_finding_through_an_outage_and_a_crash() {
     let lines = lines_of(&sim);
     let half = lines.len() / 2;
     let post = |server: &Server, chunk: &[Vec<u8>]| {
-        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        let req = a.post(&server.url("/services/collector/raw")).header("Authorization", &format!("Splunk {admin}"));
         assert_eq!(send(req, &join(chunk)).0, 200);
     };
     post(&server, &lines[..half]);
