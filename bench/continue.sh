@@ -13,18 +13,9 @@ cd "$(dirname "$0")/.."
 CUSTOMERS=${CUSTOMERS:-200000}
 DAYS=${DAYS:-1}
 PARTS=${PARTS:-4}
-P=$PWD/target/release/piiwatch
 W=bench-data/continue
 
-cargo build --release --locked -q
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-mkdir -p $W
-sim=$W/sim-$CUSTOMERS-$DAYS
-if [[ ! -f $sim/events.jsonl ]]; then
-    rm -rf "$sim"
-    "$P" simulate --scenario coupang --customers "$CUSTOMERS" --days "$DAYS" --out "$sim" --no-gzip > /dev/null
-fi
-lines=$(wc -l < "$sim/events.jsonl")
+source bench/coupang.sh
 echo "input: $sim/events.jsonl, $lines lines, $(du -h "$sim/events.jsonl" | cut -f1), $PARTS parts"
 rm -rf $W/parts && mkdir -p $W/parts
 split -d -a 3 -n l/"$PARTS" "$sim/events.jsonl" $W/parts/part-

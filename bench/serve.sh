@@ -20,20 +20,11 @@ SENDERS=${SENDERS:-2}
 RATE=${RATE:-50000}
 DURATION=${DURATION:-20}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
-P=$PWD/target/release/piiwatch
 W=bench-data/serve
 
 command -v curl > /dev/null || { echo "needs curl" >&2; exit 1; }
 [[ -x $OHA ]] || { echo "needs oha: cargo install oha --version 1.16.0 --locked" >&2; exit 1; }
-cargo build --release --locked -q
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-mkdir -p $W
-sim=$W/sim-$CUSTOMERS-$DAYS
-if [[ ! -f $sim/events.jsonl ]]; then
-    rm -rf "$sim"
-    "$P" simulate --scenario coupang --customers "$CUSTOMERS" --days "$DAYS" --out "$sim" --no-gzip > /dev/null
-fi
-lines=$(wc -l < "$sim/events.jsonl")
+source bench/coupang.sh
 echo "input: $sim/events.jsonl, $lines lines, $(du -h "$sim/events.jsonl" | cut -f1)"
 
 # 1. ingest from the file.
