@@ -743,7 +743,7 @@ pub fn run(
             replayed = events;
             // The inputs are scheduled by their own event times from here.
             feeder.last.fill(Millis::MIN);
-            if let Some(ing) = &mut feeder.ingest {
+            if let Some(ing) = feeder.ingest.as_mut().filter(|_| events > 0) {
                 let query = format!(
                     "detection state rebuilt from {events} stored events; {resolved} pseudonyms resolved in memory"
                 );

@@ -190,6 +190,8 @@ pub(crate) struct App {
     webhooks_path: Option<PathBuf>,
     /// A delivery thread per receiver.
     delivery: Mutex<Delivery>,
+    /// Held while a reload runs.
+    reloading: Mutex<()>,
     /// Routes the check allows when degraded.
     fail_open: Vec<String>,
     /// The engine's state is being rebuilt from the store (not ready yet:
@@ -331,6 +333,8 @@ impl App {
     /// changed configuration replaces the engine, which replays the store);
     /// if either fails, nothing changes. Returns a summary.
     pub(crate) fn reload(&self) -> Result<String, String> {
+        // One reload at a time: a second SIGHUP during a long replay waits for it.
+        let _one = self.reloading.lock().map_err(|_| "the server is stopping".to_owned())?;
         let outcome = self.try_reload();
         let label = if outcome.is_ok() { "ok" } else { "failed" };
         metrics::counter!("piiwatch_reloads_total", "outcome" => label).increment(1);
@@ -572,6 +576,7 @@ pub fn run(
         fixed_webhooks,
         webhooks_path,
         delivery: Mutex::new(delivery),
+        reloading: Mutex::new(()),
         fail_open: check_options.fail_open,
         rebuilding: AtomicBool::new(false),
         directory_path,
