@@ -60,6 +60,9 @@ enum Command {
     Token(commands::token::Args),
     /// Alert delivery: the webhook signing secret, dead letters, replay.
     Webhook(commands::webhook::Args),
+    /// Incidents: findings grouped, the awareness and materiality times,
+    /// each breach-notification regime's deadline clock, notices sent.
+    Incident(commands::incident::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args, out),
         Command::Webhook(args) => commands::webhook::run(args, out),
+        Command::Incident(args) => commands::incident::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

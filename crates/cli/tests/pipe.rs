@@ -68,6 +68,17 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
     let size = cp_json["size"].as_u64().expect("a checkpoint size").to_string();
     let incl = tmp.path().join("incl");
     std::fs::write(&incl, ok(&["proof", "inclusion", "--store", s(&store), "--record", "3"]).stdout).expect("write");
+    let findings = std::fs::read_to_string(tmp.path().join("bola-findings.jsonl")).expect("findings");
+    let first: serde_json::Value = serde_json::from_str(findings.lines().next().expect("a finding")).expect("json");
+    ok(&[
+        "incident",
+        "open",
+        "--store",
+        s(&store),
+        "--from-alert",
+        first["finding_info"]["uid"].as_str().expect("uid"),
+    ]);
+    ok(&["incident", "aware", "--store", s(&store), "INC-1", "--at", "2026-12-07T12:00:00Z"]);
     let all: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["scope", "--help"],
@@ -86,6 +97,10 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         vec!["proof", "check", "--key", s(&key), "--checkpoint", s(&cp), "--inclusion", s(&incl)],
         vec!["scope", "--store", s(&store), "--where", "actor.user.type = \"customer\""],
         vec!["scope", "--store", s(&store), "--where", "not actor.user.type = \"x\"", "--format", "json"],
+        vec!["incident", "--help"],
+        vec!["incident", "list", "--store", s(&store)],
+        vec!["incident", "show", "--store", s(&store), "INC-1"],
+        vec!["incident", "show", "--store", s(&store), "INC-1", "--format", "json"],
     ];
     for args in &all {
         assert_quiet(args, &closed_stdout(args));

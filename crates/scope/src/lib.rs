@@ -67,7 +67,7 @@ pub struct Answer {
 }
 
 /// The answer as the contract's `--format json` has it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
     /// Matching accesses.
     pub events: u64,

@@ -53,6 +53,9 @@ pub mod kind {
     pub const AUDIT: u8 = 3;
     /// A finding, as the OCSF Detection Finding line `detect` wrote.
     pub const ALERT: u8 = 4;
+    /// A change to an incident (opened, linked, aware, sent, closed, ...),
+    /// JSON as the `incident` crate writes it: who, when, what.
+    pub const INCIDENT: u8 = 5;
 }
 
 /// A query or export of the store, recorded in the ledger itself.
@@ -627,6 +630,28 @@ impl Store {
         save_marks(&self.dir, head.records, &self.marks)?;
         Ok(head)
     }
+}
+
+impl Store {
+    /// Records a change to an incident (its JSON, as the `incident` crate
+    /// writes it) in the ledger and commits it: hash-chained, signed at the
+    /// next checkpoint, checked by `verify` like every other record.
+    pub fn record_incident(&mut self, change: &[u8]) -> Result<Head, Error> {
+        self.writer.record(kind::INCIDENT, change)?;
+        let head = self.commit_writer()?;
+        save_marks(&self.dir, head.records, &self.marks)?;
+        Ok(head)
+    }
+}
+
+/// Calls `each` with every incident change in the store, in ledger order.
+pub fn incident_changes(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), Error> {
+    ledger::scan(&dir.join("ledger"), |r| {
+        if r.kind == kind::INCIDENT {
+            each(r.payload);
+        }
+    })?;
+    Ok(())
 }
 
 /// Every stored finding (its latest update) with this `finding_info.uid`, as JSON.

@@ -2,6 +2,7 @@
 
 pub mod detect;
 pub mod export;
+pub mod incident;
 pub mod ingest;
 pub mod proof;
 pub mod scope;

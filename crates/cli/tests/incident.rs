@@ -1,0 +1,303 @@
+//! `piiwatch incident` driven as a privacy officer drives it: open an
+//! incident from a finding on the simulated breach, record awareness and
+//! materiality, read each regime's clock, record what was sent; the
+//! numbers equal `scope` on the same store, every change is in the
+//! ledger (and `verify` still passes), bad requests fail with one line.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{ok, piiwatch};
+
+fn ms(t: &str) -> i64 {
+    t.parse::<jiff::Timestamp>().expect("RFC 3339").as_millisecond()
+}
+
+fn show(store: &str, id: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["incident", "show", "--store", store, id, "--format", "json"];
+    args.extend_from_slice(extra);
+    serde_json::from_slice(&ok(&args).stdout).expect("show prints JSON")
+}
+
+fn clock<'v>(shown: &'v Value, regime: &str, id: &str) -> &'v Value {
+    shown["clocks"]
+        .as_array()
+        .expect("clocks")
+        .iter()
+        .find(|c| c["regime"] == regime && c["clock"] == id)
+        .unwrap_or_else(|| panic!("no clock {regime}/{id} in {:#}", shown["clocks"]))
+}
+
+fn findings(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("coupang-findings.jsonl"))
+        .expect("findings")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
+
+#[test]
+fn an_incident_runs_from_finding_to_clocks_with_scope_equal_to_scope() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (sim, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
+    let store = store_dir.to_str().expect("utf-8");
+    let all = findings(tmp.path());
+    let forged = all
+        .iter()
+        .find(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
+        .expect("the breach's forged tokens are found");
+    let uid = forged["finding_info"]["uid"].as_str().expect("uid");
+
+    // Open: one line, the id.
+    let o = ok(&["incident", "open", "--store", store, "--from-alert", uid, "--title", "Forged tokens"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "INC-1\n");
+
+    // Before awareness: the clocks wait for it and say so.
+    let s = show(store, "INC-1", &[]);
+    assert_eq!(s["id"], "INC-1");
+    assert!(s["aware_time"].is_null());
+    let pipa = clock(&s, "kr-pipa-notice", "subjects");
+    assert!(pipa["due_time"].is_null());
+    assert_eq!(pipa["status"], "open");
+    assert!(pipa["missing"][0].as_str().expect("missing").contains("incident aware"), "{pipa}");
+
+    // Every linked finding shares an indicator with another linked one (or is the first).
+    let alerts: Vec<&str> = s["alerts"].as_array().expect("alerts").iter().map(|a| a.as_str().expect("uid")).collect();
+    assert!(alerts.contains(&uid));
+
+    // Awareness on 2026-12-07 (after PIPA's 2026 amendment), materiality on a Saturday.
+    let aware = ms("2026-12-07T12:00:00Z");
+    ok(&["incident", "aware", "--store", store, "INC-1", "--at", "2026-12-07T12:00:00Z"]);
+    ok(&["incident", "material", "--store", store, "inc-1", "--at", "2026-12-05T15:00:00Z"]);
+    let now = "2026-12-07T13:00:00Z";
+    let s = show(store, "INC-1", &["--now", now]);
+    assert_eq!(s["aware_time"], aware);
+
+    // The numbers are one scope, reproducible by the command shown.
+    let q = &s["scope_query"];
+    let scoped = ok(&[
+        "scope",
+        "--store",
+        store,
+        "--format",
+        "json",
+        "--where",
+        q["where"].as_str().expect("where"),
+        "--from",
+        &q["from"].to_string(),
+    ]);
+    let scoped: Value = serde_json::from_slice(&scoped.stdout).expect("JSON");
+    assert_eq!(s["scope"], scoped, "the incident's numbers are scope's");
+    // They cover the breach's truth: every subject it exposed, per type. The key-hygiene finding
+    // linked beside the forged tokens also names customers of the same key on the same hosting
+    // networks reading their own accounts, so a field class may count a few more.
+    let truth: Value = serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("JSON");
+    let attack = &truth["attacks"][0];
+    assert_eq!(s["scope"]["subjects"], attack["subjects"]);
+    assert_eq!(s["scope"]["subjects_by_type"], attack["subjects_by_type"]);
+    for (class, n) in attack["fields"].as_object().expect("fields") {
+        assert!(s["scope"]["fields"][class].as_u64() >= n.as_u64(), "{class}: {} < {n}", s["scope"]["fields"][class]);
+    }
+    // An investigator unlinks what is not the attack: the forged tokens alone are exactly the truth.
+    let others: Vec<&str> = s["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["analytic"] != "forged-token")
+        .map(|f| f["uid"].as_str().expect("uid"))
+        .collect();
+    assert!(!others.is_empty(), "the key's hygiene findings are linked: {}", s["findings"]);
+    let mut unlink = vec!["incident", "unlink", "--store", store, "INC-1"];
+    unlink.extend(&others);
+    ok(&unlink);
+    let s = show(store, "INC-1", &["--now", now]);
+    assert_eq!(s["scope"]["subjects"], attack["subjects"]);
+    assert_eq!(s["scope"]["subjects_by_type"], attack["subjects_by_type"]);
+    assert_eq!(s["scope"]["fields"], attack["fields"]);
+    assert_eq!(s["scope"]["events"], attack["exposing_events"]);
+    assert_eq!(s["scope"]["first_seen_time"], attack["start"]);
+    assert_eq!(s["scope"]["last_seen_time"], attack["end"]);
+    assert!(s["scope_command"].as_str().expect("command").starts_with("piiwatch scope --store "));
+
+    // Each regime's clock, computed from its rule.
+    let h = 3_600_000;
+    let c = clock(&s, "kr-network-act", "initial");
+    assert_eq!((c["due_time"].as_i64(), &c["status"]), (Some(aware + 24 * h), &Value::from("open")));
+    assert_eq!(c["remaining_ms"], 23 * h);
+    assert_eq!(clock(&s, "kr-pipa-notice", "subjects")["due_time"], aware + 72 * h);
+    assert_eq!(clock(&s, "gdpr-art33", "authority")["due_time"], aware + 72 * h);
+    // PIPC's report: a forged-token finding is unlawful access from outside.
+    let report = clock(&s, "kr-pipa-report", "report");
+    assert_eq!(report["applies"], "yes");
+    assert!(report["because"].to_string().contains("unlawful access from outside"), "{report}");
+    // The amended PIPA (aware after 2026-09-11) needs the subjects' legal rights and remedies.
+    assert_eq!(report["rules_from"], "2026-09-11");
+    assert!(report["missing"].to_string().contains("legal_rights_and_remedies"), "{report}");
+    // SEC: material on Saturday 2026-12-05: Monday is day 1, due Thursday 17:30 in New York (EST).
+    assert_eq!(clock(&s, "sec-8k", "8-k")["due_time"], ms("2026-12-10T22:30:00Z"));
+    // California: 30 calendar days in Los Angeles, to the end of the day.
+    assert_eq!(clock(&s, "us-ca-1798.82", "residents")["due_time"], ms("2027-01-07T08:00:00Z") - 1);
+    // The Attorney General's clock waits for the residents' notice, and its threshold for the count.
+    let ag = clock(&s, "us-ca-1798.82", "attorney-general");
+    assert!(ag["due_time"].is_null());
+    assert_eq!(ag["applies"], "unknown");
+    // GDPR Art. 34: no deadline in law, an internal target, and a risk assessment missing.
+    let a34 = clock(&s, "gdpr-art34", "subjects");
+    assert_eq!(a34["legal_deadline"], false);
+    assert_eq!(a34["applies"], "unknown");
+
+    // Notices sent: one late, one on time, the California residents with a count.
+    ok(&[
+        "incident",
+        "sent",
+        "--store",
+        store,
+        "INC-1",
+        "--regime",
+        "kr-network-act",
+        "--clock",
+        "initial",
+        "--at",
+        "2026-12-08T18:00:00Z",
+    ]);
+    ok(&["incident", "sent", "--store", store, "INC-1", "--regime", "kr-pipa-report", "--at", "2026-12-09T12:00:00Z"]);
+    ok(&[
+        "incident",
+        "sent",
+        "--store",
+        store,
+        "INC-1",
+        "--regime",
+        "us-ca-1798.82",
+        "--clock",
+        "residents",
+        "--at",
+        "2026-12-20T12:00:00Z",
+        "--count",
+        "501",
+    ]);
+    ok(&[
+        "incident",
+        "assess",
+        "--store",
+        store,
+        "INC-1",
+        "--high-risk",
+        "no",
+        "--why",
+        "tokens revoked, no misuse seen",
+    ]);
+    ok(&["incident", "fact", "--store", store, "INC-1", "--at", "2026-12-08T09:00:00Z", "entrance codes read too"]);
+    let s = show(store, "INC-1", &["--now", "2026-12-11T00:00:00Z"]);
+    assert_eq!(clock(&s, "kr-network-act", "initial")["status"], "missed");
+    assert_eq!(clock(&s, "kr-pipa-report", "report")["status"], "met");
+    // Unsent and past 72 hours.
+    assert_eq!(clock(&s, "gdpr-art33", "authority")["status"], "missed");
+    // Past due, GDPR wants the reasons for the delay.
+    assert!(clock(&s, "gdpr-art33", "authority")["missing"].to_string().contains("reasons_for_delay"));
+    // A fact confirmed starts the Network Act's supplementary 24 hours.
+    assert_eq!(clock(&s, "kr-network-act", "supplementary-1")["due_time"], ms("2026-12-09T09:00:00Z"));
+    // More than 500 residents: the Attorney General's 15 days run from their notice.
+    let ag = clock(&s, "us-ca-1798.82", "attorney-general");
+    assert_eq!(ag["applies"], "yes");
+    assert_eq!(ag["due_time"], ms("2027-01-05T08:00:00Z") - 1);
+    // Assessed not high risk: Art. 34 does not apply, and says why.
+    assert!(s["clocks"].as_array().expect("clocks").iter().all(|c| c["regime"] != "gdpr-art34"));
+    assert!(s["not_applicable"].to_string().contains("assessed not high risk"));
+
+    // An organisation profile narrows the regimes and answers the organisation's facts.
+    let org = tmp.path().join("org.toml");
+    std::fs::write(
+        &org,
+        "name = \"Example Shop\"\nregimes = [\"kr-network-act\", \"sec-8k\"]\ncontact_point = \"privacy@example.com\"\nict_service_provider = true\nsec_registrant = false\n",
+    )
+    .expect("org");
+    let s = show(store, "INC-1", &["--org", org.to_str().expect("utf-8"), "--now", now]);
+    let regimes: std::collections::BTreeSet<&str> =
+        s["clocks"].as_array().expect("clocks").iter().map(|c| c["regime"].as_str().expect("regime")).collect();
+    assert_eq!(regimes.into_iter().collect::<Vec<_>>(), ["kr-network-act"]);
+    assert!(s["not_applicable"].to_string().contains("sec_registrant = false"));
+    // The contact point comes from the profile: no longer missing.
+    assert!(!clock(&s, "kr-network-act", "supplementary-1")["missing"].to_string().contains("contact_point"));
+
+    // Every change is in the ledger with who and when, and the store still verifies.
+    let history = s["history"].as_array().expect("history");
+    let names: Vec<&str> = history
+        .iter()
+        .map(|r| r["change"].as_object().expect("change").keys().next().expect("name").as_str())
+        .collect();
+    assert_eq!(names, ["open", "aware", "material", "unlink", "sent", "sent", "sent", "assess", "fact"]);
+    assert!(history.iter().all(|r| r["by"].as_str().is_some_and(|b| !b.is_empty()) && r["at"].as_i64().is_some()));
+    ok(&["verify", "--store", store]);
+    // Each show's scope is an audited query.
+    let ledger = support::ledger::ledger_text(&store_dir);
+    assert!(ledger.contains("\"command\":\"incident show\""), "incident show is recorded in the audit chain");
+
+    // The list, for people and machines.
+    let l = ok(&["incident", "list", "--store", store, "--format", "json"]);
+    let line: Value = serde_json::from_slice(&l.stdout).expect("one JSON line");
+    assert_eq!((line["id"].as_str(), line["state"].as_str()), (Some("INC-1"), Some("open")));
+    ok(&["incident", "close", "--store", store, "INC-1", "--why", "notified; keys rotated"]);
+    assert!(String::from_utf8_lossy(&ok(&["incident", "list", "--store", store]).stdout).contains("closed"));
+}
+
+#[test]
+fn bad_incident_requests_fail_with_one_line_and_the_contracts_exit_codes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
+    let store = store_dir.to_str().expect("utf-8");
+    let one_line = |o: &std::process::Output, code: i32, has: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(has), "{err}");
+    };
+    one_line(
+        &piiwatch(&["incident", "open", "--store", store, "--from-alert", "pw-nope"]),
+        1,
+        "no finding with uid pw-nope",
+    );
+    one_line(
+        &piiwatch(&["incident", "aware", "--store", store, "INC-9", "--at", "2026-12-07T12:00:00Z"]),
+        1,
+        "no incident INC-9",
+    );
+    let uid = findings(tmp.path())[0]["finding_info"]["uid"].as_str().expect("uid").to_owned();
+    ok(&["incident", "open", "--store", store, "--from-alert", &uid]);
+    // clap's own usage errors: exit code 2, the reason named.
+    let o = piiwatch(&["incident", "aware", "--store", store, "INC-1", "--at", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither RFC 3339"));
+    one_line(
+        &piiwatch(&["incident", "sent", "--store", store, "INC-1", "--regime", "gdpr-art99", "--at", "0"]),
+        2,
+        "no regime \"gdpr-art99\"",
+    );
+    one_line(
+        &piiwatch(&["incident", "sent", "--store", store, "INC-1", "--regime", "us-ca-1798.82", "--at", "0"]),
+        2,
+        "name one with --clock",
+    );
+    one_line(&piiwatch(&["incident", "unlink", "--store", store, "INC-1", "pw-other"]), 2, "is not linked");
+    // A regime file with a mistake: file, line, reason; nothing computed.
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).expect("dir");
+    std::fs::write(
+        rules.join("gdpr-art33.toml"),
+        "id = \"gdpr-art33\"\ntitle = \"x\"\nlaw = \"x\"\n[[version]]\nfrom = \"someday\"\n",
+    )
+    .expect("write");
+    one_line(
+        &piiwatch(&["incident", "show", "--store", store, "INC-1", "--regimes", rules.to_str().expect("utf-8")]),
+        2,
+        "gdpr-art33.toml: line 5",
+    );
+    // Nothing there is a store.
+    one_line(
+        &piiwatch(&["incident", "list", "--store", tmp.path().to_str().expect("utf-8")]),
+        1,
+        "not a piiwatch store",
+    );
+}
