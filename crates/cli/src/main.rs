@@ -63,6 +63,9 @@ enum Command {
     /// Incidents: findings grouped, the awareness and materiality times,
     /// each breach-notification regime's deadline clock, notices sent.
     Incident(commands::incident::Args),
+    /// An incident's report (self-contained HTML with charts, scope and
+    /// evidence) and each applicable regime's drafts with every required item.
+    Report(commands::report::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Token(args) => commands::token::run(args, out),
         Command::Webhook(args) => commands::webhook::run(args, out),
         Command::Incident(args) => commands::incident::run(args, out),
+        Command::Report(args) => commands::report::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

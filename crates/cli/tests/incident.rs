@@ -301,3 +301,111 @@ fn bad_incident_requests_fail_with_one_line_and_the_contracts_exit_codes() {
         "not a piiwatch store",
     );
 }
+
+/// `piiwatch report` on the simulated breach: the report page and every
+/// applicable regime's drafts, every item the regime requires present by
+/// id, every count equal to `scope` on the same store, the drafts pinned
+/// as snapshots (`UPDATE_EXPECT=1 cargo test -p cli --test incident` rewrites them).
+#[test]
+fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_page() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
+    let store = store_dir.to_str().expect("utf-8");
+    let uid = findings(tmp.path())
+        .into_iter()
+        .find(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
+        .and_then(|f| f["finding_info"]["uid"].as_str().map(str::to_owned))
+        .expect("a forged-token finding");
+    ok(&["incident", "open", "--store", store, "--from-alert", &uid]);
+    ok(&["incident", "aware", "--store", store, "INC-1", "--at", "2026-12-07T12:00:00Z"]);
+    ok(&["incident", "material", "--store", store, "INC-1", "--at", "2026-12-08T12:00:00Z"]);
+    ok(&[
+        "incident",
+        "fill",
+        "--store",
+        store,
+        "INC-1",
+        "--item",
+        "measures_taken",
+        "--text",
+        "Key auth-key-2019 revoked.",
+    ]);
+    ok(&["incident", "fact", "--store", store, "INC-1", "--at", "2026-12-08T09:00:00Z", "entrance codes read too"]);
+    let out = tmp.path().join("out");
+    let o = ok(&[
+        "report",
+        "--store",
+        store,
+        "--incident",
+        "INC-1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--now",
+        "2026-12-08T20:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let written: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(written["missing"]["kr-network-act"], serde_json::json!(["response_status", "contact_point"]));
+
+    // Every applicable regime has a JSON draft with every item of its rules, and Markdown per language.
+    let regimes = incident::Regimes::built_in().expect("regimes");
+    let mut scope_checked = false;
+    for (id, regime) in &regimes.regimes {
+        let json = out.join("drafts").join(format!("{id}.json"));
+        let draft: Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap_or_else(|_| panic!("{} missing", json.display())))
+                .expect("JSON");
+        let version = regime.version_for(Some(jiff::civil::date(2026, 12, 7)));
+        for item in &version.item {
+            let it = &draft["items"][&item.id];
+            assert!(it.is_object(), "{id}: item {} missing from the draft", item.id);
+            assert!(
+                ["store", "org", "person", "not_applicable", "missing"]
+                    .contains(&it["source"].as_str().expect("source"))
+            );
+        }
+        for lang in &regime.languages {
+            assert!(out.join("drafts").join(format!("{id}.{lang}.md")).exists(), "{id}.{lang}.md");
+        }
+        // The numbers are scope's, by the command the draft names.
+        let cmd = draft["scope_command"].as_str().expect("command");
+        let expr = cmd.split("--where '").nth(1).and_then(|r| r.split("' --from ").next()).expect("expression");
+        if !scope_checked {
+            let from = cmd.split("--from ").nth(1).and_then(|r| r.split(' ').next()).expect("from");
+            let scoped = ok(&["scope", "--store", store, "--where", expr, "--from", from, "--format", "json"]);
+            assert_eq!(draft["scope"], serde_json::from_slice::<Value>(&scoped.stdout).expect("JSON"));
+            scope_checked = true;
+        }
+        if let Some(n) = draft["items"]["approx_number_of_subjects"]["value"].as_str() {
+            let subjects = draft["scope"]["subjects"].as_u64().expect("subjects");
+            assert!(n.replace(',', "").starts_with(&subjects.to_string()), "{id}: {n} is not {subjects}");
+        }
+        // The snapshot: the store's temporary path is the only thing that changes run to run.
+        for lang in &regime.languages {
+            let md = std::fs::read_to_string(out.join("drafts").join(format!("{id}.{lang}.md"))).expect("md");
+            let md = md.replace(store, "STORE");
+            expect_test::expect_file![format!("snapshots/drafts/{id}.{lang}.md")].assert_eq(&md);
+        }
+    }
+    // Person-written text and the profile-less blanks.
+    let net: Value =
+        serde_json::from_slice(&std::fs::read(out.join("drafts/kr-network-act.json")).expect("json")).expect("JSON");
+    assert_eq!(net["items"]["measures_taken"]["source"], "person");
+    assert_eq!(net["items"]["contact_point"]["source"], "missing");
+    assert_eq!(net["follow_ups"][0]["text"], "entrance codes read too");
+    assert!(net["translations"]["ko"]["measures_taken"]["label"].as_str().is_some_and(|l| l.contains("조치")));
+
+    // The page: self-contained, with its charts and evidence.
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.matches("<svg").count() >= 4, "charts: exposure, findings, sources, deadlines");
+    for external in ["src=\"http", "href=\"http", "<script src", "<link", "@import", "url("] {
+        assert!(!html.contains(external), "report.html loads {external}");
+    }
+    assert!(html.contains("— piiwatch") || html.contains("piiwatch"), "signed checkpoint shown");
+    assert!(html.contains("intact:"), "verify's result is in the evidence");
+    assert!(html.contains("piiwatch scope --store"), "the commands behind the numbers");
+    assert!(html.contains("@media print"));
+    // The report's breakdowns are recorded in the audit chain.
+    assert!(support::ledger::ledger_text(&store_dir).contains("\"command\":\"report\""));
+}

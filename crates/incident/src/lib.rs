@@ -16,9 +16,11 @@ use store::Store;
 pub mod calendar;
 pub mod change;
 pub mod clock;
+pub mod draft;
 pub mod group;
 pub mod org;
 pub mod regime;
+pub mod report;
 pub mod state;
 
 pub use change::{Change, Record};

@@ -654,6 +654,18 @@ pub fn incident_changes(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), E
     Ok(())
 }
 
+/// Calls `each` with every audit record (queries, exports, reports), in ledger order.
+pub fn audits(dir: &Path, mut each: impl FnMut(Audit)) -> Result<(), Error> {
+    ledger::scan(&dir.join("ledger"), |r| {
+        if r.kind == kind::AUDIT
+            && let Ok(a) = serde_json::from_slice::<Audit>(r.payload)
+        {
+            each(a);
+        }
+    })?;
+    Ok(())
+}
+
 /// Every stored finding (its latest update) with this `finding_info.uid`, as JSON.
 pub fn alert(dir: &Path, uid: &str) -> Result<Option<serde_json::Value>, Error> {
     let mut found = None;

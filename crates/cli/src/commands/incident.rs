@@ -218,7 +218,8 @@ fn open_store(dir: &std::path::Path) -> Result<store::Store> {
     store::Store::open(dir, store::Options::default()).with_context(|| format!("cannot open store {}", dir.display()))
 }
 
-fn fail(e: incident::Error) -> anyhow::Error {
+/// An incident error as the CLI reports it (a usage error exits 2).
+pub fn fail(e: incident::Error) -> anyhow::Error {
     match e {
         incident::Error::Usage(m) => anyhow::Error::new(super::Usage(m)),
         e => anyhow::Error::new(e),
@@ -226,8 +227,13 @@ fn fail(e: incident::Error) -> anyhow::Error {
 }
 
 fn rules(r: &Rules) -> Result<(Regimes, Org)> {
-    let regimes = Regimes::load(r.regimes.as_deref()).map_err(|e| anyhow::Error::new(super::Usage(e.to_string())))?;
-    let org = match &r.org {
+    load_rules(r.regimes.as_deref(), r.org.as_deref())
+}
+
+/// The regimes (built in, or from `regimes`) and the organisation profile; a bad file is a usage error.
+pub fn load_rules(regimes: Option<&std::path::Path>, org: Option<&std::path::Path>) -> Result<(Regimes, Org)> {
+    let regimes = Regimes::load(regimes).map_err(|e| anyhow::Error::new(super::Usage(e.to_string())))?;
+    let org = match org {
         Some(p) => Org::load(p).map_err(|e| anyhow::Error::new(super::Usage(e.to_string())))?,
         None => Org::none(),
     };

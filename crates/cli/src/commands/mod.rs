@@ -5,6 +5,7 @@ pub mod export;
 pub mod incident;
 pub mod ingest;
 pub mod proof;
+pub mod report;
 pub mod scope;
 pub mod serve;
 pub mod simulate;

@@ -1,0 +1,69 @@
+//! `piiwatch report`: an incident's report (`OUT/report.html`) and each
+//! applicable regime's drafts (`OUT/drafts/`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use super::scope::parse_time;
+use crate::ui::Format;
+
+/// Arguments of `piiwatch report`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// The incident (`INC-1`).
+    #[arg(long)]
+    incident: String,
+    /// Where to write `report.html` and `drafts/` (created if absent).
+    #[arg(long)]
+    out: PathBuf,
+    /// Regime files replacing or adding to the built-in ones; also `PIIWATCH_REGIMES`.
+    #[arg(long, value_name = "DIR", env = "PIIWATCH_REGIMES")]
+    regimes: Option<PathBuf>,
+    /// The organisation profile (TOML); without one, every shipped regime applies.
+    #[arg(long, value_name = "FILE")]
+    org: Option<PathBuf>,
+    /// Read the clocks as of this time (RFC 3339 or epoch ms; default now).
+    #[arg(long, value_parser = parse_time)]
+    now: Option<i64>,
+    /// Output format of the summary of what was written.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Runs `piiwatch report`.
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    if !args.store.join("ledger").is_dir() {
+        bail!("{} is not a piiwatch store (no ledger/)", args.store.display());
+    }
+    let (regimes, org) = super::incident::load_rules(args.regimes.as_deref(), args.org.as_deref())?;
+    let mut st = store::Store::open(&args.store, store::Options::default())
+        .with_context(|| format!("cannot open store {}", args.store.display()))?;
+    let now = args.now.unwrap_or_else(incident::now_ms);
+    let written = incident::report::write(&mut st, &args.incident, &regimes, &org, now, &incident::who(), &args.out)
+        .map_err(super::incident::fail)?;
+    match args.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(&written)?)?,
+        Format::Table => {
+            writeln!(
+                out,
+                "wrote {} and {} drafts in {}",
+                written.report.display(),
+                written.drafts.len(),
+                args.out.join("drafts").display()
+            )?;
+            for (regime, missing) in &written.missing {
+                if missing.is_empty() {
+                    writeln!(out, "{regime}: every item filled")?;
+                } else {
+                    writeln!(out, "{regime}: still to write: {}", missing.join(", "))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
