@@ -309,7 +309,7 @@ fn bad_incident_requests_fail_with_one_line_and_the_contracts_exit_codes() {
 #[test]
 fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_page() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (_, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
+    let (sim, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
     let store = store_dir.to_str().expect("utf-8");
     let uid = findings(tmp.path())
         .into_iter()
@@ -344,6 +344,7 @@ fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_
         "2026-12-08T20:00:00Z",
         "--format",
         "json",
+        "--notices",
     ]);
     let written: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(written["missing"]["kr-network-act"], serde_json::json!(["response_status", "contact_point"]));
@@ -407,5 +408,42 @@ fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_
     assert!(html.contains("piiwatch scope --store"), "the commands behind the numbers");
     assert!(html.contains("@media print"));
     // The report's breakdowns are recorded in the audit chain.
-    assert!(support::ledger::ledger_text(&store_dir).contains("\"command\":\"report\""));
+    let ledger = support::ledger::ledger_text(&store_dir);
+    assert!(ledger.contains("\"command\":\"report\""));
+
+    // Per-person notices: one per exposed subject (the simulator's truth), entrance codes named,
+    // files only their owner reads, the re-identification recorded.
+    let truth: Value = serde_json::from_slice(&std::fs::read(sim.join("truth.json")).expect("truth")).expect("JSON");
+    let attack = &truth["attacks"][0];
+    let rows: Vec<Value> = std::fs::read_to_string(out.join("notices.jsonl"))
+        .expect("notices.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["subject"].as_str().expect("id")).collect();
+    let exposed: std::collections::BTreeSet<&str> =
+        attack["exposed_subjects"].as_array().expect("subjects").iter().map(|v| v.as_str().expect("id")).collect();
+    assert_eq!(ids, exposed);
+    let codes: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r["fields"].as_array().expect("fields").iter().any(|f| f == "entrance_code"))
+        .map(|r| r["subject"].as_str().expect("id"))
+        .collect();
+    let truth_codes: std::collections::BTreeSet<&str> = attack["exposed_by_field"]["entrance_code"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|v| v.as_str().expect("id"))
+        .collect();
+    assert!(codes.is_superset(&truth_codes), "every subject whose entrance code was read is told so");
+    assert!(rows.iter().all(|r| r["notice_ko"].as_str().is_some_and(|t| t.contains("발급되지 않은"))));
+    let csv = std::fs::read_to_string(out.join("notices.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    #[cfg(unix)]
+    for f in ["notices.csv", "notices.jsonl"] {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(out.join(f)).expect("meta").permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let ledger = support::ledger::ledger_text(&store_dir);
+    assert!(ledger.contains("\"command\":\"report (notices)\"") && ledger.contains("\"reidentified\":true"));
 }

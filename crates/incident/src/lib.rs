@@ -18,6 +18,7 @@ pub mod change;
 pub mod clock;
 pub mod draft;
 pub mod group;
+pub mod notice;
 pub mod org;
 pub mod regime;
 pub mod report;

@@ -52,6 +52,9 @@ pub struct Written {
     pub drafts: Vec<PathBuf>,
     /// Items still to be written, by regime.
     pub missing: BTreeMap<String, Vec<String>>,
+    /// Per-person notices (CSV, JSON lines) and how many, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notices: Option<(PathBuf, PathBuf, u64)>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -75,6 +78,7 @@ pub fn write(
     now: i64,
     by: &str,
     out: &Path,
+    notices: bool,
 ) -> Result<Written, Error> {
     let shown = crate::show(st, id, regimes, org, now, by)?;
     let drafts_dir = out.join("drafts");
@@ -83,6 +87,7 @@ pub fn write(
     let mut buckets = Vec::new();
     let mut sources = Vec::new();
     let mut queries = 0u64;
+    let mut by_day = crate::notice::Days { days: Vec::new(), fields: BTreeMap::new(), subjects: Default::default() };
     if let (Some(q), Some(sc)) = (&shown.scope_query, &shown.scope)
         && let (Some(first), Some(last)) = (sc.first_seen_time, sc.last_seen_time)
     {
@@ -94,6 +99,9 @@ pub fn write(
             let a = scope_q(st, &q.expr, t.max(q.from), Some(t + width - 1))?;
             queries += 1;
             let s = a.summary();
+            if notices {
+                by_day.days.push((t, a.subjects.clone()));
+            }
             buckets.push(Bucket { from: t, to: t + width - 1, subjects: s.subjects, fields: s.fields });
             t += width;
         }
@@ -116,6 +124,12 @@ pub fn write(
             }
         }
         sources.sort_by(|a, b| b.subjects.cmp(&a.subjects).then(a.value.cmp(&b.value)));
+        if notices {
+            let a = scope_q(st, &q.expr, q.from, None)?;
+            queries += 1;
+            by_day.fields = a.fields;
+            by_day.subjects = a.subjects;
+        }
     }
     // One audit record for the report's breakdowns (the incident's own scope was recorded by `show`).
     let mut audit = store::Audit::now(
@@ -134,7 +148,8 @@ pub fn write(
         .as_ref()
         .is_some_and(|s| s.fields.iter().any(|(k, n)| *n > 0 && org.unique_identifying.contains(k)));
     let applicable: std::collections::BTreeSet<&str> = shown.clocks.iter().map(|c| c.regime.as_str()).collect();
-    let mut written = Written { report: out.join("report.html"), drafts: Vec::new(), missing: BTreeMap::new() };
+    let mut written =
+        Written { report: out.join("report.html"), drafts: Vec::new(), missing: BTreeMap::new(), notices: None };
     let mut all_drafts: Vec<Draft> = Vec::new();
     for r in regimes.regimes.values().filter(|r| applicable.contains(r.id.as_str())) {
         // English first: the JSON draft is the English one, other languages under `translations`.
@@ -168,6 +183,10 @@ pub fn write(
         }
     }
 
+    if notices {
+        let korean = applicable.contains("kr-pipa-notice");
+        written.notices = Some(crate::notice::write(st, &shown, org, &by_day, korean, by, out)?);
+    }
     // Evidence: the signed checkpoint, verify, the audit trail.
     let checkpoint = store::checkpoint::latest(st.dir())
         .map(|(note, _)| note)

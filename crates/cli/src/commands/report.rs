@@ -30,6 +30,12 @@ pub struct Args {
     /// Read the clocks as of this time (RFC 3339 or epoch ms; default now).
     #[arg(long, value_parser = parse_time)]
     now: Option<i64>,
+    /// Also write per-person notices (`OUT/notices.csv`, `OUT/notices.jsonl`,
+    /// mode 0600): each exposed subject's real id, field classes, first and
+    /// last day of exposure and notice text. Decrypts the store's subject
+    /// map; the audit chain records the re-identification.
+    #[arg(long)]
+    notices: bool,
     /// Output format of the summary of what was written.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -44,8 +50,17 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let mut st = store::Store::open(&args.store, store::Options::default())
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     let now = args.now.unwrap_or_else(incident::now_ms);
-    let written = incident::report::write(&mut st, &args.incident, &regimes, &org, now, &incident::who(), &args.out)
-        .map_err(super::incident::fail)?;
+    let written = incident::report::write(
+        &mut st,
+        &args.incident,
+        &regimes,
+        &org,
+        now,
+        &incident::who(),
+        &args.out,
+        args.notices,
+    )
+    .map_err(super::incident::fail)?;
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string(&written)?)?,
         Format::Table => {
@@ -56,6 +71,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 written.drafts.len(),
                 args.out.join("drafts").display()
             )?;
+            if let Some((csv, json, n)) = &written.notices {
+                writeln!(
+                    out,
+                    "{n} per-person notices in {} and {} (mode 0600; recorded in the store)",
+                    csv.display(),
+                    json.display()
+                )?;
+            }
             for (regime, missing) in &written.missing {
                 if missing.is_empty() {
                     writeln!(out, "{regime}: every item filled")?;
