@@ -55,7 +55,7 @@ enum Command {
     Proof(commands::proof::Args),
     /// Run as a service: HTTP ingest (OCSF lines, Splunk HEC), the inline
     /// check for gateways, findings and scope over HTTP, with the store.
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     /// API tokens for `serve`: create (printed once), list, revoke.
     Token(commands::token::Args),
     /// Alert delivery: the webhook signing secret, dead letters, replay.
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         Command::Proof(args) => commands::proof::run(args, out),
         Command::Scope(args) => commands::scope::run(args, out),
         Command::Export(args) => commands::export::run(args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Token(args) => commands::token::run(args, out),
         Command::Webhook(args) => commands::webhook::run(args, out),
         Command::Incident(args) => commands::incident::run(args, out),

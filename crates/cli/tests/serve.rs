@@ -1193,3 +1193,75 @@ fn reload_changes_the_webhook_receivers() {
     assert!(body.contains("0 receivers (0 new or changed, 1 removed)"), "{body}");
     assert!(server.terminate().success());
 }
+
+/// Incidents while `serve` holds the store: the CLI opens one, records
+/// awareness and shows it through the server (the change records and the
+/// scope name the person, through the server's local token), and
+/// `GET /v1/incidents/{id}` answers the same scope and clocks.
+#[test]
+fn incidents_through_the_server_that_holds_the_store() {
+    let sim = simulation("coupang", 2000, 1);
+    let dir = tmp();
+    let store = dir.path().join("store");
+    let s = store.to_str().expect("utf-8");
+    let admin = token(&store, "admin", "ops");
+    let analyst = token(&store, "analyst", "privacy-officer");
+    let server = Server::start(&store, &["--idle-flush", "0.2"]);
+    let a = agent();
+    for chunk in lines_of(&sim).chunks(2000) {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    }
+    // The forged tokens' finding, once stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let uid = loop {
+        let (_, body) = get(&a, &server.url("/v1/alerts"), Some(&analyst));
+        let found = body
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
+            .and_then(|f| f["finding_info"]["uid"].as_str().map(str::to_owned));
+        if let Some(u) = found
+            && incident::group::findings(&store).expect("findings").iter().any(|f| f.uid == u)
+        {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "no stored forged-token finding: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let o = ok(&["incident", "open", "--store", s, "--from-alert", &uid]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "INC-1\n");
+    ok(&["incident", "aware", "--store", s, "INC-1", "--at", "2026-12-07T12:00:00Z"]);
+    let bad = support::piiwatch(&["incident", "unlink", "--store", s, "INC-1", "pw-none"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    let cli: Value = serde_json::from_slice(
+        &ok(&["incident", "show", "--store", s, "INC-1", "--format", "json", "--now", "2026-12-07T13:00:00Z"]).stdout,
+    )
+    .expect("json");
+    let (status, body) = get(&a, &server.url("/v1/incidents/INC-1?now=2026-12-07T13:00:00Z"), Some(&analyst));
+    assert_eq!(status, 200, "{body}");
+    let http: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(cli["scope"], http["scope"]);
+    assert!(cli["scope"]["subjects"].as_u64().unwrap_or(0) > 100, "{}", cli["scope"]);
+    assert_eq!(cli["clocks"], http["clocks"]);
+    assert_eq!(http["aware_time"], 1_796_644_800_000_i64);
+    let (status, body) = get(&a, &server.url("/v1/incidents"), Some(&analyst));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"INC-1\""), "{body}");
+    // The same change over HTTP, with the token's name in the record.
+    let req = a.post(&server.url("/v1/incidents/INC-1")).header("Authorization", &format!("Bearer {analyst}"));
+    let (status, body, _) = send(req, br#"{"contain": {"time": 1796734800000}}"#);
+    assert_eq!((status, body.contains("contained")), (200, true), "{body}");
+    let req = a.post(&server.url("/v1/incidents/INC-9")).header("Authorization", &format!("Bearer {analyst}"));
+    assert_eq!(send(req, br#"{"note": {"text": "x"}}"#).0, 404);
+    let (status, _) = get(&a, &server.url("/v1/incidents/INC-1"), None);
+    assert_eq!(status, 401);
+    assert!(server.terminate().success());
+    let history: Vec<String> = incident::Incidents::load(&store).expect("incidents").list()[0]
+        .history
+        .iter()
+        .map(|r| format!("{} {}", r.change.name(), r.by))
+        .collect();
+    assert!(history[0].starts_with("open token:local for "), "{history:?}");
+    assert_eq!(history.last().map(String::as_str), Some("contain token:privacy-officer"), "{history:?}");
+}

@@ -285,18 +285,33 @@ pub struct Shown {
 /// Shows an incident: its scope (run now, recorded in the audit chain as
 /// `incident show` by `by`) and its clocks as of `now`.
 pub fn show(st: &mut Store, id: &str, regimes: &Regimes, org: &Org, now: i64, by: &str) -> Result<Shown, Error> {
-    let inc = Incidents::load(st.dir())?
+    let dir = st.dir().to_owned();
+    show_with(&dir, id, regimes, org, now, &mut |r| {
+        scope::request::run(st, r, "incident show", Some(by.to_owned()))
+            .map(|o| o.summary)
+            .map_err(|e| Error::Scope(e.to_string()))
+    })
+}
+
+/// As [`show`], with the scope answered by `run_scope` (a running `serve`
+/// that holds the store answers it when the CLI cannot open the store;
+/// everything else is read from the ledger, which needs no lock).
+pub fn show_with(
+    dir: &std::path::Path,
+    id: &str,
+    regimes: &Regimes,
+    org: &Org,
+    now: i64,
+    run_scope: &mut dyn FnMut(&scope::Request) -> Result<scope::Summary, Error>,
+) -> Result<Shown, Error> {
+    let inc = Incidents::load(dir)?
         .get(id)
         .cloned()
-        .ok_or_else(|| Error::NotFound(format!("no incident {id} in store {}", st.dir().display())))?;
-    let all = group::findings(st.dir())?;
+        .ok_or_else(|| Error::NotFound(format!("no incident {id} in store {}", dir.display())))?;
+    let all = group::findings(dir)?;
     let query = scope_query(&inc, &all);
     let scope = match &query {
-        Some(q) => Some(
-            scope::request::run(st, &q.request(), "incident show", Some(by.to_owned()))
-                .map_err(|e| Error::Scope(e.to_string()))?
-                .summary,
-        ),
+        Some(q) => Some(run_scope(&q.request())?),
         None => None,
     };
     let linked: Vec<&Finding> = all.iter().filter(|f| inc.alerts.contains(&f.uid)).collect();
@@ -323,7 +338,7 @@ pub fn show(st: &mut Store, id: &str, regimes: &Regimes, org: &Org, now: i64, by
         from_alert: inc.from_alert.clone(),
         opened_time: inc.opened_at,
         opened_by: inc.opened_by.clone(),
-        scope_command: query.as_ref().map(|q| q.command(st.dir())),
+        scope_command: query.as_ref().map(|q| q.command(dir)),
         scope_query: query,
         findings: linked
             .iter()

@@ -40,6 +40,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/scope", get(scope).post(scope_full))
         .route("/v1/audit", post(audit))
         .route("/v1/store", get(store_status))
+        .route("/v1/incidents", get(incidents_list).post(incident_open))
+        .route("/v1/incidents/{id}", get(incident_show).post(incident_change))
         .route("/v1/verify", get(verify_status).post(verify_start))
         .route("/v1/admin/reload", post(reload))
         .route("/v1/webhooks", get(webhooks))
@@ -450,6 +452,127 @@ async fn run_scope(app: &App, request: scope::Request, user: String) -> Result<s
         scope::RunError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     })
+}
+
+/// `GET /v1/incidents` (analyst): every incident, in order of opening.
+async fn incidents_list(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&app, &headers, Role::Analyst) {
+        return r;
+    }
+    let dir = app.dir.clone();
+    match tokio::task::spawn_blocking(move || incident::Incidents::load(&dir)).await {
+        Ok(Ok(all)) => {
+            let list: Vec<serde_json::Value> = all
+                .list()
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "id": i.id, "title": i.title, "state": i.state(), "alerts": i.alerts,
+                        "aware_time": i.aware_time, "material_time": i.material_time,
+                        "contained_time": i.contained_time, "opened_time": i.opened_at, "opened_by": i.opened_by,
+                    })
+                })
+                .collect();
+            answer(StatusCode::OK, serde_json::Value::Array(list))
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the incident reader failed"),
+    }
+}
+
+/// The answer to an incident operation that failed.
+fn incident_error(e: incident::Error) -> Response {
+    match e {
+        incident::Error::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+        incident::Error::Usage(m) => error(StatusCode::BAD_REQUEST, m),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ShowQuery {
+    now: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}` (analyst): the incident with its scope (recorded
+/// in the audit chain with the token's name) and each regime's clock, by
+/// the regimes and organisation profile the server was started with.
+async fn incident_show(
+    State(app): AppState,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let caller = match bearer(&app, &headers, Role::Analyst) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let now = match q.now.as_deref().map(parse_time).transpose() {
+        Ok(t) => t.unwrap_or_else(incident::now_ms),
+        Err(m) => return error(StatusCode::BAD_REQUEST, format!("now: {m}")),
+    };
+    let user = recorded_user(&caller, &headers);
+    let rules = Arc::clone(&app.incidents);
+    match with_store(&app, move |st| incident::show(st, &id, &rules.regimes, &rules.org, now, &user)).await {
+        Ok(Ok(shown)) => answer(StatusCode::OK, serde_json::to_value(&shown).unwrap_or_default()),
+        Ok(Err(e)) => incident_error(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OpenBody {
+    from_alert: String,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// `POST /v1/incidents` (analyst): opens an incident from a stored finding; `{"id": ...}`.
+async fn incident_open(State(app): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match bearer(&app, &headers, Role::Analyst) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let b: OpenBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an incident to open: {e}")),
+    };
+    let user = recorded_user(&caller, &headers);
+    let work =
+        move |st: &mut store::Store| incident::open(st, &b.from_alert, b.title.as_deref(), &user, incident::now_ms());
+    match with_store(&app, work).await {
+        Ok(Ok(inc)) => answer(StatusCode::OK, serde_json::json!({"id": inc.id, "alerts": inc.alerts})),
+        Ok(Err(e)) => incident_error(e),
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/incidents/{id}` (analyst): records one change (the JSON of
+/// `incident::Change`, e.g. `{"aware": {"time": MS}}`) with the token's name.
+async fn incident_change(
+    State(app): AppState,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let caller = match bearer(&app, &headers, Role::Analyst) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let change: incident::Change = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an incident change: {e}")),
+    };
+    let user = recorded_user(&caller, &headers);
+    let work = move |st: &mut store::Store| incident::change(st, &id, change, &user, incident::now_ms());
+    match with_store(&app, work).await {
+        Ok(Ok(inc)) => answer(
+            StatusCode::OK,
+            serde_json::json!({"id": inc.id, "state": inc.state(), "alerts": inc.alerts, "aware_time": inc.aware_time}),
+        ),
+        Ok(Err(e)) => incident_error(e),
+        Err(r) => r,
+    }
 }
 
 /// `GET /v1/store` (analyst): the ledger's head, the latest signed

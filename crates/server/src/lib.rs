@@ -145,6 +145,16 @@ pub struct Options {
     pub net: listen::Net,
     /// The inline check's options.
     pub check: CheckOptions,
+    /// The breach-notification regimes incidents are clocked by, and the organisation profile.
+    pub incidents: Incidents,
+}
+
+/// What `GET /v1/incidents/{id}` clocks incidents by.
+pub struct Incidents {
+    /// The regimes (built in, or with a directory's files).
+    pub regimes: incident::Regimes,
+    /// The organisation profile.
+    pub org: incident::Org,
 }
 
 /// The inline check's options beyond issuance.
@@ -206,6 +216,8 @@ pub(crate) struct App {
     dir: PathBuf,
     /// The last `verify` run through the API, and whether one runs now.
     verify: Mutex<VerifyState>,
+    /// Regimes and organisation profile for incidents.
+    incidents: Arc<Incidents>,
 }
 
 /// The delivery threads, one per receiver, each with its own stop flag.
@@ -510,6 +522,7 @@ pub fn run(
         webhook_policy,
         net,
         check: check_options,
+        incidents,
     } = opts;
     // A bad certificate is a one-line error before anything starts.
     let tls = net.tls.as_ref().map(listen::acceptor).transpose()?;
@@ -584,6 +597,7 @@ pub fn run(
         config_path,
         dir: dir.clone(),
         verify: Mutex::new(VerifyState::default()),
+        incidents: Arc::new(incidents),
         requests: AtomicU64::new(0),
         metrics: metrics_handle(),
     });

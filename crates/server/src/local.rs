@@ -161,6 +161,28 @@ impl Local {
         serde_json::from_slice(&answer).map_err(|e| self.refused(format!("unexpected answer: {e}")))
     }
 
+    /// Opens an incident in the server's store, recorded as `token:local for USER`; its id.
+    pub fn incident_open(&self, from_alert: &str, title: Option<&str>, user: &str) -> Result<String, LocalError> {
+        let body = serde_json::json!({"from_alert": from_alert, "title": title}).to_string();
+        let answer = self.post("/v1/incidents", user, body.as_bytes())?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| self.refused(format!("unexpected answer: {e}")))?;
+        v["id"].as_str().map(str::to_owned).ok_or_else(|| self.refused("unexpected answer: no id".into()))
+    }
+
+    /// Records a change to an incident in the server's store; the incident's state after it.
+    pub fn incident_change(
+        &self,
+        id: &str,
+        change: &incident::Change,
+        user: &str,
+    ) -> Result<serde_json::Value, LocalError> {
+        let body = serde_json::to_vec(change).map_err(|e| LocalError::Usage(e.to_string()))?;
+        let path = format!("/v1/incidents/{}", id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', ""));
+        let answer = self.post(&path, user, &body)?;
+        serde_json::from_slice(&answer).map_err(|e| self.refused(format!("unexpected answer: {e}")))
+    }
+
     /// Records a query done outside the server (an export that read the
     /// ledger) in the store's audit chain.
     pub fn audit(&self, entry: &store::Audit) -> Result<(), LocalError> {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use incident::{Change, Incident, Org, Regimes};
 
 use super::scope::parse_time;
@@ -211,11 +211,33 @@ fn yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-fn open_store(dir: &std::path::Path) -> Result<store::Store> {
+/// The store, opened here, or the running `serve` that holds it.
+enum Access {
+    Store(Box<store::Store>),
+    Server(server::local::Local),
+}
+
+fn access(dir: &std::path::Path) -> Result<Access> {
     if !dir.join("ledger").is_dir() {
         bail!("{} is not a piiwatch store (no ledger/)", dir.display());
     }
-    store::Store::open(dir, store::Options::default()).with_context(|| format!("cannot open store {}", dir.display()))
+    match store::Store::open(dir, store::Options::default()) {
+        Ok(st) => Ok(Access::Store(Box::new(st))),
+        Err(held @ store::Error::Locked { .. }) => {
+            match server::local::Local::discover(dir).map_err(anyhow::Error::msg)? {
+                Some(local) => Ok(Access::Server(local)),
+                None => Err(anyhow::Error::new(held).context(format!("cannot open store {}", dir.display()))),
+            }
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot open store {}", dir.display()))),
+    }
+}
+
+fn local_fail(e: server::local::LocalError) -> anyhow::Error {
+    match e {
+        server::local::LocalError::Usage(m) => anyhow::Error::new(super::Usage(m)),
+        e => anyhow::Error::new(e),
+    }
 }
 
 /// An incident error as the CLI reports it (a usage error exits 2).
@@ -251,9 +273,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let now = incident::now_ms();
     let (one, change) = match args.command {
         Sub::Open { at, from_alert, title } => {
-            let mut st = open_store(&at.store)?;
-            let inc = incident::open(&mut st, &from_alert, title.as_deref(), &by, now).map_err(fail)?;
-            writeln!(out, "{}", inc.id)?;
+            let id = match access(&at.store)? {
+                Access::Store(mut st) => {
+                    incident::open(&mut st, &from_alert, title.as_deref(), &by, now).map_err(fail)?.id
+                }
+                Access::Server(local) => local.incident_open(&from_alert, title.as_deref(), &by).map_err(local_fail)?,
+            };
+            writeln!(out, "{id}")?;
             return Ok(());
         }
         Sub::List { at, format } => {
@@ -265,8 +291,15 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         }
         Sub::Show { one, rules: r, now: at, format } => {
             let (regimes, org) = rules(&r)?;
-            let mut st = open_store(&one.store)?;
-            let shown = incident::show(&mut st, &one.id, &regimes, &org, at.unwrap_or(now), &by).map_err(fail)?;
+            let at = at.unwrap_or(now);
+            let shown = match access(&one.store)? {
+                Access::Store(mut st) => incident::show(&mut st, &one.id, &regimes, &org, at, &by).map_err(fail)?,
+                // The server answers (and records) the scope; the rest is read from the ledger here.
+                Access::Server(local) => incident::show_with(&one.store, &one.id, &regimes, &org, at, &mut |r| {
+                    local.scope(r, &by).map(|o| o.summary).map_err(|e| incident::Error::Scope(e.to_string()))
+                })
+                .map_err(fail)?,
+            };
             return show(&shown, format, out);
         }
         Sub::Sent { one, rules: r, regime, clock, at, count } => {
@@ -287,9 +320,22 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         Sub::Reopen { one, why } => (one, Change::Reopen { why }),
     };
     let name = change.name();
-    let mut st = open_store(&one.store)?;
-    let inc = incident::change(&mut st, &one.id, change, &by, now).map_err(fail)?;
-    writeln!(out, "{}: {name} recorded ({}, {} findings)", inc.id, inc.state(), inc.alerts.len())?;
+    match access(&one.store)? {
+        Access::Store(mut st) => {
+            let inc = incident::change(&mut st, &one.id, change, &by, now).map_err(fail)?;
+            writeln!(out, "{}: {name} recorded ({}, {} findings)", inc.id, inc.state(), inc.alerts.len())?;
+        }
+        Access::Server(local) => {
+            let v = local.incident_change(&one.id, &change, &by).map_err(local_fail)?;
+            let n = v["alerts"].as_array().map_or(0, Vec::len);
+            writeln!(
+                out,
+                "{}: {name} recorded ({}, {n} findings)",
+                v["id"].as_str().unwrap_or(&one.id),
+                v["state"].as_str().unwrap_or("?")
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -24,6 +24,13 @@ pub struct Args {
     /// if the new one does not parse.
     #[arg(long)]
     directory: Option<PathBuf>,
+    /// Regime files for incidents' clocks (`GET /v1/incidents/{id}`),
+    /// replacing or adding to the built-in ones; also `PIIWATCH_REGIMES`.
+    #[arg(long, value_name = "DIR", env = "PIIWATCH_REGIMES")]
+    regimes: Option<PathBuf>,
+    /// The organisation profile incidents are clocked by (TOML).
+    #[arg(long, value_name = "FILE")]
+    org: Option<PathBuf>,
     /// Sigma rules directory (not evaluated yet: a warning says so).
     #[arg(long)]
     rules: Option<PathBuf>,
@@ -144,7 +151,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(r) = &args.rules {
         tracing::warn!(rules = %r.display(), "Sigma rules are not evaluated yet; only the built-in detectors run");
     }
+    let (regimes, org) = super::incident::load_rules(args.regimes.as_deref(), args.org.as_deref())?;
     let opts = server::Options {
+        incidents: server::Incidents { regimes, org },
         store: args.store.clone(),
         listen: args.listen,
         config,
