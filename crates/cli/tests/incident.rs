@@ -446,4 +446,32 @@ fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_
     }
     let ledger = support::ledger::ledger_text(&store_dir);
     assert!(ledger.contains("\"command\":\"report (notices)\"") && ledger.contains("\"reidentified\":true"));
+
+    // With the organisation's revenue, the fine estimate: labelled, computed from the regimes' ceilings.
+    let org = tmp.path().join("org.toml");
+    std::fs::write(&org, "name = \"Example Shop\"\nrevenue = { amount = 41000000000000, currency = \"KRW\" }\n")
+        .expect("org");
+    let out2 = tmp.path().join("out2");
+    ok(&[
+        "report",
+        "--store",
+        store,
+        "--incident",
+        "INC-1",
+        "--out",
+        out2.to_str().expect("utf-8"),
+        "--org",
+        org.to_str().expect("utf-8"),
+    ]);
+    let html = std::fs::read_to_string(out2.join("report.html")).expect("report.html");
+    assert!(html.contains("Fine estimate") && html.contains("not legal advice"));
+    assert!(html.contains("KRW 1,230,000,000,000 (3 % of revenue)"), "PIPA's 3 %");
+    assert!(html.contains("KRW 4,100,000,000,000 (10 % of revenue)"), "PIPA's 10 % from 2026-09-11");
+    assert!(html.contains("EUR 10,000,000"), "GDPR's fixed ceiling");
+    let us: Value =
+        serde_json::from_slice(&std::fs::read(out2.join("drafts/us-ca-1798.82.json")).expect("json")).expect("JSON");
+    assert_eq!(
+        (us["items"]["notifier_identity"]["value"].as_str(), us["items"]["notifier_identity"]["source"].as_str()),
+        (Some("Example Shop"), Some("org"))
+    );
 }

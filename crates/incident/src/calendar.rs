@@ -161,24 +161,24 @@ impl Calendar {
     /// The day a count of `n` business days after `trigger` ends on (Form
     /// 8-K General Instruction B.1): the trigger day itself does not count
     /// when it is a business day; when it is not, the next business day
-    /// counts as day 1.
-    pub fn business_days_after(&self, trigger: Date, n: u32, extra: &[Date]) -> Date {
+    /// counts as day 1. `None` past the last representable date.
+    pub fn business_days_after(&self, trigger: Date, n: u32, extra: &[Date]) -> Option<Date> {
         let mut day = trigger;
         let mut left = n;
         if !self.is_business_day(day, extra) {
             // Day 1 is the next business day.
             while !self.is_business_day(day, extra) {
-                day = day.tomorrow().unwrap_or(day);
+                day = day.tomorrow().ok()?;
             }
             left = left.saturating_sub(1);
         }
         while left > 0 {
-            day = day.tomorrow().unwrap_or(day);
+            day = day.tomorrow().ok()?;
             if self.is_business_day(day, extra) {
                 left -= 1;
             }
         }
-        day
+        Some(day)
     }
 }
 
@@ -186,6 +186,12 @@ impl Calendar {
 mod tests {
     use super::*;
     use jiff::civil::date;
+
+    impl Calendar {
+        fn business_days_after_ok(&self, d: Date, n: u32, extra: &[Date]) -> Date {
+            self.business_days_after(d, n, extra).expect("a date")
+        }
+    }
 
     fn us() -> Calendar {
         let c: Calendar = toml::from_str(include_str!("../../../regimes/us-federal.toml")).expect("parses");
@@ -224,16 +230,16 @@ mod tests {
     fn sec_business_days_follow_instruction_b1() {
         let c = us();
         // Monday determination: due Friday.
-        assert_eq!(c.business_days_after(date(2026, 12, 7), 4, &[]), date(2026, 12, 11));
+        assert_eq!(c.business_days_after_ok(date(2026, 12, 7), 4, &[]), date(2026, 12, 11));
         // Saturday: Monday is day 1, due Thursday.
-        assert_eq!(c.business_days_after(date(2026, 12, 5), 4, &[]), date(2026, 12, 10));
+        assert_eq!(c.business_days_after_ok(date(2026, 12, 5), 4, &[]), date(2026, 12, 10));
         // Over Thanksgiving (Thu 2026-11-26).
-        assert_eq!(c.business_days_after(date(2026, 11, 25), 4, &[]), date(2026, 12, 2));
+        assert_eq!(c.business_days_after_ok(date(2026, 11, 25), 4, &[]), date(2026, 12, 2));
         // Over Christmas and the observed New Year's Day 2028 (Fri 2027-12-31).
-        assert_eq!(c.business_days_after(date(2027, 12, 22), 4, &[]), date(2027, 12, 29));
-        assert_eq!(c.business_days_after(date(2027, 12, 28), 4, &[]), date(2028, 1, 4));
+        assert_eq!(c.business_days_after_ok(date(2027, 12, 22), 4, &[]), date(2027, 12, 29));
+        assert_eq!(c.business_days_after_ok(date(2027, 12, 28), 4, &[]), date(2028, 1, 4));
         // A closure by order (2025-01-09) is skipped; one from the profile too.
-        assert_eq!(c.business_days_after(date(2025, 1, 6), 4, &[]), date(2025, 1, 13));
-        assert_eq!(c.business_days_after(date(2026, 12, 7), 4, &[date(2026, 12, 9)]), date(2026, 12, 14));
+        assert_eq!(c.business_days_after_ok(date(2025, 1, 6), 4, &[]), date(2025, 1, 13));
+        assert_eq!(c.business_days_after_ok(date(2026, 12, 7), 4, &[date(2026, 12, 9)]), date(2026, 12, 14));
     }
 }

@@ -176,7 +176,7 @@ pub fn due(rule: &ClockRule, trigger: i64, regimes: &Regimes, org: &Org) -> Opti
             let cal = regimes.calendars.get(rule.calendar.as_deref()?)?;
             let (h, m) = parse_cutoff(rule.cutoff.as_deref()?)?;
             let date = ts(trigger)?.to_zoned_datetime(tz.clone()).date();
-            let day = cal.business_days_after(date, rule.n, &org.closures);
+            let day = cal.business_days_after(date, rule.n, &org.closures)?;
             Some(day.at(h, m, 0, 0).to_zoned_datetime(tz).ok()?.timestamp().as_millisecond())
         }
     }

@@ -143,7 +143,8 @@ fn kind_ko(k: &str) -> &str {
     }
 }
 
-fn num(n: u64) -> String {
+/// `n` with thousands separators.
+pub fn num(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {

@@ -85,7 +85,13 @@ impl Org {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| crate::regime::RuleError { file: file.clone(), reason: format!("cannot read: {e}") })?;
-        toml::from_str(&text).map_err(|e| {
+        Self::parse(&file, &text)
+    }
+
+    /// A profile from its text; errors name `file`, the line and the reason.
+    pub fn parse(file: &str, text: &str) -> Result<Self, crate::regime::RuleError> {
+        let file = file.to_owned();
+        toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             crate::regime::RuleError {
                 file,

@@ -138,6 +138,28 @@ pub struct Version {
     pub item: Vec<ItemRule>,
 }
 
+/// A ceiling for the fine estimate.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fine {
+    /// `percent_of_revenue`, `fixed`, or `higher_of_fixed_or_percent`.
+    pub basis: String,
+    /// Percent of the organisation's revenue.
+    #[serde(default)]
+    pub percent: Option<f64>,
+    /// A fixed amount.
+    #[serde(default)]
+    pub amount: Option<f64>,
+    /// The fixed amount's currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// How sure.
+    pub conf: Conf,
+    /// What it is and when it applies.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
 /// A regime file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +184,9 @@ pub struct Regime {
     pub tz: Option<String>,
     /// Its versions, by the date from which they apply.
     pub version: Vec<Version>,
+    /// Ceilings for the report's fine estimate.
+    #[serde(default)]
+    pub fine: Vec<Fine>,
 }
 
 impl Regime {
@@ -215,6 +240,14 @@ impl Regimes {
         for (file, text) in BUILT_IN {
             r.add(file, text)?;
         }
+        r.check()?;
+        Ok(r)
+    }
+
+    /// The built-in regimes with one more file's (for the fuzz target and tests).
+    pub fn with_file(file: &str, text: &str) -> Result<Self, RuleError> {
+        let mut r = Self::built_in()?;
+        r.add(file, text)?;
         r.check()?;
         Ok(r)
     }
@@ -289,9 +322,27 @@ fn check_regime(r: &Regime) -> Result<(), String> {
     if let Some(tz) = &r.tz {
         jiff::tz::TimeZone::get(tz).map_err(|e| format!("regime {:?}: time zone {tz:?}: {e}", r.id))?;
     }
+    for f in &r.fine {
+        let ok = match f.basis.as_str() {
+            "percent_of_revenue" => f.percent.is_some(),
+            "fixed" => f.amount.is_some() && f.currency.is_some(),
+            "higher_of_fixed_or_percent" => f.percent.is_some() && f.amount.is_some() && f.currency.is_some(),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "fine {:?}: percent_of_revenue (percent), fixed (amount, currency) or higher_of_fixed_or_percent (all three)",
+                f.basis
+            ));
+        }
+    }
     for v in &r.version {
         for (i, c) in v.clock.iter().enumerate() {
             let at = format!("version from {}, clock {:?}", v.from, c.id);
+            // A count this long is a mistake (or hostile): a business-day count walks it day by day.
+            if c.n > MAX_N {
+                return Err(format!("{at}: n = {} is over {MAX_N}", c.n));
+            }
             if v.clock[..i].iter().any(|o| o.id == c.id) {
                 return Err(format!("{at}: a second clock with this id"));
             }
@@ -357,6 +408,9 @@ fn check_regime(r: &Regime) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The longest count a clock may have (hours or days).
+pub const MAX_N: u32 = 100_000;
 
 /// `HH:MM` as (hour, minute).
 pub fn parse_cutoff(s: &str) -> Option<(i8, i8)> {

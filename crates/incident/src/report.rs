@@ -200,9 +200,74 @@ pub fn write(
     };
     let mut audits = Vec::new();
     store::audits(st.dir(), |a| audits.push(a))?;
-    let html = html(&shown, &buckets, &sources, &all_drafts, &checkpoint, &verified, &audits, st.dir());
+    let fines = fine_estimate(regimes, org, &applicable);
+    let html = html(&shown, &buckets, &sources, &all_drafts, &fines, &checkpoint, &verified, &audits, st.dir());
     std::fs::write(&written.report, html).map_err(io(&written.report))?;
     Ok(written)
+}
+
+/// One line of the fine estimate: the regime, the ceiling as text, its confidence and caveat.
+pub struct FineLine {
+    /// The regime.
+    pub regime: String,
+    /// The ceiling, computed from the profile's revenue where it is a share of it.
+    pub ceiling: String,
+    /// How sure.
+    pub conf: crate::Conf,
+    /// When it applies.
+    pub note: String,
+}
+
+fn money(v: f64, cur: &str) -> String {
+    format!("{cur} {}", crate::draft::num(v.round().max(0.0) as u64))
+}
+
+/// The ceilings of every applicable regime that has fines, from the profile's revenue.
+pub fn fine_estimate(regimes: &Regimes, org: &Org, applicable: &std::collections::BTreeSet<&str>) -> Vec<FineLine> {
+    let mut out = Vec::new();
+    for r in regimes.regimes.values().filter(|r| applicable.contains(r.id.as_str())) {
+        for f in &r.fine {
+            let share = |p: f64| org.revenue.as_ref().map(|rev| (rev.amount * p / 100.0, rev.currency.clone()));
+            let ceiling = match f.basis.as_str() {
+                "percent_of_revenue" => match share(f.percent.unwrap_or(0.0)) {
+                    Some((v, c)) => format!("up to {} ({} % of revenue)", money(v, &c), f.percent.unwrap_or(0.0)),
+                    None => format!(
+                        "up to {} % of total revenue (no revenue in the organisation profile)",
+                        f.percent.unwrap_or(0.0)
+                    ),
+                },
+                "fixed" => format!("up to {}", money(f.amount.unwrap_or(0.0), f.currency.as_deref().unwrap_or(""))),
+                _ => {
+                    let fixed = money(f.amount.unwrap_or(0.0), f.currency.as_deref().unwrap_or(""));
+                    match share(f.percent.unwrap_or(0.0)) {
+                        Some((v, c)) if Some(c.as_str()) == f.currency.as_deref() => {
+                            format!(
+                                "up to {} (the higher of {fixed} and {} % of turnover)",
+                                money(v.max(f.amount.unwrap_or(0.0)), &c),
+                                f.percent.unwrap_or(0.0)
+                            )
+                        }
+                        Some((v, c)) => format!(
+                            "up to the higher of {fixed} and {} ({} % of turnover)",
+                            money(v, &c),
+                            f.percent.unwrap_or(0.0)
+                        ),
+                        None => format!(
+                            "up to the higher of {fixed} and {} % of worldwide turnover",
+                            f.percent.unwrap_or(0.0)
+                        ),
+                    }
+                }
+            };
+            out.push(FineLine {
+                regime: r.id.clone(),
+                ceiling,
+                conf: f.conf,
+                note: f.note.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
 }
 
 fn esc(s: &str) -> String {
@@ -372,6 +437,7 @@ fn html(
     buckets: &[Bucket],
     sources: &[Source],
     drafts: &[Draft],
+    fines: &[FineLine],
     checkpoint: &str,
     verified: &str,
     audits: &[store::Audit],
@@ -592,6 +658,21 @@ fn html(
         );
     }
     h.push_str("</ul></section>");
+    // The fine estimate.
+    if !fines.is_empty() {
+        h.push_str("<section><h2>Fine estimate</h2><p class=\"note\"><b>An estimate of the legal ceilings, not a prediction and not legal advice.</b> Ceilings in the law as the research summary reads it; what a regulator imposes depends on facts this report does not weigh.</p><table><tr><th>regime</th><th>ceiling</th><th>confidence</th><th>when</th></tr>");
+        for f in fines {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>",
+                esc(&f.regime),
+                esc(&f.ceiling),
+                f.conf,
+                esc(&f.note)
+            );
+        }
+        h.push_str("</table></section>");
+    }
     // Evidence appendix.
     let _ = write!(
         h,

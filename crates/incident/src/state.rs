@@ -71,6 +71,33 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// A just-opened incident.
+    pub fn opened(id: &str, title: &str, from_alert: &str, at: i64, by: &str, alerts: &[String]) -> Self {
+        Incident {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            from_alert: from_alert.to_owned(),
+            opened_at: at,
+            opened_by: by.to_owned(),
+            alerts: alerts.iter().cloned().collect(),
+            aware_time: None,
+            material_time: None,
+            contained_time: None,
+            closed: None,
+            notes: Vec::new(),
+            facts: Vec::new(),
+            high_risk: None,
+            filled: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Applies one change (the fold of the ledger's records; tests and the fuzz target too).
+    pub fn apply_change(&mut self, r: &Record) {
+        self.apply(r);
+    }
+
     /// `open`, `contained` or `closed`.
     pub fn state(&self) -> &'static str {
         if self.closed.is_some() {
@@ -151,24 +178,7 @@ impl Incidents {
             if list.iter().any(|i| i.id == r.incident) {
                 return Err(format!("incident {} is opened twice", r.incident));
             }
-            let mut i = Incident {
-                id: r.incident.clone(),
-                title: title.clone(),
-                from_alert: from_alert.clone(),
-                opened_at: r.at,
-                opened_by: r.by.clone(),
-                alerts: alerts.iter().cloned().collect(),
-                aware_time: None,
-                material_time: None,
-                contained_time: None,
-                closed: None,
-                notes: Vec::new(),
-                facts: Vec::new(),
-                high_risk: None,
-                filled: BTreeMap::new(),
-                sent: BTreeMap::new(),
-                history: Vec::new(),
-            };
+            let mut i = Incident::opened(&r.incident, title, from_alert, r.at, &r.by, alerts);
             i.history.push(r);
             list.push(i);
             return Ok(());
