@@ -66,6 +66,10 @@ enum Command {
     /// An incident's report (self-contained HTML with charts, scope and
     /// evidence) and each applicable regime's drafts with every required item.
     Report(commands::report::Args),
+    /// The posture audit: keys never rotated or whose custodian left,
+    /// offboarded principals still active, reading beyond the usual, silent
+    /// log sources; each with its evidence and what to do.
+    Audit(commands::audit::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => commands::webhook::run(args, out),
         Command::Incident(args) => commands::incident::run(args, out),
         Command::Report(args) => commands::report::run(args, out),
+        Command::Audit(args) => commands::audit::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,6 +101,8 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         vec!["incident", "list", "--store", s(&store)],
         vec!["incident", "show", "--store", s(&store), "INC-1"],
         vec!["incident", "show", "--store", s(&store), "INC-1", "--format", "json"],
+        vec!["audit", "--store", s(&store), "--directory", s(&directory)],
+        vec!["audit", "--store", s(&store), "--format", "json"],
     ];
     for args in &all {
         assert_quiet(args, &closed_stdout(args));
