@@ -203,6 +203,12 @@ fn an_incident_runs_from_finding_to_clocks_with_scope_equal_to_scope() {
     let ag = clock(&s, "us-ca-1798.82", "attorney-general");
     assert_eq!(ag["applies"], "yes");
     assert_eq!(ag["due_time"], ms("2027-01-05T08:00:00Z") - 1);
+    // A possible leak (PIPA Art. 34(2), from 2026-09-11): 72 hours to tell every subject possibly affected.
+    ok(&["incident", "possible", "--store", store, "INC-1", "--at", "2026-12-09T00:00:00Z"]);
+    let s = show(store, "INC-1", &["--now", "2026-12-11T00:00:00Z"]);
+    let p = clock(&s, "kr-pipa-notice", "possibility");
+    assert_eq!((p["due_time"].as_i64(), p["conf"].as_str()), (Some(ms("2026-12-12T00:00:00Z")), Some("single_source")));
+    assert!(!p["missing"].to_string().contains("followup_commitment"), "drafted from the store: {p}");
     // Assessed not high risk: Art. 34 does not apply, and says why.
     assert!(s["clocks"].as_array().expect("clocks").iter().all(|c| c["regime"] != "gdpr-art34"));
     assert!(s["not_applicable"].to_string().contains("assessed not high risk"));
@@ -228,7 +234,7 @@ fn an_incident_runs_from_finding_to_clocks_with_scope_equal_to_scope() {
         .iter()
         .map(|r| r["change"].as_object().expect("change").keys().next().expect("name").as_str())
         .collect();
-    assert_eq!(names, ["open", "aware", "material", "unlink", "sent", "sent", "sent", "assess", "fact"]);
+    assert_eq!(names, ["open", "aware", "material", "unlink", "sent", "sent", "sent", "assess", "fact", "possible"]);
     assert!(history.iter().all(|r| r["by"].as_str().is_some_and(|b| !b.is_empty()) && r["at"].as_i64().is_some()));
     ok(&["verify", "--store", store]);
     // Each show's scope is an audited query.

@@ -51,6 +51,13 @@ pub enum Change {
         /// The moment.
         time: i64,
     },
+    /// When the organisation became aware of a *possible* leak whose subjects
+    /// are hard to identify (PIPA Art. 34(2) from 2026-09-11: notify every
+    /// subject possibly affected).
+    Possible {
+        /// The moment.
+        time: i64,
+    },
     /// When the organisation determined the incident material (SEC Item 1.05).
     Material {
         /// The moment.
@@ -115,6 +122,7 @@ impl Change {
             Change::Unlink { .. } => "unlink",
             Change::Note { .. } => "note",
             Change::Aware { .. } => "aware",
+            Change::Possible { .. } => "possible",
             Change::Material { .. } => "material",
             Change::Contain { .. } => "contain",
             Change::Fact { .. } => "fact",

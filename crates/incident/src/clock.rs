@@ -29,6 +29,7 @@ pub const FROM_STORE: &[&str] = &[
     "incident_cause",
     "damage_details",
     "notice_date",
+    "followup_commitment",
 ];
 
 /// Where a clock stands.
@@ -223,12 +224,14 @@ pub fn clocks(
                     .push(format!("not known whether the organisation is an {} (--org)", fact.replace('_', " "))),
             }
         }
-        let version = r.version_for(aware_date(r, inc.aware_time));
+        let version = r.version_for(aware_date(r, inc.aware_time.or(inc.possible_time)));
         for rule in &version.clock {
             // `fact`: one clock per fact confirmed.
             let instances: Vec<(String, Option<i64>, Option<String>)> = match rule.trigger.as_str() {
                 "aware" => vec![(rule.id.clone(), inc.aware_time, None)],
                 "material" => vec![(rule.id.clone(), inc.material_time, None)],
+                // Shown only once a possible leak is recorded: most incidents have none.
+                "possible" => inc.possible_time.map(|t| (rule.id.clone(), Some(t), None)).into_iter().collect(),
                 "fact" => inc
                     .facts
                     .iter()
@@ -341,6 +344,7 @@ fn missing_items(
             Some("late") => late,
             Some("undetermined") => false,
             Some("unique_identifying") => unique,
+            Some("possible") => inc.possible_time.is_some(),
             _ => true,
         };
         let from_org = match item.id.as_str() {

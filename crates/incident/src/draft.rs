@@ -110,6 +110,7 @@ fn ko(id: &str) -> &str {
         "incident_cause" => "사고 원인",
         "damage_details" => "피해 내용",
         "response_status" => "대응 현황",
+        "followup_commitment" => "추가 통지 예정 안내",
         _ => id,
     }
 }
@@ -243,6 +244,13 @@ fn from_store(id: &str, s: &Shown, lang: &str) -> Option<String> {
             }
         }
         "notice_date" => time(Some(s.now)).chars().take(10).collect(),
+        "followup_commitment" => {
+            if k {
+                "유출 여부가 확인되는 대로 다시 알려 드리겠습니다.".into()
+            } else {
+                "We will write to you again as soon as we know whether your data was affected.".into()
+            }
+        }
         _ => return None,
     })
 }
@@ -262,6 +270,7 @@ pub fn draft(regime: &Regime, s: &Shown, org: &Org, lang: &str, unique_identifyi
         let needed = match it.when.as_deref() {
             Some("late") => late,
             Some("unique_identifying") => unique_identifying,
+            Some("possible") => s.possible_time.is_some(),
             _ => true,
         };
         let (value, source) = if let Some(e) = s.filled.get(&it.id) {

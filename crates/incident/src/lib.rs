@@ -249,6 +249,8 @@ pub struct Shown {
     pub title: String,
     /// `open`, `contained` or `closed`.
     pub state: &'static str,
+    /// When the organisation became aware of a possible leak (PIPA Art. 34(2)).
+    pub possible_time: Option<i64>,
     /// When it was determined material.
     pub material_time: Option<i64>,
     /// When the access was stopped.
@@ -333,6 +335,7 @@ pub fn show_with(
         clocks,
         title: inc.title.clone(),
         state: inc.state(),
+        possible_time: inc.possible_time,
         material_time: inc.material_time,
         contained_time: inc.contained_time,
         closed: inc.closed.clone(),

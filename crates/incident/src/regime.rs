@@ -77,7 +77,8 @@ pub struct ClockRule {
     pub id: String,
     /// Who is told.
     pub recipient: String,
-    /// `aware`, `material`, `fact` (one clock per fact confirmed) or `sent:CLOCK`.
+    /// `aware`, `possible` (a possible leak, shown once recorded), `material`,
+    /// `fact` (one clock per fact confirmed) or `sent:CLOCK`.
     pub trigger: String,
     /// How it is counted.
     pub kind: Kind,
@@ -113,7 +114,7 @@ pub struct ItemRule {
     pub id: String,
     /// How sure it is required.
     pub conf: Conf,
-    /// Only in some cases: `late`, `undetermined`, `unique_identifying`.
+    /// Only in some cases: `late`, `undetermined`, `unique_identifying`, `possible`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
     /// A caveat.
@@ -347,12 +348,12 @@ fn check_regime(r: &Regime) -> Result<(), String> {
                 return Err(format!("{at}: a second clock with this id"));
             }
             match c.trigger.as_str() {
-                "aware" | "material" | "fact" => {}
+                "aware" | "possible" | "material" | "fact" => {}
                 t => match t.strip_prefix("sent:") {
                     Some(other) if v.clock.iter().any(|o| o.id == other && o.id != c.id) => {}
                     _ => {
                         return Err(format!(
-                            "{at}: trigger {t:?} is not aware, material, fact or sent:CLOCK of this version"
+                            "{at}: trigger {t:?} is not aware, possible, material, fact or sent:CLOCK of this version"
                         ));
                     }
                 },
@@ -400,9 +401,12 @@ fn check_regime(r: &Regime) -> Result<(), String> {
         }
         for it in &v.item {
             if let Some(w) = &it.when
-                && !matches!(w.as_str(), "late" | "undetermined" | "unique_identifying")
+                && !matches!(w.as_str(), "late" | "undetermined" | "unique_identifying" | "possible")
             {
-                return Err(format!("item {:?}: when {w:?}: late, undetermined or unique_identifying", it.id));
+                return Err(format!(
+                    "item {:?}: when {w:?}: late, undetermined, unique_identifying or possible",
+                    it.id
+                ));
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct Incident {
     pub alerts: BTreeSet<String>,
     /// When the organisation became aware.
     pub aware_time: Option<i64>,
+    /// When the organisation became aware of a possible leak (PIPA Art. 34(2)).
+    pub possible_time: Option<i64>,
     /// When it was determined material.
     pub material_time: Option<i64>,
     /// When the access was stopped.
@@ -81,6 +83,7 @@ impl Incident {
             opened_by: by.to_owned(),
             alerts: alerts.iter().cloned().collect(),
             aware_time: None,
+            possible_time: None,
             material_time: None,
             contained_time: None,
             closed: None,
@@ -121,6 +124,7 @@ impl Incident {
             }
             Change::Note { text } => self.notes.push(entry(text, None)),
             Change::Aware { time } => self.aware_time = Some(*time),
+            Change::Possible { time } => self.possible_time = Some(*time),
             Change::Material { time } => self.material_time = Some(*time),
             Change::Contain { time } => self.contained_time = Some(*time),
             Change::Fact { time, text } => self.facts.push(entry(text, Some(*time))),

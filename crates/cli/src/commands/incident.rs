@@ -117,6 +117,16 @@ enum Sub {
         #[arg(long, value_parser = parse_time)]
         at: i64,
     },
+    /// When the organisation became aware of a possible leak whose subjects
+    /// are hard to identify (PIPA Art. 34(2) from 2026-09-11: 72 hours to
+    /// notify every subject possibly affected).
+    Possible {
+        #[command(flatten)]
+        one: One,
+        /// RFC 3339 or epoch ms.
+        #[arg(long, value_parser = parse_time)]
+        at: i64,
+    },
     /// When the organisation determined the incident material (SEC Item 1.05's clock).
     Material {
         #[command(flatten)]
@@ -312,6 +322,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         Sub::Note { one, text } => (one, Change::Note { text }),
         Sub::Aware { one, at } => (one, Change::Aware { time: at }),
         Sub::Material { one, at } => (one, Change::Material { time: at }),
+        Sub::Possible { one, at } => (one, Change::Possible { time: at }),
         Sub::Contain { one, at } => (one, Change::Contain { time: at }),
         Sub::Fact { one, at, text } => (one, Change::Fact { time: at, text }),
         Sub::Assess { one, high_risk, why } => (one, Change::Assess { high_risk, why }),
