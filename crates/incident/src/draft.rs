@@ -121,7 +121,8 @@ fn en(id: &str) -> String {
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
-fn class_ko(c: &str) -> &str {
+/// A field class's name in Korean.
+pub fn class_ko(c: &str) -> &str {
     match c {
         "name" => "이름",
         "phone" => "전화번호",

@@ -213,25 +213,6 @@ pub fn scope_query(inc: &Incident, all: &[Finding]) -> Option<ScopeQuery> {
     Some(ScopeQuery { expr, from, left_out, context })
 }
 
-/// A linked finding, briefly.
-#[derive(Clone, Debug, Serialize)]
-pub struct Brief {
-    /// Its uid.
-    pub uid: String,
-    /// The detector.
-    pub analytic: String,
-    /// Its title.
-    pub title: String,
-    /// Severity 1 to 5.
-    pub severity_id: i64,
-    /// First event time covered.
-    pub first_seen_time: i64,
-    /// Last event time covered.
-    pub last_seen_time: i64,
-    /// A standing weakness, linked for context and not scoped.
-    pub posture: bool,
-}
-
 /// An incident as `incident show` prints it (the contract's fields first).
 #[derive(Clone, Debug, Serialize)]
 pub struct Shown {
@@ -267,8 +248,8 @@ pub struct Shown {
     pub scope_query: Option<ScopeQuery>,
     /// `scope_query` as a command.
     pub scope_command: Option<String>,
-    /// The linked findings.
-    pub findings: Vec<Brief>,
+    /// The linked findings (as stored: customer ids pseudonymised).
+    pub findings: Vec<Finding>,
     /// Regimes and clocks that do not apply, and why.
     pub not_applicable: Vec<NotApplicable>,
     /// Notes.
@@ -344,18 +325,7 @@ pub fn show_with(
         opened_by: inc.opened_by.clone(),
         scope_command: query.as_ref().map(|q| q.command(dir)),
         scope_query: query,
-        findings: linked
-            .iter()
-            .map(|f| Brief {
-                uid: f.uid.clone(),
-                analytic: f.analytic.clone(),
-                title: f.title.clone(),
-                severity_id: f.severity_id,
-                first_seen_time: f.first_seen_time,
-                last_seen_time: f.last_seen_time,
-                posture: f.posture,
-            })
-            .collect(),
+        findings: linked.into_iter().cloned().collect(),
         not_applicable,
         notes: inc.notes.clone(),
         facts: inc.facts.clone(),

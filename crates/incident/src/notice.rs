@@ -46,21 +46,6 @@ fn date(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
-fn class_ko(c: &str) -> &str {
-    match c {
-        "name" => "이름",
-        "phone" => "전화번호",
-        "address" => "주소",
-        "email" => "이메일",
-        "entrance_code" => "공동현관 출입번호",
-        "order_history" => "주문 내역",
-        "payment" => "결제 정보",
-        "birth_date" => "생년월일",
-        "national_id" => "주민등록번호",
-        _ => c,
-    }
-}
-
 /// How the data was read, from the linked findings' detectors.
 fn how(s: &Shown, ko: bool) -> String {
     let mut out: Vec<&str> = Vec::new();
@@ -121,7 +106,7 @@ fn text_ko(n: &Notice, s: &Shown, org: &Org) -> String {
         "개인정보 유출 통지. {who}는 {}부터 {}까지 귀하의 개인정보가 권한 없이 조회된 사실을 확인하였습니다. 유출된 항목: {}. 유출 경위: {}. 조치 사항: {what} 피해 최소화 방법: {you} 피해 구제 절차: {remedy} 권리 및 구제 방법: {rights} 문의: {contact}",
         n.first_exposure,
         n.last_exposure,
-        n.fields.iter().map(|f| class_ko(f)).collect::<Vec<_>>().join(", "),
+        n.fields.iter().map(|f| crate::draft::class_ko(f)).collect::<Vec<_>>().join(", "),
         how(s, true)
     )
 }

@@ -101,6 +101,15 @@ impl Incident {
         self.apply(r);
     }
 
+    /// One line of `incident list --format json` and `GET /v1/incidents`.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "title": self.title, "state": self.state(), "alerts": self.alerts,
+            "aware_time": self.aware_time, "possible_time": self.possible_time, "material_time": self.material_time,
+            "contained_time": self.contained_time, "opened_time": self.opened_at, "opened_by": self.opened_by,
+        })
+    }
+
     /// `open`, `contained` or `closed`.
     pub fn state(&self) -> &'static str {
         if self.closed.is_some() {

@@ -462,17 +462,7 @@ async fn incidents_list(State(app): AppState, headers: HeaderMap) -> Response {
     let dir = app.dir.clone();
     match tokio::task::spawn_blocking(move || incident::Incidents::load(&dir)).await {
         Ok(Ok(all)) => {
-            let list: Vec<serde_json::Value> = all
-                .list()
-                .iter()
-                .map(|i| {
-                    serde_json::json!({
-                        "id": i.id, "title": i.title, "state": i.state(), "alerts": i.alerts,
-                        "aware_time": i.aware_time, "material_time": i.material_time,
-                        "contained_time": i.contained_time, "opened_time": i.opened_at, "opened_by": i.opened_by,
-                    })
-                })
-                .collect();
+            let list: Vec<serde_json::Value> = all.list().iter().map(incident::Incident::summary).collect();
             answer(StatusCode::OK, serde_json::Value::Array(list))
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -395,12 +395,7 @@ fn list(all: &[Incident], format: Format, out: &mut dyn Write) -> Result<()> {
     match format {
         Format::Json => {
             for i in all {
-                let line = serde_json::json!({
-                    "id": i.id, "title": i.title, "state": i.state(), "alerts": i.alerts,
-                    "aware_time": i.aware_time, "material_time": i.material_time,
-                    "contained_time": i.contained_time, "opened_time": i.opened_at, "opened_by": i.opened_by,
-                });
-                writeln!(out, "{line}")?;
+                writeln!(out, "{}", i.summary())?;
             }
         }
         Format::Table => {
