@@ -107,8 +107,7 @@ pub fn write(
         }
         let mut seen = std::collections::BTreeSet::new();
         for f in shown.findings.iter().filter(|f| !f.posture) {
-            let Some(full) = crate::group::findings(st.dir())?.into_iter().find(|x| x.uid == f.uid) else { continue };
-            for (field, value) in &full.observables {
+            for (field, value) in &f.observables {
                 if matches!(field.as_str(), "src_endpoint.autonomous_system.number" | "src_endpoint.ip")
                     && seen.insert((field.clone(), value.clone()))
                 {
