@@ -413,6 +413,7 @@ fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_
     assert!(html.contains("intact:"), "verify's result is in the evidence");
     assert!(html.contains("piiwatch scope --store"), "the commands behind the numbers");
     assert!(html.contains("@media print"));
+    assert!(html.contains("Sources by country and network") && html.contains("<h3>Country</h3>"), "sources by country");
     // The report's breakdowns are recorded in the audit chain.
     let ledger = support::ledger::ledger_text(&store_dir);
     assert!(ledger.contains("\"command\":\"report\""));

@@ -183,7 +183,8 @@ fn bound() -> impl Strategy<Value = Option<i64>> {
 
 fn answer(store: &store::Store, text: &str, from: Option<i64>, to: Option<i64>, no_index: bool) -> scope::Answer {
     let expr = scope::parse(text).unwrap().with_principal_aliases(&|v| store.secret().pseudonym(v));
-    scope::scope(store, &Query { expr: Some(expr), from, to, no_prefilter: false, no_index }).unwrap()
+    scope::scope(store, &Query { expr: Some(expr), from, to, no_prefilter: false, no_index, group_by: Vec::new() })
+        .unwrap()
 }
 
 proptest! {

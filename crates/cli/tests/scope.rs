@@ -234,3 +234,36 @@ fn ruling_records_out_by_their_bytes_never_changes_an_answer() {
     }
     assert!(nonempty >= 6, "the expressions select something");
 }
+
+/// `scope --group-by`: each value's share equals the scope of that value
+/// alone; the shares of one field add up to the whole; a breakdown by
+/// subject is refused (it would be re-identification).
+#[test]
+fn group_by_breaks_the_answer_down_exactly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, store) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
+    let s = store.to_str().expect("utf-8");
+    let expr = r#"actor.session.issuer = "auth-key-2019""#;
+    let fields = ["src_endpoint.location.country", "src_endpoint.autonomous_system.number", "api.operation"];
+    let mut args = vec!["scope", "--store", s, "--where", expr, "--format", "json"];
+    for f in fields {
+        args.extend(["--group-by", f]);
+    }
+    let whole: Value = serde_json::from_slice(&ok(&args).stdout).expect("JSON");
+    assert_eq!(whole["subjects"], scope_json(&store, expr)["subjects"], "grouping does not change the answer");
+    let groups = whole["groups"].as_array().expect("groups");
+    for f in fields {
+        let mine: Vec<&Value> = groups.iter().filter(|g| g["field"] == f).collect();
+        assert!(!mine.is_empty(), "{f}");
+        let events: u64 = mine.iter().map(|g| g["events"].as_u64().expect("events")).sum();
+        assert_eq!(Some(events), whole["events"].as_u64(), "{f}: the shares add up to the whole");
+        for g in mine.iter().take(3) {
+            let v = g["value"].as_str().expect("value");
+            let alone = scope_json(&store, &format!("{expr} and {f} = {v:?}"));
+            assert_eq!((&g["events"], &g["subjects"]), (&alone["events"], &alone["subjects"]), "{f} = {v}");
+        }
+    }
+    let refused = piiwatch(&["scope", "--store", s, "--where", expr, "--group-by", "resources.uid"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("re-identification"));
+}

@@ -163,7 +163,7 @@ fn time(ms: Option<i64>) -> String {
 }
 
 /// The text the store gives for an item, in `lang`, when it gives one.
-fn from_store(id: &str, s: &Shown, lang: &str) -> Option<String> {
+fn from_store(id: &str, s: &Shown, lang: &str, sources: &[(String, String, u64)]) -> Option<String> {
     let scope = s.scope.as_ref()?;
     let k = lang == "ko";
     let classes =
@@ -207,6 +207,29 @@ fn from_store(id: &str, s: &Shown, lang: &str) -> Option<String> {
                 format!(" 관련 취약점: {}.", context.join("; "))
             } else {
                 format!(" Standing weaknesses: {}.", context.join("; "))
+            });
+        }
+        let list = |field: &str, prefix: &str| -> Vec<String> {
+            sources
+                .iter()
+                .filter(|(f, v, _)| f == field && !v.is_empty())
+                .take(8)
+                .map(|(_, v, n)| {
+                    if k {
+                        format!("{prefix}{v} ({}명)", num(*n))
+                    } else {
+                        format!("{prefix}{v} ({} subjects)", num(*n))
+                    }
+                })
+                .collect()
+        };
+        let (countries, networks) =
+            (list("src_endpoint.location.country", ""), list("src_endpoint.autonomous_system.number", "AS"));
+        if !countries.is_empty() {
+            t.push_str(&if k {
+                format!(" 접근 출처 국가: {}; 네트워크: {}.", countries.join(", "), networks.join(", "))
+            } else {
+                format!(" Sources by country: {}; by network: {}.", countries.join(", "), networks.join(", "))
             });
         }
         t
@@ -256,8 +279,16 @@ fn from_store(id: &str, s: &Shown, lang: &str) -> Option<String> {
     })
 }
 
-/// The draft of `regime` for the incident `s`, in `lang`.
-pub fn draft(regime: &Regime, s: &Shown, org: &Org, lang: &str, unique_identifying: bool) -> Draft {
+/// The draft of `regime` for the incident `s`, in `lang`; `sources` lists
+/// the countries and networks the access came from (most subjects first).
+pub fn draft(
+    regime: &Regime,
+    s: &Shown,
+    org: &Org,
+    lang: &str,
+    unique_identifying: bool,
+    sources: &[(String, String, u64)],
+) -> Draft {
     let aware = s.aware_time.and_then(|ms| {
         let tz = regime.tz.as_deref().and_then(|t| jiff::tz::TimeZone::get(t).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
         jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned_datetime(tz).date())
@@ -278,7 +309,7 @@ pub fn draft(regime: &Regime, s: &Shown, org: &Org, lang: &str, unique_identifyi
             (e.text.clone(), crate::draft::Source::Person)
         } else if !needed {
             (String::new(), Source::NotApplicable)
-        } else if let Some(v) = from_store(&it.id, s, lang) {
+        } else if let Some(v) = from_store(&it.id, s, lang, sources) {
             (v, Source::Store)
         } else if let (true, Some(v)) =
             (it.id == "contact_point", org.contact_point.clone().or_else(|| org.dpo.clone()))

@@ -49,7 +49,7 @@ fn date(ms: i64) -> String {
 fn reach(st: &Store, expr: &str, from: Option<i64>) -> Result<(scope::Summary, String), Error> {
     let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
     let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
-    let q = scope::Query { expr: Some(parsed), from, to: None, no_prefilter: false, no_index: false };
+    let q = scope::Query { expr: Some(parsed), from, to: None, ..Default::default() };
     let a = scope::scope(st, &q).map_err(Error::Store)?;
     let cmd = format!(
         "piiwatch scope --store {} --where '{}'{} --format json",

@@ -64,7 +64,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn scope_q(st: &Store, expr: &str, from: i64, to: Option<i64>) -> Result<scope::Answer, Error> {
     let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
     let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
-    let q = scope::Query { expr: Some(parsed), from: Some(from), to, no_prefilter: false, no_index: false };
+    let q = scope::Query { expr: Some(parsed), from: Some(from), to, ..Default::default() };
+    scope::scope(st, &q).map_err(Error::Store)
+}
+
+fn scope_grouped(st: &Store, expr: &str, from: i64, by: &[scope::Field]) -> Result<scope::Answer, Error> {
+    let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
+    let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
+    let q = scope::Query { expr: Some(parsed), from: Some(from), group_by: by.to_vec(), ..Default::default() };
     scope::scope(st, &q).map_err(Error::Store)
 }
 
@@ -105,29 +112,22 @@ pub fn write(
             buckets.push(Bucket { from: t, to: t + width - 1, subjects: s.subjects, fields: s.fields });
             t += width;
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for f in shown.findings.iter().filter(|f| !f.posture) {
-            for (field, value) in &f.observables {
-                if matches!(field.as_str(), "src_endpoint.autonomous_system.number" | "src_endpoint.ip")
-                    && seen.insert((field.clone(), value.clone()))
-                {
-                    let a = scope_q(st, &format!("({}) and {field} = {value:?}", q.expr), q.from, None)?;
-                    queries += 1;
-                    sources.push(Source {
-                        field: field.clone(),
-                        value: value.clone(),
-                        events: a.events,
-                        subjects: a.subjects.len(),
-                    });
-                }
-            }
+        // Sources: one pass over the matching accesses, grouped by country, network and address.
+        let whole =
+            scope_grouped(st, &q.expr, q.from, &[scope::Field::Country, scope::Field::Asn, scope::Field::SrcIp])?;
+        queries += 1;
+        for ((field, value), g) in &whole.groups {
+            sources.push(Source {
+                field: field.clone(),
+                value: value.clone(),
+                events: g.events,
+                subjects: g.subjects.len(),
+            });
         }
         sources.sort_by(|a, b| b.subjects.cmp(&a.subjects).then(a.value.cmp(&b.value)));
         if notices {
-            let a = scope_q(st, &q.expr, q.from, None)?;
-            queries += 1;
-            by_day.fields = a.fields;
-            by_day.subjects = a.subjects;
+            by_day.fields = whole.fields;
+            by_day.subjects = whole.subjects;
         }
     }
     // One audit record for the report's breakdowns (the incident's own scope was recorded by `show`).
@@ -142,6 +142,8 @@ pub fn write(
     st.audit(&audit)?;
 
     // Drafts.
+    let source_list: Vec<(String, String, u64)> =
+        sources.iter().map(|x| (x.field.clone(), x.value.clone(), x.subjects)).collect();
     let unique = shown
         .scope
         .as_ref()
@@ -157,7 +159,7 @@ pub fn write(
         let mut by_lang = serde_json::Map::new();
         let mut first: Option<Draft> = None;
         for lang in &langs {
-            let d = draft::draft(r, &shown, org, lang, unique);
+            let d = draft::draft(r, &shown, org, lang, unique, &source_list);
             let md = draft::markdown(&d);
             let path = drafts_dir.join(format!("{}.{lang}.md", r.id));
             std::fs::write(&path, md).map_err(io(&path))?;
@@ -530,19 +532,32 @@ fn html(
         );
     }
     if !sources.is_empty() {
-        let rows: Vec<(String, u64, String)> = sources
-            .iter()
-            .take(25)
-            .map(|x| {
-                let name = if x.field.ends_with("number") { format!("AS{}", x.value) } else { x.value.clone() };
-                (name, x.subjects, format!("{} subjects in {} accesses", x.subjects, x.events))
-            })
-            .collect();
-        let _ = write!(
-            h,
-            "<section><h2>Sources by network and address</h2>{}<p class=\"note\">Subjects reached from each autonomous system and address the findings name.</p></section>",
-            bars_svg("Sources by network", &rows)
-        );
+        h.push_str("<section><h2>Sources by country and network</h2>");
+        for (field, title, n) in [
+            ("src_endpoint.location.country", "Country", 12),
+            ("src_endpoint.autonomous_system.number", "Network (autonomous system)", 12),
+            ("src_endpoint.ip", "Address", 15),
+        ] {
+            let rows: Vec<(String, u64, String)> = sources
+                .iter()
+                .filter(|x| x.field == field)
+                .take(n)
+                .map(|x| {
+                    let v = if x.value.is_empty() {
+                        "(unknown)".to_owned()
+                    } else if field.ends_with("number") {
+                        format!("AS{}", x.value)
+                    } else {
+                        x.value.clone()
+                    };
+                    (v, x.subjects, format!("{} subjects in {} accesses", x.subjects, x.events))
+                })
+                .collect();
+            if !rows.is_empty() {
+                let _ = write!(h, "<h3>{title}</h3>{}", bars_svg(title, &rows));
+            }
+        }
+        h.push_str("<p class=\"note\">Subjects reached from each source within the incident's scope (one pass over its accesses; the same query with <code>--group-by</code>).</p></section>");
     }
     let dues: Vec<i64> =
         s.clocks.iter().filter_map(|c| c.due_time).chain(s.clocks.iter().filter_map(|c| c.sent_time)).collect();
@@ -686,6 +701,13 @@ fn html(
         let _ = writeln!(h, "{}", esc(cmd));
     }
     if let Some(q) = &s.scope_query {
+        let _ = writeln!(
+            h,
+            "piiwatch scope --store {} --where '{}' --from {} --group-by src_endpoint.location.country --group-by src_endpoint.autonomous_system.number --group-by src_endpoint.ip --format json",
+            esc(&dir.display().to_string()),
+            esc(&q.expr.replace('\'', "'\\''")),
+            q.from
+        );
         for b in buckets {
             let _ = writeln!(
                 h,

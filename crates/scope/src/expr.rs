@@ -58,7 +58,8 @@ impl Field {
         ("resources.uid", Field::Subject),
     ];
 
-    fn parse(path: &str) -> Option<Self> {
+    /// The field of an input path (`src_endpoint.location.country`, ...).
+    pub fn parse(path: &str) -> Option<Self> {
         Self::ALL.iter().find(|(p, _)| *p == path).map(|(_, f)| *f)
     }
 

@@ -29,7 +29,7 @@ use store::Store;
 
 pub use expr::{Expr, Field, ParseError, parse};
 pub use plan::Plan;
-pub use request::{Outcome, Request, RunError};
+pub use request::{GroupLine, Outcome, Request, RunError};
 
 /// What to scope.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +45,19 @@ pub struct Query {
     pub no_prefilter: bool,
     /// Ignore the index: scan the whole ledger (to check the index).
     pub no_index: bool,
+    /// Also break the answer down by each value of these fields (a scan of
+    /// the hours the expression can match: the index does not keep groups).
+    /// `resources.uid` is refused: a breakdown by subject is re-identification.
+    pub group_by: Vec<Field>,
+}
+
+/// One value's share of a grouped answer.
+#[derive(Clone, Debug, Default)]
+pub struct Group {
+    /// Matching accesses with this value.
+    pub events: u64,
+    /// Distinct subjects they exposed.
+    pub subjects: RoaringBitmap,
 }
 
 /// The answer.
@@ -64,6 +77,9 @@ pub struct Answer {
     pub plan: Plan,
     /// Ledger blocks read.
     pub blocks_read: u64,
+    /// With [`Query::group_by`]: per (field path, value); an access without
+    /// the field counts under the value `""`.
+    pub groups: BTreeMap<(String, String), Group>,
 }
 
 /// The answer as the contract's `--format json` has it.
@@ -113,6 +129,11 @@ impl Answer {
         for (k, b) in other.fields {
             *self.fields.entry(k).or_default() |= b;
         }
+        for (k, g) in other.groups {
+            let mine = self.groups.entry(k).or_default();
+            mine.events += g.events;
+            mine.subjects |= g.subjects;
+        }
     }
 
     fn absorb(&mut self, found: store::index::Found) {
@@ -137,6 +158,12 @@ pub fn scope(st: &Store, q: &Query) -> Result<Answer, store::Error> {
     let to = q.to.unwrap_or(i64::MAX);
     let plan =
         if q.no_index || index.covered() != st.head().records { Plan::FullScan } else { Plan::of(q.expr.as_ref()) };
+    // Groups need every matching access read: an exact index answer becomes
+    // a scan of the hours in which it matched.
+    let plan = match plan {
+        Plan::Index(ranges) if !q.group_by.is_empty() => Plan::Narrowed(vec![ranges]),
+        p => p,
+    };
     a.plan = plan.clone();
     if from > to {
         return finish(st, a);
@@ -310,12 +337,46 @@ impl<'q> Scanner<'q> {
         }
         a.events += 1;
         a.widen(e.time, e.time);
+        let keys: Vec<(String, String)> = if self.q.group_by.is_empty() {
+            Vec::new()
+        } else {
+            let asn = e.asn.map(|n| n.to_string());
+            self.q
+                .group_by
+                .iter()
+                .filter(|f| **f != Field::Subject)
+                .map(|f| {
+                    let v: &str = match f {
+                        Field::SrcIp => &e.ip,
+                        Field::Principal => &e.principal,
+                        Field::PrincipalKind => &e.principal_kind,
+                        Field::Token => e.token.as_deref().unwrap_or_default(),
+                        Field::Key => e.key.as_deref().unwrap_or_default(),
+                        Field::Asn => asn.as_deref().unwrap_or_default(),
+                        Field::Country => e.country.as_deref().unwrap_or_default(),
+                        Field::UserAgent => e.user_agent.as_deref().unwrap_or_default(),
+                        Field::Operation => &e.operation,
+                        Field::Service => e.service.as_deref().unwrap_or_default(),
+                        Field::Subject => "",
+                    };
+                    (f.path().to_owned(), v.to_owned())
+                })
+                .collect()
+        };
+        for k in &keys {
+            a.groups.entry(k.clone()).or_default().events += 1;
+        }
         for s in &e.subjects {
             let Some(id) = self.ids.dense(&s.id) else {
                 self.fail(store::Error::Corrupt(format!("subject {} is not in the subject map", s.id)));
                 return;
             };
             a.subjects.insert(id);
+            for k in &keys {
+                if let Some(g) = a.groups.get_mut(k) {
+                    g.subjects.insert(id);
+                }
+            }
             for f in &s.fields {
                 match a.fields.get_mut(f.as_ref()) {
                     Some(b) => {

@@ -37,6 +37,22 @@ pub struct Request {
     /// Scan the ledger instead of using the index.
     #[serde(default)]
     pub no_index: bool,
+    /// Break the answer down by each value of these field paths (`--group-by`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+}
+
+/// One value's share of a grouped scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLine {
+    /// The field path.
+    pub field: String,
+    /// Its value (`""`: accesses without it).
+    pub value: String,
+    /// Matching accesses with this value.
+    pub events: u64,
+    /// Distinct subjects they exposed.
+    pub subjects: u64,
 }
 
 /// What a scope answered.
@@ -53,6 +69,9 @@ pub struct Outcome {
     /// The exposed subjects' real ids, sorted, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_ids: Option<Vec<String>>,
+    /// With `group_by`: per field and value, most subjects first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupLine>,
 }
 
 /// Why a scope was not answered.
@@ -101,7 +120,22 @@ pub fn run(st: &mut Store, r: &Request, command: &str, user: Option<String>) -> 
         }
         None => None,
     };
-    let q = Query { expr, from, to, no_prefilter: r.no_prefilter, no_index: r.no_index };
+    let mut group_by = Vec::new();
+    for path in &r.group_by {
+        match Field::parse(path) {
+            Some(Field::Subject) => {
+                return Err(RunError::Usage(
+                    "group by resources.uid: a breakdown by subject is re-identification (use --subjects-out)".into(),
+                ));
+            }
+            Some(f) => group_by.push(f),
+            None => {
+                let known: Vec<&str> = Field::ALL.iter().map(|(p, _)| *p).filter(|p| *p != "resources.uid").collect();
+                return Err(RunError::Usage(format!("group by {path:?}: not a field ({})", known.join(", "))));
+            }
+        }
+    }
+    let q = Query { expr, from, to, no_prefilter: r.no_prefilter, no_index: r.no_index, group_by };
     let started = std::time::Instant::now();
     let answer = crate::scope(st, &q)?;
     let answered_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -115,11 +149,12 @@ pub fn run(st: &mut Store, r: &Request, command: &str, user: Option<String>) -> 
         _ => text.clone(),
     };
     let query = format!(
-        "{}where {}; from {}; to {}",
+        "{}where {}; from {}; to {}{}",
         r.alert.as_ref().map(|a| format!("alert {a}: ")).unwrap_or_default(),
         recorded.as_deref().unwrap_or("(all)"),
         time(from),
-        time(to)
+        time(to),
+        if r.group_by.is_empty() { String::new() } else { format!("; by {}", r.group_by.join(", ")) }
     );
     let subject_ids = if r.reidentify {
         let map = store::subjects::read_map(st.dir(), st.secret())
@@ -147,7 +182,19 @@ pub fn run(st: &mut Store, r: &Request, command: &str, user: Option<String>) -> 
         audit.user = u;
     }
     st.audit(&audit).map_err(|e| RunError::Failed(format!("cannot record the query in the store: {e}")))?;
+    let mut groups: Vec<GroupLine> = answer
+        .groups
+        .iter()
+        .map(|((field, value), g)| GroupLine {
+            field: field.clone(),
+            value: value.clone(),
+            events: g.events,
+            subjects: g.subjects.len(),
+        })
+        .collect();
+    groups.sort_by(|a, b| a.field.cmp(&b.field).then(b.subjects.cmp(&a.subjects)).then(a.value.cmp(&b.value)));
     Ok(Outcome {
+        groups,
         summary,
         plan: answer.plan.name().to_owned(),
         answered_ms,

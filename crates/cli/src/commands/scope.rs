@@ -39,6 +39,12 @@ pub struct Args {
     /// re-identification happened.
     #[arg(long, value_name = "FILE")]
     subjects_out: Option<PathBuf>,
+    /// Also break the answer down by each value of this field (repeatable):
+    /// `src_endpoint.location.country`, `src_endpoint.autonomous_system.number`,
+    /// `src_endpoint.ip`, `api.operation`, ... Reads every matching access
+    /// (the index keeps no groups); not `resources.uid`.
+    #[arg(long, value_name = "FIELD")]
+    group_by: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -76,6 +82,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         reidentify: args.subjects_out.is_some(),
         no_prefilter: args.no_prefilter,
         no_index: args.no_index,
+        group_by: args.group_by.clone(),
     };
     let outcome = match store::Store::open(&args.store, store::Options::default()) {
         Ok(mut st) => scope::request::run(&mut st, &request, "scope", None).map_err(|e| match e {
@@ -103,7 +110,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     }
     let s = &outcome.summary;
     match args.format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string(s)?)?,
+        Format::Json if outcome.groups.is_empty() => writeln!(out, "{}", serde_json::to_string(s)?)?,
+        Format::Json => {
+            let mut v = serde_json::to_value(s)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("groups".into(), serde_json::to_value(&outcome.groups)?);
+            }
+            writeln!(out, "{v}")?;
+        }
         Format::Table => {
             writeln!(
                 out,
@@ -128,6 +142,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 t.add_row(vec![k.clone(), n.to_string()]);
             }
             writeln!(out, "{t}")?;
+            for field in &args.group_by {
+                let mut t = ui::table(&[field.as_str(), "accesses", "subjects"]);
+                for g in outcome.groups.iter().filter(|g| &g.field == field) {
+                    let v = if g.value.is_empty() { "(none)".to_owned() } else { g.value.clone() };
+                    t.add_row(vec![v, g.events.to_string(), g.subjects.to_string()]);
+                }
+                writeln!(out, "{t}")?;
+            }
         }
     }
     Ok(())
