@@ -197,8 +197,15 @@ fn an_incident_runs_from_finding_to_clocks_with_scope_equal_to_scope() {
     assert_eq!(clock(&s, "gdpr-art33", "authority")["status"], "missed");
     // Past due, GDPR wants the reasons for the delay.
     assert!(clock(&s, "gdpr-art33", "authority")["missing"].to_string().contains("reasons_for_delay"));
-    // A fact confirmed starts the Network Act's supplementary 24 hours.
+    // A fact confirmed starts the Network Act's supplementary 24 hours, and the phased reports
+    // of GDPR Art. 33(4) and PIPA (no deadline in law: a target).
     assert_eq!(clock(&s, "kr-network-act", "supplementary-1")["due_time"], ms("2026-12-09T09:00:00Z"));
+    let phase = clock(&s, "gdpr-art33", "phase-1");
+    assert_eq!(
+        (phase["legal_deadline"].as_bool(), phase["due_time"].as_i64()),
+        (Some(false), Some(ms("2026-12-11T09:00:00Z")))
+    );
+    assert_eq!(clock(&s, "kr-pipa-report", "phase-1")["conf"], "single_source");
     // More than 500 residents: the Attorney General's 15 days run from their notice.
     let ag = clock(&s, "us-ca-1798.82", "attorney-general");
     assert_eq!(ag["applies"], "yes");

@@ -380,7 +380,8 @@ fn sent_clock(regimes: &Regimes, regime: &str, clock: Option<String>) -> Result<
         None => {
             let single: Vec<&&str> = ids.iter().filter(|i| !fact_ids.contains(i)).collect();
             match single.as_slice() {
-                [one] if fact_ids.is_empty() => Ok((**one).to_owned()),
+                // A fact's clocks are numbered (`supplementary-1`) and always named.
+                [one] => Ok((**one).to_owned()),
                 _ => Err(super::Usage(format!(
                     "regime {regime} has several clocks: name one with --clock ({})",
                     ids.iter().copied().collect::<Vec<_>>().join(", ")
