@@ -5,13 +5,12 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::Facts;
 use crate::org::Org;
-use crate::regime::{ClockRule, Condition, Conf, Kind, Regime, Regimes, parse_cutoff};
+use crate::regime::{ClockRule, Condition, Conf, Kind, Regimes, parse_cutoff};
 use crate::state::Incident;
 
 /// Items piiwatch drafts from the store and the findings (a person reviews them).
@@ -183,12 +182,6 @@ pub fn due(rule: &ClockRule, trigger: i64, regimes: &Regimes, org: &Org) -> Opti
     }
 }
 
-/// The date of `ms` in the regime's zone (UTC when it names none).
-fn aware_date(r: &Regime, ms: Option<i64>) -> Option<Date> {
-    let tz = r.tz.as_deref().and_then(|t| TimeZone::get(t).ok()).unwrap_or(TimeZone::UTC);
-    Some(ts(ms?)?.to_zoned_datetime(tz).date())
-}
-
 /// Every clock of every regime that applies to `inc`, and what does not apply.
 pub fn clocks(
     inc: &Incident,
@@ -224,7 +217,7 @@ pub fn clocks(
                     .push(format!("not known whether the organisation is an {} (--org)", fact.replace('_', " "))),
             }
         }
-        let version = r.version_for(aware_date(r, inc.aware_time.or(inc.possible_time)));
+        let version = r.version_at(inc.aware_time.or(inc.possible_time));
         for rule in &version.clock {
             // `fact`: one clock per fact confirmed.
             let instances: Vec<(String, Option<i64>, Option<String>)> = match rule.trigger.as_str() {

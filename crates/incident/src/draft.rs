@@ -289,11 +289,7 @@ pub fn draft(
     unique_identifying: bool,
     sources: &[(String, String, u64)],
 ) -> Draft {
-    let aware = s.aware_time.and_then(|ms| {
-        let tz = regime.tz.as_deref().and_then(|t| jiff::tz::TimeZone::get(t).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
-        jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned_datetime(tz).date())
-    });
-    let version = regime.version_for(aware);
+    let version = regime.version_at(s.aware_time.or(s.possible_time));
     let clocks: Vec<crate::Clock> = s.clocks.iter().filter(|c| c.regime == regime.id).cloned().collect();
     let late = clocks.iter().any(|c| c.status == crate::Status::Missed);
     let mut items = BTreeMap::new();

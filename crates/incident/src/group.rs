@@ -82,21 +82,38 @@ impl Finding {
     }
 }
 
-/// Every finding in the store, its latest update, in order of first report.
-pub fn findings(dir: &Path) -> Result<Vec<Finding>, Error> {
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: BTreeMap<String, Finding> = BTreeMap::new();
-    store::alerts(dir, |line| {
+/// Stored findings gathered record by record: the latest update of each
+/// uid, in order of first report.
+#[derive(Default)]
+pub(crate) struct Gather {
+    order: Vec<String>,
+    latest: BTreeMap<String, Finding>,
+}
+
+impl Gather {
+    /// One stored finding line (an update replaces what came before).
+    pub(crate) fn add(&mut self, line: &[u8]) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
             && let Some(f) = Finding::of(v)
         {
-            if !latest.contains_key(&f.uid) {
-                order.push(f.uid.clone());
+            if !self.latest.contains_key(&f.uid) {
+                self.order.push(f.uid.clone());
             }
-            latest.insert(f.uid.clone(), f);
+            self.latest.insert(f.uid.clone(), f);
         }
-    })?;
-    Ok(order.into_iter().filter_map(|u| latest.remove(&u)).collect())
+    }
+
+    /// The findings, in order of first report.
+    pub(crate) fn finish(mut self) -> Vec<Finding> {
+        self.order.into_iter().filter_map(|u| self.latest.remove(&u)).collect()
+    }
+}
+
+/// Every finding in the store, its latest update, in order of first report.
+pub fn findings(dir: &Path) -> Result<Vec<Finding>, Error> {
+    let mut g = Gather::default();
+    store::alerts(dir, |line| g.add(line))?;
+    Ok(g.finish())
 }
 
 /// The findings related to `seed` (itself included), in the order of `all`.

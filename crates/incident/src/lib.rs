@@ -76,22 +76,55 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn record(st: &mut Store, incident: &str, change: Change, by: &str, at: i64) -> Result<(), Error> {
+/// Records a change in the store and returns it, to be folded into the
+/// incident already in memory (the ledger is not read again).
+fn record(st: &mut Store, incident: &str, change: Change, by: &str, at: i64) -> Result<Record, Error> {
     let r = Record { incident: incident.to_owned(), at, by: by.to_owned(), change };
     let bytes = serde_json::to_vec(&r).map_err(|e| Error::Damaged(e.to_string()))?;
     st.record_incident(&bytes)?;
-    Ok(())
+    Ok(r)
 }
 
-fn reload(st: &Store, id: &str) -> Result<Incident, Error> {
-    Incidents::load(st.dir())?.get(id).cloned().ok_or_else(|| Error::NotFound(format!("no incident {id}")))
+/// The incidents and the stored findings, in one pass over the ledger.
+fn read(dir: &std::path::Path) -> Result<(Incidents, Vec<Finding>), Error> {
+    let (mut incidents, mut findings, mut bad) = (Incidents::default(), group::Gather::default(), None);
+    store::ledger::scan(&dir.join("ledger"), |r| match r.kind {
+        store::kind::INCIDENT => incidents.add(r.payload, &mut bad),
+        store::kind::ALERT => findings.add(r.payload),
+        _ => {}
+    })?;
+    Ok((incidents.done(bad)?, findings.finish()))
+}
+
+/// The answer to `expr` (customer ids in it matched by their pseudonyms),
+/// not recorded: the caller records what it asked.
+pub(crate) fn answer(
+    st: &Store,
+    expr: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+    group_by: &[scope::Field],
+) -> Result<scope::Answer, Error> {
+    let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
+    let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
+    let q = scope::Query { expr: Some(parsed), from, to, group_by: group_by.to_vec(), ..Default::default() };
+    scope::scope(st, &q).map_err(Error::Store)
+}
+
+/// Text escaped for HTML.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// An epoch-ms time as its UTC date.
+pub(crate) fn date(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 /// Opens an incident from a stored finding, linking every related finding
 /// (shared indicator, overlapping time; see [`group::related`]).
 pub fn open(st: &mut Store, alert: &str, title: Option<&str>, by: &str, at: i64) -> Result<Incident, Error> {
-    let incidents = Incidents::load(st.dir())?;
-    let all = group::findings(st.dir())?;
+    let (incidents, all) = read(st.dir())?;
     let seed = all
         .iter()
         .find(|f| f.uid == alert)
@@ -99,8 +132,8 @@ pub fn open(st: &mut Store, alert: &str, title: Option<&str>, by: &str, at: i64)
     let title = title.map_or_else(|| seed.title.clone(), str::to_owned);
     let alerts = group::related(&all, alert);
     let id = incidents.next_id();
-    record(st, &id, Change::Open { title, from_alert: alert.to_owned(), alerts }, by, at)?;
-    reload(st, &id)
+    let r = record(st, &id, Change::Open { title, from_alert: alert.to_owned(), alerts }, by, at)?;
+    Incident::from_open(&r).ok_or_else(|| Error::Damaged("an open record that opens nothing".into()))
 }
 
 /// Records a change to an incident, after checking it makes sense.
@@ -128,9 +161,10 @@ pub fn change(st: &mut Store, id: &str, change: Change, by: &str, at: i64) -> Re
         Change::Reopen { .. } if inc.closed.is_none() => return Err(Error::Usage(format!("{} is not closed", inc.id))),
         _ => {}
     }
-    let id = inc.id.clone();
-    record(st, &id, change, by, at)?;
-    reload(st, &id)
+    let mut inc = inc.clone();
+    let r = record(st, &inc.id, change, by, at)?;
+    inc.apply_change(&r);
+    Ok(inc)
 }
 
 /// The one scope behind an incident's numbers: every linked activity
@@ -288,11 +322,11 @@ pub fn show_with(
     now: i64,
     run_scope: &mut dyn FnMut(&scope::Request) -> Result<scope::Summary, Error>,
 ) -> Result<Shown, Error> {
-    let inc = Incidents::load(dir)?
+    let (incidents, all) = read(dir)?;
+    let inc = incidents
         .get(id)
         .cloned()
         .ok_or_else(|| Error::NotFound(format!("no incident {id} in store {}", dir.display())))?;
-    let all = group::findings(dir)?;
     let query = scope_query(&inc, &all);
     let scope = match &query {
         Some(q) => Some(run_scope(&q.request())?),

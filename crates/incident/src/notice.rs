@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use serde::Serialize;
 use store::Store;
 
-use crate::{Error, Org, Shown};
+use crate::{Error, Org, Shown, date};
 
 /// One person's notice.
 #[derive(Clone, Debug, Serialize)]
@@ -40,10 +40,6 @@ pub struct Days {
     pub fields: BTreeMap<String, RoaringBitmap>,
     /// Every subject.
     pub subjects: RoaringBitmap,
-}
-
-fn date(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 /// How the data was read, from the linked findings' detectors.

@@ -90,14 +90,7 @@ impl Org {
 
     /// A profile from its text; errors name `file`, the line and the reason.
     pub fn parse(file: &str, text: &str) -> Result<Self, crate::regime::RuleError> {
-        let file = file.to_owned();
-        toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            crate::regime::RuleError {
-                file,
-                reason: format!("{}{}", line.map(|l| format!("line {l}: ")).unwrap_or_default(), e.message().trim()),
-            }
-        })
+        toml::from_str(text).map_err(|e| crate::regime::toml_error(file, text, &e))
     }
 
     /// Whether a regime applies by the profile's list.

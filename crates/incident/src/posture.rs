@@ -13,8 +13,8 @@ use model::Directory;
 use serde::Serialize;
 use store::Store;
 
-use crate::Error;
 use crate::group::Finding;
+use crate::{Error, date, esc};
 
 const DAY: i64 = 86_400_000;
 
@@ -42,15 +42,8 @@ pub struct Risk {
     pub command: Option<String>,
 }
 
-fn date(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
-}
-
 fn reach(st: &Store, expr: &str, from: Option<i64>) -> Result<(scope::Summary, String), Error> {
-    let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
-    let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
-    let q = scope::Query { expr: Some(parsed), from, to: None, ..Default::default() };
-    let a = scope::scope(st, &q).map_err(Error::Store)?;
+    let a = crate::answer(st, expr, from, None, &[])?;
     let cmd = format!(
         "piiwatch scope --store {} --where '{}'{} --format json",
         st.dir().display(),
@@ -221,7 +214,6 @@ pub fn risks(
 
 /// The risks as a self-contained page.
 pub fn html(risks: &[Risk], store: &Path, now: i64) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let mut h = String::new();
     let _ = write!(
         h,

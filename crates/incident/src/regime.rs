@@ -192,6 +192,16 @@ pub struct Regime {
 
 impl Regime {
     /// The version that applies to an incident the organisation became
+    /// aware of at `aware` (epoch ms), its date read in the regime's zone
+    /// (UTC when it names none).
+    pub fn version_at(&self, aware: Option<i64>) -> &Version {
+        let tz = self.tz.as_deref().and_then(|t| jiff::tz::TimeZone::get(t).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
+        let date =
+            aware.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map(|t| t.to_zoned_datetime(tz).date());
+        self.version_for(date)
+    }
+
+    /// The version that applies to an incident the organisation became
     /// aware of on `aware` (the latest one in force by then; the first when
     /// awareness is not recorded yet or predates them all).
     pub fn version_for(&self, aware: Option<Date>) -> &Version {
@@ -222,7 +232,8 @@ pub struct RuleError {
     pub reason: String,
 }
 
-fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> RuleError {
+/// A TOML error as one line: the file, the line, the reason.
+pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> RuleError {
     let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
     let reason = e.message().trim().replace('\n', " ");
     RuleError {

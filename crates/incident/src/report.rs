@@ -11,7 +11,7 @@ use serde::Serialize;
 use store::Store;
 
 use crate::draft::{self, Draft};
-use crate::{Error, Org, Regimes, Shown};
+use crate::{Error, Org, Regimes, Shown, esc};
 
 const DAY: i64 = 86_400_000;
 /// Days drawn one by one; a longer exposure is drawn by week.
@@ -61,20 +61,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Store(store::Error::Io { what: format!("cannot write {}", path.display()), source: e })
 }
 
-fn scope_q(st: &Store, expr: &str, from: i64, to: Option<i64>) -> Result<scope::Answer, Error> {
-    let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
-    let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
-    let q = scope::Query { expr: Some(parsed), from: Some(from), to, ..Default::default() };
-    scope::scope(st, &q).map_err(Error::Store)
-}
-
-fn scope_grouped(st: &Store, expr: &str, from: i64, by: &[scope::Field]) -> Result<scope::Answer, Error> {
-    let parsed = scope::parse(expr).map_err(|e| Error::Scope(e.to_string()))?;
-    let parsed = parsed.with_principal_aliases(&|v| st.secret().pseudonym(v));
-    let q = scope::Query { expr: Some(parsed), from: Some(from), group_by: by.to_vec(), ..Default::default() };
-    scope::scope(st, &q).map_err(Error::Store)
-}
-
 /// Writes the report and the drafts of incident `id` into `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
@@ -103,7 +89,7 @@ pub fn write(
         let width = if days > MAX_BUCKETS { 7 * DAY } else { DAY };
         let mut t = start;
         while t <= last {
-            let a = scope_q(st, &q.expr, t.max(q.from), Some(t + width - 1))?;
+            let a = crate::answer(st, &q.expr, Some(t.max(q.from)), Some(t + width - 1), &[])?;
             queries += 1;
             let s = a.summary();
             if notices {
@@ -113,8 +99,13 @@ pub fn write(
             t += width;
         }
         // Sources: one pass over the matching accesses, grouped by country, network and address.
-        let whole =
-            scope_grouped(st, &q.expr, q.from, &[scope::Field::Country, scope::Field::Asn, scope::Field::SrcIp])?;
+        let whole = crate::answer(
+            st,
+            &q.expr,
+            Some(q.from),
+            None,
+            &[scope::Field::Country, scope::Field::Asn, scope::Field::SrcIp],
+        )?;
         queries += 1;
         for ((field, value), g) in &whole.groups {
             sources.push(Source {
@@ -269,10 +260,6 @@ pub fn fine_estimate(regimes: &Regimes, org: &Org, applicable: &std::collections
         }
     }
     out
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn t(ms: Option<i64>) -> String {

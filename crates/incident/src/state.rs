@@ -96,6 +96,14 @@ impl Incident {
         }
     }
 
+    /// The incident an `open` record makes (`None` for any other change).
+    pub fn from_open(r: &Record) -> Option<Self> {
+        let Change::Open { title, from_alert, alerts } = &r.change else { return None };
+        let mut i = Incident::opened(&r.incident, title, from_alert, r.at, &r.by, alerts);
+        i.history.push(r.clone());
+        Some(i)
+    }
+
     /// Applies one change (the fold of the ledger's records; tests and the fuzz target too).
     pub fn apply_change(&mut self, r: &Record) {
         self.apply(r);
@@ -165,38 +173,44 @@ impl Incidents {
     /// Folds the store's incident changes. A change that does not parse, or
     /// names an incident never opened, is damage: an error, not a silent skip.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let mut list: Vec<Incident> = Vec::new();
+        let mut all = Self::default();
         let mut bad = None;
-        store::incident_changes(dir, |payload| {
-            if bad.is_some() {
-                return;
-            }
-            match serde_json::from_slice::<Record>(payload) {
-                Ok(r) => {
-                    if let Err(e) = Self::fold(&mut list, r) {
-                        bad = Some(e);
-                    }
+        store::incident_changes(dir, |payload| all.add(payload, &mut bad))?;
+        all.done(bad)
+    }
+
+    /// One stored change; the first damage is kept in `bad`.
+    pub(crate) fn add(&mut self, payload: &[u8], bad: &mut Option<String>) {
+        if bad.is_some() {
+            return;
+        }
+        match serde_json::from_slice::<Record>(payload) {
+            Ok(r) => {
+                if let Err(e) = self.fold(r) {
+                    *bad = Some(e);
                 }
-                Err(e) => bad = Some(format!("an incident record does not parse: {e}")),
             }
-        })?;
-        match bad {
-            Some(why) => Err(Error::Damaged(why)),
-            None => Ok(Self { list }),
+            Err(e) => *bad = Some(format!("an incident record does not parse: {e}")),
         }
     }
 
-    fn fold(list: &mut Vec<Incident>, r: Record) -> Result<(), String> {
-        if let Change::Open { title, from_alert, alerts } = &r.change {
-            if list.iter().any(|i| i.id == r.incident) {
+    /// The incidents, unless a change was damaged.
+    pub(crate) fn done(self, bad: Option<String>) -> Result<Self, Error> {
+        match bad {
+            Some(why) => Err(Error::Damaged(why)),
+            None => Ok(self),
+        }
+    }
+
+    fn fold(&mut self, r: Record) -> Result<(), String> {
+        if let Some(i) = Incident::from_open(&r) {
+            if self.list.iter().any(|o| o.id == r.incident) {
                 return Err(format!("incident {} is opened twice", r.incident));
             }
-            let mut i = Incident::opened(&r.incident, title, from_alert, r.at, &r.by, alerts);
-            i.history.push(r);
-            list.push(i);
+            self.list.push(i);
             return Ok(());
         }
-        match list.iter_mut().find(|i| i.id == r.incident) {
+        match self.list.iter_mut().find(|i| i.id == r.incident) {
             Some(i) => {
                 i.apply(&r);
                 Ok(())

@@ -310,25 +310,14 @@ impl<'q> Scanner<'q> {
         if !e.success || e.subjects.is_empty() || !spans.iter().any(|&(f, t)| f <= e.time && e.time <= t) {
             return;
         }
+        let asn =
+            if self.q.expr.is_some() || !self.q.group_by.is_empty() { e.asn.map(|n| n.to_string()) } else { None };
         if let Some(x) = &self.q.expr {
-            let asn = e.asn.map(|n| n.to_string());
             let get = |f: Field, m: &mut dyn FnMut(&str) -> bool| -> bool {
                 if f == Field::Subject {
                     return e.subjects.iter().any(|s| m(&s.id));
                 }
-                let v: Option<&str> = match f {
-                    Field::SrcIp => Some(&e.ip),
-                    Field::Principal => Some(&e.principal),
-                    Field::PrincipalKind => Some(&e.principal_kind),
-                    Field::Token => e.token.as_deref(),
-                    Field::Key => e.key.as_deref(),
-                    Field::Asn => asn.as_deref(),
-                    Field::Country => e.country.as_deref(),
-                    Field::UserAgent => e.user_agent.as_deref(),
-                    Field::Operation => Some(&e.operation),
-                    Field::Service => e.service.as_deref(),
-                    Field::Subject => None,
-                };
+                let v = field_value(&e, asn.as_deref(), f);
                 v.is_some_and(m)
             };
             if !x.eval(&get) {
@@ -337,45 +326,24 @@ impl<'q> Scanner<'q> {
         }
         a.events += 1;
         a.widen(e.time, e.time);
-        let keys: Vec<(String, String)> = if self.q.group_by.is_empty() {
-            Vec::new()
-        } else {
-            let asn = e.asn.map(|n| n.to_string());
-            self.q
-                .group_by
-                .iter()
-                .filter(|f| **f != Field::Subject)
-                .map(|f| {
-                    let v: &str = match f {
-                        Field::SrcIp => &e.ip,
-                        Field::Principal => &e.principal,
-                        Field::PrincipalKind => &e.principal_kind,
-                        Field::Token => e.token.as_deref().unwrap_or_default(),
-                        Field::Key => e.key.as_deref().unwrap_or_default(),
-                        Field::Asn => asn.as_deref().unwrap_or_default(),
-                        Field::Country => e.country.as_deref().unwrap_or_default(),
-                        Field::UserAgent => e.user_agent.as_deref().unwrap_or_default(),
-                        Field::Operation => &e.operation,
-                        Field::Service => e.service.as_deref().unwrap_or_default(),
-                        Field::Subject => "",
-                    };
-                    (f.path().to_owned(), v.to_owned())
-                })
-                .collect()
-        };
-        for k in &keys {
-            a.groups.entry(k.clone()).or_default().events += 1;
-        }
+        // Groups: one key per grouped field (an access without the field under ""), each
+        // given the record's subjects once they are known.
+        let keys: Vec<(String, String)> = self
+            .q
+            .group_by
+            .iter()
+            .filter(|f| **f != Field::Subject)
+            .map(|f| (f.path().to_owned(), field_value(&e, asn.as_deref(), *f).unwrap_or_default().to_owned()))
+            .collect();
+        let mut ids = Vec::with_capacity(if keys.is_empty() { 0 } else { e.subjects.len() });
         for s in &e.subjects {
             let Some(id) = self.ids.dense(&s.id) else {
                 self.fail(store::Error::Corrupt(format!("subject {} is not in the subject map", s.id)));
                 return;
             };
             a.subjects.insert(id);
-            for k in &keys {
-                if let Some(g) = a.groups.get_mut(k) {
-                    g.subjects.insert(id);
-                }
+            if !keys.is_empty() {
+                ids.push(id);
             }
             for f in &s.fields {
                 match a.fields.get_mut(f.as_ref()) {
@@ -388,11 +356,34 @@ impl<'q> Scanner<'q> {
                 }
             }
         }
+        for k in keys {
+            let g = a.groups.entry(k).or_default();
+            g.events += 1;
+            g.subjects.extend(ids.iter().copied());
+        }
     }
 
     fn fail(&self, e: store::Error) {
         let prev = self.failed.take();
         self.failed.set(Some(prev.unwrap_or(e)));
+    }
+}
+
+/// The value of field `f` in an access (`asn`: its AS number as text);
+/// `None` for `resources.uid`, which has one value per subject.
+fn field_value<'e>(e: &'e store::view::AccessView<'_>, asn: Option<&'e str>, f: Field) -> Option<&'e str> {
+    match f {
+        Field::SrcIp => Some(&e.ip),
+        Field::Principal => Some(&e.principal),
+        Field::PrincipalKind => Some(&e.principal_kind),
+        Field::Token => e.token.as_deref(),
+        Field::Key => e.key.as_deref(),
+        Field::Asn => asn,
+        Field::Country => e.country.as_deref(),
+        Field::UserAgent => e.user_agent.as_deref(),
+        Field::Operation => Some(&e.operation),
+        Field::Service => e.service.as_deref(),
+        Field::Subject => None,
     }
 }
 
