@@ -79,6 +79,7 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         first["finding_info"]["uid"].as_str().expect("uid"),
     ]);
     ok(&["incident", "aware", "--store", s(&store), "INC-1", "--at", "2026-12-07T12:00:00Z"]);
+    let report = tmp.path().join("report");
     let all: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["scope", "--help"],
@@ -101,6 +102,8 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         vec!["incident", "list", "--store", s(&store)],
         vec!["incident", "show", "--store", s(&store), "INC-1"],
         vec!["incident", "show", "--store", s(&store), "INC-1", "--format", "json"],
+        vec!["report", "--store", s(&store), "--incident", "INC-1", "--out", s(&report)],
+        vec!["scope", "--store", s(&store), "--where", "actor.user.type = \"customer\"", "--group-by", "api.operation"],
         vec!["audit", "--store", s(&store), "--directory", s(&directory)],
         vec!["audit", "--store", s(&store), "--format", "json"],
     ];

@@ -218,6 +218,20 @@ fn no_subject_id_in_clear_in_any_file_of_the_store() {
             for uid in uids.iter().take(5) {
                 ok(&["scope", "--store", s(&store), "--alert", uid]);
             }
+            // An incident from a finding that names a customer, run to its report and notices
+            // (written outside the store), and the posture audit: what they record in the store
+            // names nobody in clear either.
+            let first = text.lines().next().map(|l| serde_json::from_str::<Value>(l).unwrap());
+            if let Some(uid) =
+                uids.first().cloned().or_else(|| first.map(|f| f["finding_info"]["uid"].as_str().unwrap().to_owned()))
+            {
+                ok(&["incident", "open", "--store", s(&store), "--from-alert", &uid]);
+                ok(&["incident", "aware", "--store", s(&store), "INC-1", "--at", "2026-12-07T12:00:00Z"]);
+                ok(&["incident", "note", "--store", s(&store), "INC-1", "scoped and reported"]);
+                let out = tmp.path().join(format!("{scenario}-{}-report", name.replace(' ', "-")));
+                ok(&["report", "--store", s(&store), "--incident", "INC-1", "--out", s(&out), "--notices"]);
+            }
+            ok(&["audit", "--store", s(&store), "--directory", s(&sim.join("directory.json"))]);
             let lake = tmp.path().join(format!("{scenario}-lake"));
             ok(&["export", "--store", s(&store), "--format", "parquet", "--out", s(&lake)]);
             let found = leaks(&[&store, &lake], &ids);
