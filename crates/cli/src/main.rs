@@ -35,8 +35,8 @@ struct Cli {
 enum Command {
     /// Write a synthetic platform's logs with injected attacks and their ground truth.
     Simulate(commands::simulate::Args),
-    /// Run every built-in detector over the inputs in event-time order and
-    /// write findings as OCSF Detection Finding JSON lines.
+    /// Run every built-in detector and the Sigma rules over the inputs in
+    /// event-time order and write findings as OCSF Detection Finding JSON lines.
     Detect(commands::detect::Args),
     /// Detect as `detect` does, and append every event (pseudonymised) to
     /// the evidence store; an input already ingested is not counted twice.
@@ -70,6 +70,9 @@ enum Command {
     /// offboarded principals still active, reading beyond the usual, silent
     /// log sources; each with its evidence and what to do.
     Audit(commands::audit::Args),
+    /// Sigma rules: check rule files (what loads, what does not and why),
+    /// and test one rule over events (what matched, and why not).
+    Rules(commands::rules::Args),
     /// Summarise logs: events per class and operation, distinct principals,
     /// subjects and sources, time span, quarantined lines.
     Stats(commands::stats::Args),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Incident(args) => commands::incident::run(args, out),
         Command::Report(args) => commands::report::run(args, out),
         Command::Audit(args) => commands::audit::run(args, out),
+        Command::Rules(args) => commands::rules::run(args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,8 +64,21 @@ pub struct Alert {
     pub observables: Vec<(&'static str, String)>,
     /// A standing weakness (a key that should have been rotated), not activity.
     pub posture: bool,
+    /// A Sigma rule's finding: the rule that made it (`None`: a built-in detector).
+    pub rule: Option<Box<RuleRef>>,
     /// Detector-specific details, kept under `unmapped`.
     pub details: Value,
+}
+
+/// The Sigma rule behind a finding: the analytic is the rule, not the detector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The rule's `id` (its title when it has none).
+    pub id: String,
+    /// The rule's `title`.
+    pub title: String,
+    /// A correlation's `group-by` fields and their values, as observables.
+    pub group: Vec<(String, String)>,
 }
 
 /// The OCSF observable type of an input field path.
@@ -97,14 +110,21 @@ impl Alert {
             4 => "High",
             _ => "Critical",
         };
+        let group = self.rule.iter().flat_map(|r| r.group.iter().map(|(n, v)| (n.as_str(), v)));
         let observables: Vec<Value> = self
             .observables
             .iter()
+            .map(|(name, value)| (*name, value))
+            .chain(group)
             .map(|(name, value)| {
                 let (type_id, ty) = observable_type(name);
                 json!({"name": name, "type_id": type_id, "type": ty, "value": value})
             })
             .collect();
+        let (analytic_name, analytic_uid) = match &self.rule {
+            Some(r) => (r.title.as_str(), r.id.as_str()),
+            None => (self.detector, self.detector),
+        };
         let types = if self.posture { vec!["posture"] } else { vec!["activity"] };
         json!({
             "activity_id": activity_id,
@@ -134,7 +154,7 @@ impl Alert {
                 "first_seen_time": self.first_seen,
                 "last_seen_time": self.last_seen,
                 "created_time": self.reported_at,
-                "analytic": {"name": self.detector, "uid": self.detector, "type_id": analytic_type_id, "type": analytic_type},
+                "analytic": {"name": analytic_name, "uid": analytic_uid, "type_id": analytic_type_id, "type": analytic_type},
             },
             "observables": observables,
             "unmapped": self.details,

@@ -61,6 +61,18 @@ pub enum What {
     },
 }
 
+/// A Sigma rule that matched an event where it was parsed, with the field
+/// values the rule's correlations need (see the `sigma` crate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The rule's index in the loaded rule set.
+    pub rule: u32,
+    /// One entry per field the rule's correlations read, in the rule set's
+    /// order for this rule: every value of the field (an array gives each
+    /// element), empty when the event has none.
+    pub values: Box<[SmallVec<[Box<str>; 1]>]>,
+}
+
 /// One event in the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ev {
@@ -70,6 +82,8 @@ pub struct Ev {
     pub input: u16,
     /// The event.
     pub what: What,
+    /// The Sigma rules it matched (`None`: none, or no rules loaded).
+    pub hits: Option<Box<[Hit]>>,
 }
 
 impl Ev {
@@ -90,7 +104,7 @@ impl Ev {
             Event::Offboarding(o) => What::Offboarding(o.clone()),
             Event::Other(o) => What::Other { class_uid: o.class_uid },
         };
-        Some(Self { time: e.time()?, input, what })
+        Some(Self { time: e.time()?, input, what, hits: None })
     }
 
     /// The OCSF class.

@@ -16,10 +16,10 @@ pub mod ev;
 pub mod window;
 pub mod world;
 
-pub use alert::{Alert, Sink};
+pub use alert::{Alert, RuleRef, Sink};
 pub use config::Config;
 pub use engine::{Detector, Engine, EngineStats, digest};
-pub use ev::Ev;
+pub use ev::{Ev, Hit};
 pub use world::World;
 
 /// Hash maps with a fixed seed: the same input gives the same iteration order.

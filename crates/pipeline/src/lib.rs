@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
@@ -102,6 +103,9 @@ pub struct Options {
     pub idle_flush: Duration,
     /// Where bad lines go.
     pub quarantine: PathBuf,
+    /// Sigma rules matched on every line, their findings and correlations
+    /// made in the engine (`None`: none loaded).
+    pub sigma: Option<Arc<sigma::Rules>>,
 }
 
 /// With a store: where events are appended, and how often they are committed.
@@ -257,6 +261,8 @@ struct Feeder<'a> {
     /// rather than by its line's bytes: the service, whose events may come
     /// back from the store (rebuilt lines) after a restart.
     content_digest: bool,
+    /// Sigma rules, matched on each line here (where its text is).
+    sigma: Option<Arc<sigma::Rules>>,
 }
 
 /// Ingesting: the store events are appended to, and per input where this
@@ -432,7 +438,24 @@ impl Visitor for Feeder<'_> {
             let l = &mut self.last[usize::from(self.input)];
             *l = (*l).max(t);
         }
-        match Ev::from_event(event, self.input, symbols) {
+        let matched = self.sigma.as_ref().and_then(|r| r.match_line(at.text, event.class_uid()));
+        let mut ev = Ev::from_event(event, self.input, symbols);
+        if let Some(m) = matched {
+            // An event without an OCSF time (a Windows event) takes the time
+            // its shape gives, else the input's latest.
+            let last = self.last[usize::from(self.input)];
+            let time = m.time.or((last > Millis::MIN).then_some(last));
+            if ev.is_none()
+                && let Some(time) = time
+            {
+                ev =
+                    Some(Ev { time, input: self.input, what: detect::ev::What::Other { class_uid: None }, hits: None });
+            }
+            if let Some(ev) = &mut ev {
+                ev.hits = Some(m.hits.into_boxed_slice());
+            }
+        }
+        match ev {
             Some(ev) => {
                 // Ties in event time are ordered by the line's content (and
                 // input), never by arrival.
@@ -481,6 +504,7 @@ impl<'a> Feeder<'a> {
             recycled,
             on_event,
             content_digest: false,
+            sigma: None,
         }
     }
 
@@ -519,6 +543,25 @@ struct Wires {
     /// run is to be continued (the service; `ingest`, which the next run
     /// continues by replaying the store): the next input may still settle it.
     settle: bool,
+    /// Sigma rules for the engine.
+    sigma: Option<Arc<sigma::Rules>>,
+}
+
+/// An engine with every enabled built-in detector and, with rules, Sigma's.
+pub(crate) fn engine(cfg: &Config, world: World, sigma: Option<&Arc<sigma::Rules>>) -> Result<Engine, Error> {
+    Ok(engine_for(cfg, world, sigma)?)
+}
+
+fn engine_for(
+    cfg: &Config,
+    world: World,
+    sigma: Option<&Arc<sigma::Rules>>,
+) -> Result<Engine, detect::config::ConfigError> {
+    let mut detectors = detect::detectors::all(cfg)?;
+    if let Some(rules) = sigma.filter(|r| !r.is_empty()) {
+        detectors.push(Box::new(sigma::SigmaDetector::new(Arc::clone(rules))));
+    }
+    Ok(Engine::with_detectors(cfg, world, detectors))
 }
 
 /// The detection thread: the engine over a replica of the parser's symbols.
@@ -531,8 +574,8 @@ fn detect_thread(
     wires: Wires,
     warn: &Warn<'_>,
 ) -> Result<Detected, Error> {
-    let Wires { rx, keep, recycle, settle } = wires;
-    let mut engine = Engine::new(cfg, world)?;
+    let Wires { rx, keep, recycle, settle, sigma } = wires;
+    let mut engine = engine(cfg, world, sigma.as_ref())?;
     engine.set_inputs(inputs.clone());
     let out: Box<dyn Write + Send> = Box::new(BufWriter::new(out));
     let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None, keep, warn };
@@ -557,7 +600,7 @@ fn detect_thread(
             Msg::Engine(cfg, world) => {
                 // Checked by the sender: a configuration that does not build
                 // an engine never gets here; if it does, the old one stays.
-                match Engine::new(&cfg, *world) {
+                match engine_for(&cfg, *world, sigma.as_ref()) {
                     Ok(mut fresh) => {
                         fresh.set_inputs(inputs.clone());
                         engine = fresh;
@@ -622,7 +665,8 @@ pub fn run(
     ingest: Option<Ingest<'_>>,
     hooks: Hooks<'_>,
 ) -> Result<Report, Error> {
-    let Options { config: cfg, directory, mut reader, inputs, follow, idle_flush, quarantine: quarantine_path } = p;
+    let Options { config: cfg, directory, mut reader, inputs, follow, idle_flush, quarantine: quarantine_path, sigma } =
+        p;
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         return Err(Error::StdinTwice);
     }
@@ -708,15 +752,18 @@ pub fn run(
             }
             None => None,
         };
+        let for_engine = sigma.clone();
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
             .spawn_scoped(scope, move || {
-                detect_thread(cfg, world, names, findings, follow, Wires { rx, keep, recycle, settle }, warn)
+                let wires = Wires { rx, keep, recycle, settle, sigma: for_engine };
+                detect_thread(cfg, world, names, findings, follow, wires, warn)
             })
             .map_err(Error::Spawn)?;
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
         let mut feeder = Feeder::new(cursors.len(), &mut quarantine, ingest.take(), recycled, None);
+        feeder.sigma = sigma.clone();
         // With a store, ties in event time are ordered by what the events
         // say: replayed events are rebuilt lines, not the original bytes.
         feeder.content_digest = feeder.ingest.is_some();

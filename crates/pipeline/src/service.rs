@@ -89,6 +89,8 @@ pub struct ServiceOptions {
     /// The findings the store holds (as stored): reported again by a
     /// replay ([`Job::Replay`]), they are not stored twice.
     pub stored_findings: Vec<String>,
+    /// Sigma rules (`None`: none loaded).
+    pub sigma: Option<std::sync::Arc<sigma::Rules>>,
 }
 
 /// How the service talks to its caller.
@@ -137,6 +139,7 @@ pub fn serve(
         idle_flush,
         group_bytes,
         stored_findings,
+        sigma,
     } = opts;
     let mut suppress = std::collections::HashMap::new();
     for key in stored_findings.iter().filter_map(|l| crate::finding_key(l)) {
@@ -171,15 +174,17 @@ pub fn serve(
     let cfg = &cfg;
     let (detected, counts) = std::thread::scope(|scope| {
         let tx = tx;
+        let for_engine = sigma.clone();
         let detector = std::thread::Builder::new()
             .name("piiwatch-detect".into())
             .spawn_scoped(scope, move || {
-                let wires = Wires { rx, keep: Some(ktx), recycle, settle: false };
+                let wires = Wires { rx, keep: Some(ktx), recycle, settle: false, sigma: for_engine };
                 detect_thread(cfg, world, vec!["http".to_owned()], Box::new(std::io::sink()), true, wires, warn)
             })
             .map_err(Error::Spawn)?;
         let mut feeder = Feeder::new(1, &mut quarantine, Some(ingesting), recycled, Some(on_event));
         feeder.content_digest = true;
+        feeder.sigma = sigma.clone();
         let mut symbols = Symbols::default();
         let mut marks = Marks::default();
         let mut bodies = 0u64;

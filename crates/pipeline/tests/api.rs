@@ -44,6 +44,7 @@ fn options(dir: &std::path::Path) -> pipeline::Options {
         follow: false,
         idle_flush: Duration::from_secs(2),
         quarantine: dir.join("q.jsonl"),
+        sigma: None,
     }
 }
 

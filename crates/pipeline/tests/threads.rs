@@ -43,6 +43,7 @@ fn run(dir: &Path, events: &Path, workers: usize, chunk_bytes: usize, secret: Op
         follow: false,
         idle_flush: Duration::from_secs(2),
         quarantine: quarantine.clone(),
+        sigma: None,
     };
     let store_dir = dir.join(format!("{name}.store"));
     std::fs::create_dir_all(&store_dir).expect("store dir");

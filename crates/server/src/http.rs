@@ -831,6 +831,7 @@ fn denied(app: &App, p: &Presented, d: Decision) {
         count,
         observables,
         posture: false,
+        rule: None,
         details: json!({ "reason": d.reason, "operation": p.operation }),
     };
     if let Ok(jobs) = app.jobs.lock()

@@ -147,6 +147,8 @@ pub struct Options {
     pub check: CheckOptions,
     /// The breach-notification regimes incidents are clocked by, and the organisation profile.
     pub incidents: Incidents,
+    /// Sigma rules run with the built-in detectors (`None`: none).
+    pub sigma: Option<std::sync::Arc<sigma::Rules>>,
 }
 
 /// What `GET /v1/incidents/{id}` clocks incidents by.
@@ -523,6 +525,7 @@ pub fn run(
         net,
         check: check_options,
         incidents,
+        sigma,
     } = opts;
     // A bad certificate is a one-line error before anything starts.
     let tls = net.tls.as_ref().map(listen::acceptor).transpose()?;
@@ -615,6 +618,7 @@ pub fn run(
                 .read()
                 .map(|f| f.iter().map(|x| x.line.clone()).collect())
                 .unwrap_or_default(),
+            sigma,
         };
         std::thread::Builder::new()
             .name("piiwatch-service".into())

@@ -31,9 +31,8 @@ pub struct Args {
     /// Print the default configuration and exit.
     #[arg(long)]
     print_config: bool,
-    /// Sigma rules directory (not evaluated yet: a warning says so).
-    #[arg(long)]
-    rules: Option<PathBuf>,
+    #[command(flatten)]
+    rules: crate::commands::rules::RuleArgs,
     /// Write findings here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -108,12 +107,7 @@ pub fn pipeline(args: &Args, ingest: Option<pipeline::Ingest<'_>>, out: &mut dyn
             "piiwatch: warning: no --directory: principals, keys and networks are unknown, so several detectors see less"
         );
     }
-    if let Some(r) = &args.rules {
-        errln!(
-            "piiwatch: warning: Sigma rules ({}) are not evaluated yet; only the built-in detectors run",
-            r.display()
-        );
-    }
+    let sigma = args.rules.load()?;
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::from_arg(a)).collect();
     let findings: Box<dyn Write + Send> = match &args.out {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
@@ -129,6 +123,7 @@ pub fn pipeline(args: &Args, ingest: Option<pipeline::Ingest<'_>>, out: &mut dyn
         follow: args.follow,
         idle_flush: Duration::from_secs_f64(args.idle_flush),
         quarantine: args.read.quarantine.clone(),
+        sigma,
     };
     let warn = |w: &str| errln!("piiwatch: warning: {w}");
     let hooks = pipeline::Hooks { progress: &mut |bytes| bar.set_position(bytes), warn: &warn };

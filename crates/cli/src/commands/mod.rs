@@ -7,6 +7,7 @@ pub mod incident;
 pub mod ingest;
 pub mod proof;
 pub mod report;
+pub mod rules;
 pub mod scope;
 pub mod serve;
 pub mod simulate;

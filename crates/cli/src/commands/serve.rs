@@ -31,9 +31,8 @@ pub struct Args {
     /// The organisation profile incidents are clocked by (TOML).
     #[arg(long, value_name = "FILE")]
     org: Option<PathBuf>,
-    /// Sigma rules directory (not evaluated yet: a warning says so).
-    #[arg(long)]
-    rules: Option<PathBuf>,
+    #[command(flatten)]
+    rules: crate::commands::rules::RuleArgs,
     /// Detector configuration (TOML), as for `detect --config`; read again
     /// on SIGHUP or `POST /v1/admin/reload` (a changed one replaces the
     /// engine, which replays the store; one that fails changes nothing).
@@ -148,11 +147,10 @@ pub fn run(args: Args) -> Result<()> {
             "no --directory: principals, keys and networks are unknown, so detectors and the check see less"
         );
     }
-    if let Some(r) = &args.rules {
-        tracing::warn!(rules = %r.display(), "Sigma rules are not evaluated yet; only the built-in detectors run");
-    }
+    let sigma = args.rules.load()?;
     let (regimes, org) = super::incident::load_rules(args.regimes.as_deref(), args.org.as_deref())?;
     let opts = server::Options {
+        sigma,
         incidents: server::Incidents { regimes, org },
         store: args.store.clone(),
         listen: args.listen,

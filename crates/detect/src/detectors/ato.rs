@@ -229,6 +229,7 @@ impl AccountTakeover {
             count: camp.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({
                 "cluster": client, "accounts": camp.count, "accounts_in_window": n, "threshold": threshold,
                 "learned": cl.learned, "addresses": camp.addrs.len(), "asns": camp.asns.len(),

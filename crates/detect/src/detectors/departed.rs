@@ -77,6 +77,7 @@ impl Departed {
             count: g.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({"left": left}),
         });
     }

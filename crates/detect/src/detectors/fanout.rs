@@ -482,6 +482,7 @@ impl FanOut {
             count: figure,
             observables,
             posture: false,
+            rule: None,
             details: json!({"dimension": dim.name(), "class": class_name, "windows": windows_json}),
         };
         cx.report(alert);

@@ -175,6 +175,7 @@ impl ForeignAccess {
             count: n,
             observables,
             posture: false,
+            rule: None,
             details: json!({"cluster": label, "threshold": threshold, "concentrated": concentrated, "addresses_total": cl.addrs.len()}),
         });
     }

@@ -149,6 +149,7 @@ impl ForgedToken {
             count: g.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({"kind": format!("{kind:?}"), "addresses": g.addrs.len(), "asns": g.asns.len(), "tokens_sampled": tokens}),
         };
         cx.report(alert);

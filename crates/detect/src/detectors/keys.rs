@@ -97,6 +97,7 @@ impl KeyHygiene {
             count: 1,
             observables: vec![("actor.session.issuer", name)],
             posture: true,
+            rule: None,
             details: json!({"reasons": reasons, "orphaned_by": orphaned}),
         });
     }
@@ -126,6 +127,7 @@ impl KeyHygiene {
             count: g.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({"why": why}),
         });
     }
@@ -195,6 +197,7 @@ impl KeyHygiene {
             count: g.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({"network_class": label, "country": country, "orphaned_by": orphaned}),
         });
     }

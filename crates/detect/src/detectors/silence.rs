@@ -132,6 +132,7 @@ impl Detector for Silence {
                 count: 0,
                 observables: vec![(field, value)],
                 posture: false,
+                rule: None,
                 details: json!({"stream": field, "longest_gap_ms": longest, "limit_ms": limit}),
             });
         }

@@ -163,6 +163,7 @@ impl StaffPattern {
             count: p.count,
             observables,
             posture: false,
+            rule: None,
             details: json!({
                 "role": role_name, "local_hour": hod, "usual_hours": usual,
                 "role_share_this_hour": role_share, "subjects_this_hour": p.this_hour.len(),

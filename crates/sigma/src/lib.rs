@@ -1,0 +1,640 @@
+//! Sigma rules in piiwatch: rule files loaded and checked
+//! ([`load`]), matched on each parsed line by RSigma's evaluator with the
+//! log source piiwatch assigns ([`source`]), and correlations counted
+//! exactly in event time by our own windows ([`corr`]) inside the
+//! detection engine ([`detector`]).
+//!
+//! Matching happens where lines are parsed; the rules an event matched
+//! ride with it ([`detect::Hit`]) through the engine's reordering, so
+//! correlations see events in event-time order and shuffled input within
+//! the lateness gives the same findings.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use detect::Hit;
+use model::Millis;
+use rsigma_eval::Engine as Evaluator;
+use rsigma_parser::{CorrelationCondition, CorrelationType, Level, LogSource, WindowMode};
+use serde_json::Value;
+use smallvec::SmallVec;
+
+pub mod corr;
+pub mod detector;
+pub mod load;
+pub mod source;
+pub mod starter;
+
+pub use detector::SigmaDetector;
+pub use load::{Problem, Severity};
+
+/// What to load.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Rule directories or files (`--rules`).
+    pub dirs: Vec<PathBuf>,
+    /// The starter pack shipped with piiwatch (`rules/`), unless `--no-default-rules`.
+    pub starter: bool,
+    /// pySigma-style processing pipelines applied to every rule (`--pipeline`).
+    pub pipelines: Vec<PathBuf>,
+}
+
+/// Why rules could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rule directory could not be listed.
+    #[error("cannot read the rule directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A pipeline file is wrong.
+    #[error("{path}: {reason}")]
+    Pipeline {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A loaded rule: a detection rule or a correlation.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// Its id (its title when it has none).
+    pub id: String,
+    /// Its `name`, which correlations may refer to it by.
+    pub name: Option<String>,
+    /// Its title.
+    pub title: String,
+    /// 1 informational ... 5 critical (3 without a level).
+    pub severity: u8,
+    /// Its file and the line its document starts on.
+    pub file: PathBuf,
+    /// The line.
+    pub line: usize,
+}
+
+/// Something a correlation refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ref {
+    /// A detection rule, by index.
+    Rule(u32),
+    /// Another correlation, by index (a chain).
+    Corr(u32),
+}
+
+/// A loaded correlation.
+#[derive(Clone, Debug)]
+pub struct Correlation {
+    /// Who it is.
+    pub info: Info,
+    /// What it counts.
+    pub spec: corr::Spec,
+    /// What it correlates.
+    pub refs: Vec<Ref>,
+    /// Its `group-by` names (aliases where given).
+    pub group_by: Vec<String>,
+    /// Per reference: for each group-by name, where its values are in
+    /// that reference's hit (index into the rule's needed fields, or into
+    /// the inner correlation's group-by).
+    pub group_at: Vec<Vec<Option<usize>>>,
+    /// Per reference: where the value field's values are.
+    pub value_at: Vec<Option<usize>>,
+    /// The value field's name (value_* kinds).
+    pub value_field: Option<String>,
+    /// Whether the referenced rules also report their own matches.
+    pub generate: bool,
+}
+
+/// The rules, compiled: what matching and the detector share.
+pub struct Rules {
+    evaluator: Evaluator,
+    /// Detection rules, by index (the evaluator's order).
+    pub rules: Vec<Info>,
+    by_key: HashMap<String, u32>,
+    /// Correlations, by index.
+    pub correlations: Vec<Correlation>,
+    /// Per detection rule: the fields its correlations read.
+    pub needed: Vec<Vec<String>>,
+    /// Per detection rule: whether it reports its own matches (not when
+    /// only correlations without `generate` use it).
+    pub reports: Vec<bool>,
+    /// Everything that went wrong, file by file.
+    pub problems: Vec<Problem>,
+    /// Rule files read.
+    pub files: usize,
+    /// OCSF classes some rule may match (by log source).
+    ocsf: Vec<i64>,
+    /// Whether some rule has no product (it may match anything).
+    open: bool,
+    /// Whether some rule is for Windows.
+    windows: bool,
+}
+
+/// What a line matched.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// The rules it matched.
+    pub hits: Vec<Hit>,
+    /// Its time, as its shape says it (Windows events have no OCSF `time`).
+    pub time: Option<Millis>,
+}
+
+/// Sigma's level as piiwatch's severity.
+pub fn severity(level: Option<Level>) -> u8 {
+    match level {
+        Some(Level::Informational) => 1,
+        Some(Level::Low) => 2,
+        Some(Level::Medium) | None => 3,
+        Some(Level::High) => 4,
+        Some(Level::Critical) => 5,
+    }
+}
+
+fn key_of(id: Option<&str>, title: &str) -> String {
+    match id {
+        Some(id) => id.to_owned(),
+        None => format!("title:{title}"),
+    }
+}
+
+impl Rules {
+    /// Loads rules as `opts` says. Rules that do not parse or are not
+    /// supported are left out and named in [`Rules::problems`].
+    pub fn load(opts: &Options) -> Result<Self, Error> {
+        let mut read = load::Read::default();
+        if opts.starter {
+            for (name, text) in starter::FILES {
+                read.text(Path::new(&format!("(built in)/rules/{name}")), text);
+            }
+        }
+        for dir in &opts.dirs {
+            let files = load::files(dir).map_err(|source| Error::Dir { path: dir.clone(), source })?;
+            for f in files {
+                read.file(&f);
+            }
+        }
+        let mut pipelines = Vec::new();
+        for p in &opts.pipelines {
+            let pipe = rsigma_eval::parse_pipeline_file(p)
+                .map_err(|e| Error::Pipeline { path: p.clone(), reason: e.to_string() })?;
+            pipelines.push(pipe);
+        }
+        Ok(Self::compile(read, pipelines))
+    }
+
+    /// Loads the rules in one YAML text (tests, `rules test`).
+    pub fn from_text(name: &str, text: &str) -> Self {
+        let mut read = load::Read::default();
+        read.text(Path::new(name), text);
+        Self::compile(read, Vec::new())
+    }
+
+    fn compile(read: load::Read, pipelines: Vec<rsigma_eval::Pipeline>) -> Self {
+        let load::Read { rules, correlations, filters, files, mut problems } = read;
+        let mut evaluator = Evaluator::new();
+        for p in pipelines {
+            evaluator.add_pipeline(p);
+        }
+        // Each rule checked on its own first, so one bad rule is named and the rest load.
+        let mut ok = Vec::new();
+        let mut infos = Vec::new();
+        let mut by_key: HashMap<String, u32> = HashMap::new();
+        let mut names: HashMap<String, u32> = HashMap::new();
+        for s in &rules {
+            let r = &s.rule;
+            let id = r.id.clone().unwrap_or_else(|| r.title.clone());
+            if let Err(e) = evaluator
+                .transform_rule(r)
+                .map_err(|e| e.to_string())
+                .and_then(|t| rsigma_eval::compile_rule(&t.rule).map(|_| ()).map_err(|e| e.to_string()))
+            {
+                problems.push(Problem {
+                    file: s.file.clone(),
+                    line: Some(s.line),
+                    rule: Some(id),
+                    reason: format!("not supported: {e}"),
+                    severity: Severity::Error,
+                });
+                continue;
+            }
+            if let Some(w) = placeholder_warning(r) {
+                problems.push(Problem {
+                    file: s.file.clone(),
+                    line: Some(s.line),
+                    rule: Some(id.clone()),
+                    reason: w,
+                    severity: Severity::Warning,
+                });
+            }
+            let key = key_of(r.id.as_deref(), &r.title);
+            if by_key.contains_key(&key) {
+                problems.push(Problem {
+                    file: s.file.clone(),
+                    line: Some(s.line),
+                    rule: Some(id),
+                    reason: "another rule has the same id: this one is left out".into(),
+                    severity: Severity::Error,
+                });
+                continue;
+            }
+            let i = infos.len() as u32;
+            by_key.insert(key, i);
+            if let Some(n) = &r.name {
+                names.insert(n.clone(), i);
+            }
+            infos.push(Info {
+                id,
+                name: r.name.clone(),
+                title: r.title.clone(),
+                severity: severity(r.level),
+                file: s.file.clone(),
+                line: s.line,
+            });
+            ok.push(&s.rule);
+        }
+        for (i, e) in evaluator.add_rules(ok.iter().copied()) {
+            // Checked above; a rule that still fails is reported, and indexes stay aligned only if none does.
+            problems.push(Problem {
+                file: PathBuf::new(),
+                line: None,
+                rule: infos.get(i).map(|r| r.id.clone()),
+                reason: format!("not supported: {e}"),
+                severity: Severity::Error,
+            });
+        }
+        for f in &filters {
+            if let Err(e) = evaluator.apply_filter(&f.rule) {
+                problems.push(Problem {
+                    file: f.file.clone(),
+                    line: Some(f.line),
+                    rule: Some(f.rule.id.clone().unwrap_or_else(|| f.rule.title.clone())),
+                    reason: format!("filter not applied: {e}"),
+                    severity: Severity::Error,
+                });
+            }
+        }
+        let mut ocsf = Vec::new();
+        let (mut open, mut windows) = (false, false);
+        for r in evaluator.rules() {
+            let ls = &r.logsource;
+            match ls.product.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None => open = true,
+                Some("windows") => windows = true,
+                Some("ocsf") => match ls.category.as_deref() {
+                    None => ocsf.extend(source_classes()),
+                    Some(c) => ocsf.extend(source_classes().filter(|k| source::ocsf_category(*k) == Some(c))),
+                },
+                Some(_) => {}
+            }
+        }
+        ocsf.sort_unstable();
+        ocsf.dedup();
+        let mut this = Self {
+            evaluator,
+            reports: vec![true; infos.len()],
+            needed: vec![Vec::new(); infos.len()],
+            rules: infos,
+            by_key,
+            correlations: Vec::new(),
+            problems,
+            files,
+            ocsf,
+            open,
+            windows,
+        };
+        this.correlate(&correlations, &names);
+        this
+    }
+
+    /// Compiles the correlations, in an order where every correlation
+    /// comes after those it refers to.
+    fn correlate(&mut self, list: &[load::Sourced<rsigma_parser::CorrelationRule>], names: &HashMap<String, u32>) {
+        let mut pending: Vec<&load::Sourced<rsigma_parser::CorrelationRule>> = list.iter().collect();
+        let mut corr_names: HashMap<String, u32> = HashMap::new();
+        loop {
+            let before = pending.len();
+            let mut rest = Vec::new();
+            for s in pending {
+                let c = &s.rule;
+                let resolved: Vec<Option<Ref>> = c
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        corr_names
+                            .get(r)
+                            .map(|&i| Ref::Corr(i))
+                            .or_else(|| self.by_key.get(r).or_else(|| names.get(r)).map(|&i| Ref::Rule(i)))
+                    })
+                    .collect();
+                if resolved.iter().any(Option::is_none) {
+                    rest.push(s);
+                    continue;
+                }
+                let refs: Vec<Ref> = resolved.into_iter().flatten().collect();
+                match self.correlation(s, refs) {
+                    Ok(k) => {
+                        let i = self.correlations.len() as u32;
+                        if let Some(id) = &c.id {
+                            corr_names.insert(id.clone(), i);
+                        }
+                        if let Some(n) = &c.name {
+                            corr_names.insert(n.clone(), i);
+                        }
+                        self.correlations.push(k);
+                    }
+                    Err(reason) => self.problems.push(Problem {
+                        file: s.file.clone(),
+                        line: Some(s.line),
+                        rule: Some(c.id.clone().unwrap_or_else(|| c.title.clone())),
+                        reason,
+                        severity: Severity::Error,
+                    }),
+                }
+            }
+            if rest.is_empty() || rest.len() == before {
+                for s in rest {
+                    let c = &s.rule;
+                    let missing: Vec<&str> = c
+                        .rules
+                        .iter()
+                        .filter(|r| {
+                            !corr_names.contains_key(*r) && !self.by_key.contains_key(*r) && !names.contains_key(*r)
+                        })
+                        .map(String::as_str)
+                        .collect();
+                    self.problems.push(Problem {
+                        file: s.file.clone(),
+                        line: Some(s.line),
+                        rule: Some(c.id.clone().unwrap_or_else(|| c.title.clone())),
+                        reason: format!("refers to rules that are not loaded: {}", missing.join(", ")),
+                        severity: Severity::Error,
+                    });
+                }
+                break;
+            }
+            pending = rest;
+        }
+    }
+
+    /// One correlation, or why it is not supported.
+    fn correlation(
+        &mut self,
+        s: &load::Sourced<rsigma_parser::CorrelationRule>,
+        refs: Vec<Ref>,
+    ) -> Result<Correlation, String> {
+        let c = &s.rule;
+        if c.window != WindowMode::Sliding {
+            return Err(format!("not supported: window mode {:?} (piiwatch counts sliding windows)", c.window));
+        }
+        if c.timespan.seconds == 0 {
+            return Err("timespan must be longer than zero".into());
+        }
+        let timespan = i64::try_from(c.timespan.seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let (mut predicates, mut field, mut expr, mut pct) = (Vec::new(), None, None, None);
+        match &c.condition {
+            CorrelationCondition::Threshold { predicates: p, field: f, percentile } => {
+                predicates = p.iter().map(|(op, v)| corr::Predicate { op: *op, value: *v as f64 }).collect();
+                field = f.clone();
+                pct = *percentile;
+            }
+            CorrelationCondition::Extended(e) => expr = Some(e.clone()),
+        }
+        let kind = match c.correlation_type {
+            CorrelationType::EventCount => corr::Kind::EventCount,
+            CorrelationType::ValueCount => corr::Kind::ValueCount,
+            CorrelationType::ValueSum => corr::Kind::ValueSum,
+            CorrelationType::ValueAvg => corr::Kind::ValueAvg,
+            CorrelationType::ValuePercentile => corr::Kind::ValuePercentile(pct.unwrap_or(50) as f64),
+            CorrelationType::ValueMedian => corr::Kind::ValuePercentile(50.0),
+            CorrelationType::Temporal => corr::Kind::Temporal,
+            CorrelationType::TemporalOrdered => corr::Kind::TemporalOrdered,
+        };
+        let value_field = match kind {
+            corr::Kind::ValueCount | corr::Kind::ValueSum | corr::Kind::ValueAvg | corr::Kind::ValuePercentile(_) => {
+                match field.as_deref() {
+                    Some([f]) => Some(f.clone()),
+                    Some([]) | None => return Err(format!("{} needs a condition field", kind.name())),
+                    Some(_) => return Err(format!("not supported: {} over several fields", kind.name())),
+                }
+            }
+            _ => None,
+        };
+        if predicates.is_empty() && !matches!(kind, corr::Kind::Temporal | corr::Kind::TemporalOrdered) {
+            return Err(format!("{} needs a condition (gte, lt, ...)", kind.name()));
+        }
+        let mut ref_names = Vec::new();
+        let mut group_at = Vec::new();
+        let mut value_at = Vec::new();
+        for (k, r) in refs.iter().enumerate() {
+            let listed = &c.rules[k];
+            let mut names = vec![listed.clone()];
+            // The name a reference answers to in aliases.
+            let field_in = |name: &str| -> String {
+                c.aliases
+                    .iter()
+                    .find(|a| a.alias == name)
+                    .and_then(|a| a.mapping.get(listed))
+                    .cloned()
+                    .unwrap_or_else(|| name.to_owned())
+            };
+            match *r {
+                Ref::Rule(i) => {
+                    let info = &self.rules[i as usize];
+                    names.push(info.id.clone());
+                    names.extend(info.name.clone());
+                    let needed = &mut self.needed[i as usize];
+                    let mut at = |f: String| -> usize {
+                        match needed.iter().position(|x| *x == f) {
+                            Some(p) => p,
+                            None => {
+                                needed.push(f);
+                                needed.len() - 1
+                            }
+                        }
+                    };
+                    group_at.push(c.group_by.iter().map(|g| Some(at(field_in(g)))).collect());
+                    value_at.push(value_field.as_deref().map(|f| at(field_in(f))));
+                    if !c.generate {
+                        self.reports[i as usize] = false;
+                    }
+                }
+                Ref::Corr(j) => {
+                    let inner = &self.correlations[j as usize];
+                    names.push(inner.info.id.clone());
+                    names.extend(inner.info.name.clone());
+                    group_at.push(
+                        c.group_by.iter().map(|g| inner.group_by.iter().position(|x| *x == field_in(g))).collect(),
+                    );
+                    value_at.push(
+                        value_field.as_deref().and_then(|f| inner.group_by.iter().position(|x| *x == field_in(f))),
+                    );
+                }
+            }
+            ref_names.push(names);
+        }
+        Ok(Correlation {
+            info: Info {
+                id: c.id.clone().unwrap_or_else(|| c.title.clone()),
+                name: c.name.clone(),
+                title: c.title.clone(),
+                severity: severity(c.level),
+                file: s.file.clone(),
+                line: s.line,
+            },
+            spec: corr::Spec { kind, timespan, predicates, expr, ref_names, refs: refs.len() },
+            refs,
+            group_by: c.group_by.clone(),
+            group_at,
+            value_at,
+            value_field,
+            generate: c.generate,
+        })
+    }
+
+    /// Whether no rule is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a line of OCSF class `class_uid` (`None`: not OCSF, or not
+    /// known) could match any rule, before it is parsed for the rules.
+    pub fn may_match(&self, class_uid: Option<i64>) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        match class_uid {
+            Some(c) => self.open || self.ocsf.binary_search(&c).is_ok(),
+            None => self.open || self.windows,
+        }
+    }
+
+    /// The rules `line` matches (`None`: none, or not JSON).
+    pub fn match_line(&self, line: &[u8], class_uid: Option<i64>) -> Option<Matched> {
+        if !self.may_match(class_uid) {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(line).ok()?;
+        self.match_value(&v)
+    }
+
+    /// The rules a JSON event matches.
+    pub fn match_value(&self, v: &Value) -> Option<Matched> {
+        let (shape, ls) = source::classify(v);
+        let view = source::View::new(v, shape);
+        let mut results = self.evaluator.evaluate_with_logsource(&view, &ls);
+        if shape == source::Shape::Windows && ls.category.as_deref() == Some("registry_event") {
+            for narrow in source::registry_categories(v) {
+                let ls = LogSource { category: Some((*narrow).to_owned()), ..ls.clone() };
+                results.extend(self.evaluator.evaluate_with_logsource(&view, &ls));
+            }
+        }
+        if results.is_empty() {
+            return None;
+        }
+        let mut hits: Vec<Hit> = Vec::with_capacity(results.len());
+        for r in &results {
+            let Some(&i) = self.by_key.get(&key_of(r.header.rule_id.as_deref(), &r.header.rule_title)) else {
+                continue;
+            };
+            if hits.iter().any(|h| h.rule == i) {
+                continue;
+            }
+            let values = self.needed[i as usize]
+                .iter()
+                .map(|f| {
+                    let mut out = Vec::new();
+                    if let Some(x) = rsigma_eval::Event::get_field(&view, f) {
+                        source::texts(&x, &mut out);
+                    }
+                    out.into_iter().map(String::into_boxed_str).collect::<SmallVec<[Box<str>; 1]>>()
+                })
+                .collect();
+            hits.push(Hit { rule: i, values });
+        }
+        hits.sort_by_key(|h| h.rule);
+        Some(Matched { hits, time: source::time_of(v, shape) })
+    }
+
+    /// The compiled detection rule `i` (for `rules test`'s explanations).
+    pub fn compiled(&self, i: u32) -> Option<&rsigma_eval::CompiledRule> {
+        self.evaluator.rules().get(i as usize)
+    }
+
+    /// The index of the detection rule with this id, name or title.
+    pub fn find(&self, what: &str) -> Option<u32> {
+        self.by_key.get(what).or_else(|| self.by_key.get(&format!("title:{what}"))).copied().or_else(|| {
+            self.rules.iter().position(|r| r.name.as_deref() == Some(what) || r.title == what).map(|i| i as u32)
+        })
+    }
+
+    /// Shared, for the detector and the parsing side.
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}
+
+/// OCSF classes with a category name.
+fn source_classes() -> impl Iterator<Item = i64> {
+    [1001, 1007, 2004, 3001, 3002, 3003, 3005, 3006, 4001, 4002, 4003, 6001, 6002, 6003, 6005].into_iter()
+}
+
+/// A warning for a rule whose `expand` placeholders no pipeline gave values.
+fn placeholder_warning(r: &rsigma_parser::SigmaRule) -> Option<String> {
+    let text = format!("{:?}", r.detection);
+    if !text.contains("Expand") {
+        return None;
+    }
+    Some(
+        "uses |expand placeholders: without a pipeline that gives them values (value_placeholders), they match nothing"
+            .into(),
+    )
+}
+
+/// Whether a rule's log source admits an event's: each of the rule's
+/// product, category and service must be the event's (case-insensitive).
+pub fn source_admits(rule: &LogSource, event: &LogSource) -> bool {
+    let same = |r: &Option<String>, e: &Option<String>| match (r, e) {
+        (None, _) => true,
+        (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
+        (Some(_), None) => false,
+    };
+    let registry = |e: &LogSource| {
+        e.category.as_deref() == Some("registry_event")
+            && rule.category.as_deref().is_some_and(|c| c.starts_with("registry_"))
+    };
+    same(&rule.product, &event.product)
+        && same(&rule.service, &event.service)
+        && (same(&rule.category, &event.category) || registry(event))
+}
+
+/// Why rule `i` did or did not match an event.
+pub struct Explanation {
+    /// The event's log source.
+    pub event_source: LogSource,
+    /// The rule's.
+    pub rule_source: LogSource,
+    /// Whether the rule's log source admits the event.
+    pub source_ok: bool,
+    /// The detection's trace (RSigma's explainer).
+    pub detection: rsigma_eval::RuleExplanation,
+}
+
+impl Rules {
+    /// Explains rule `i` on event `v`.
+    pub fn explain(&self, i: u32, v: &Value) -> Option<Explanation> {
+        let rule = self.compiled(i)?;
+        let (shape, ls) = source::classify(v);
+        let view = source::View::new(v, shape);
+        Some(Explanation {
+            source_ok: source_admits(&rule.logsource, &ls),
+            event_source: ls,
+            rule_source: rule.logsource.clone(),
+            detection: rsigma_eval::explain_rule(rule, &view),
+        })
+    }
+}
