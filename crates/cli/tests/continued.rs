@@ -37,7 +37,7 @@ fn stored(store: &Path) -> Reports {
 /// The simulation's lines, in three consecutive parts.
 fn thirds(sim: &Path) -> [Vec<u8>; 3] {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(sim.join("events.jsonl.gz")).expect("events"))
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(sim.join("events.jsonl.gz")).expect("events"))
         .read_to_end(&mut bytes)
         .expect("gzip");
     let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();

@@ -27,7 +27,7 @@ fn s(p: &Path) -> &str {
 /// The input's lines (lossy).
 fn lines(path: &Path) -> Vec<String> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(fs::File::open(path).unwrap()).read_to_end(&mut bytes).unwrap();
+    flate2::read::MultiGzDecoder::new(fs::File::open(path).unwrap()).read_to_end(&mut bytes).unwrap();
     // The simulator writes some malformed lines, invalid UTF-8 among them.
     String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect()
 }

@@ -113,7 +113,7 @@ fn token(store: &Path, role: &str, name: &str) -> String {
 /// The simulation's lines, as bytes (some are not UTF-8 on purpose).
 fn lines_of(sim: &Path) -> Vec<Vec<u8>> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(sim.join("events.jsonl.gz")).expect("events"))
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(sim.join("events.jsonl.gz")).expect("events"))
         .read_to_end(&mut bytes)
         .expect("gzip");
     bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
