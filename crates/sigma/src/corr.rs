@@ -5,15 +5,25 @@
 //! time, `(t - timespan, t]`, whatever order the input had within the
 //! lateness.
 //!
-//! - `event_count`: matching events in the window (times kept run-length
-//!   per millisecond).
+//! Time is kept in buckets, as the built-in detectors keep it: the largest
+//! of a millisecond, a second, a minute, an hour and a day that still cuts
+//! the timespan into at least 1,024 buckets (a 10-minute window counts by
+//! the millisecond, an hour by the second, a day by the minute, 150 days
+//! by the hour). A window is the buckets after the one `t - timespan`
+//! falls in, through `t`'s: its far edge is at most one bucket (under
+//! 0.1 % of the timespan) short, and never longer.
+//!
+//! - `event_count`: matching events per bucket in the window.
 //! - `value_count`: distinct values in the window, exactly. Each group
-//!   keeps every distinct value once, as a 128-bit keyed digest (no
+//!   keeps every distinct value once, as a 96-bit keyed digest (no
 //!   strings, so no customer id in memory longer than the line) with the
-//!   last time it was seen, and an index by that time to forget values
-//!   that left the window: memory per distinct value and group, not per
-//!   event. Two values share a digest with probability about 2^-128 per
-//!   pair, which is what "exact" means here.
+//!   bucket it was last seen in, and a count of values per bucket, so the
+//!   distinct count is a running sum: memory per distinct value and group
+//!   (about 16 bytes and the map's slack), not per event. Values whose
+//!   bucket left the window are swept out as the map grows. Two values
+//!   share a digest with probability about 2^-96 per pair (a shared
+//!   64-bit half with different 32-bit halves is kept apart), which is what
+//!   "exact" means here.
 //! - `value_sum`, `value_avg`, `value_percentile`, `value_median`: the
 //!   numeric values in the window.
 //! - `temporal`: every referenced rule (or the condition over them) matched
@@ -26,7 +36,7 @@
 //! condition no longer holds or a whole timespan has passed since it
 //! opened; the next time it holds is a new finding.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
 use model::Millis;
@@ -110,12 +120,19 @@ pub struct Spec {
 /// The aggregate over one group's window.
 #[derive(Debug, Default)]
 struct Group {
-    /// Event times, run-length: (time, events at it).
-    times: VecDeque<(Millis, u32)>,
+    /// Events per bucket, oldest first: (bucket, events).
+    times: VecDeque<(i64, u32)>,
     events: u64,
-    /// value_count: digest → last seen; and by last seen.
-    last: hashbrown::HashMap<u128, Millis, foldhash::fast::FixedState>,
-    by_time: BTreeSet<(Millis, u128)>,
+    /// Latest event time seen in the group.
+    now: Millis,
+    /// value_count: digest's first half → (its second half, last bucket).
+    last: hashbrown::HashMap<u64, (u32, i64), foldhash::fast::FixedState>,
+    /// Digests whose first half another value already holds.
+    spill: hashbrown::HashMap<(u64, u32), i64, foldhash::fast::FixedState>,
+    /// value_count: values whose last sighting is in each bucket, oldest first.
+    per_bucket: VecDeque<(i64, u32)>,
+    /// Their sum: the distinct values in the window.
+    distinct: u64,
     /// Numeric kinds: (time, value).
     nums: VecDeque<(Millis, f64)>,
     sum: f64,
@@ -167,6 +184,29 @@ pub struct State {
     hasher: (foldhash::fast::FixedState, foldhash::fast::FixedState),
     /// When groups were last swept for windows that emptied.
     swept: Millis,
+    /// Bucket width (ms).
+    unit: Millis,
+}
+
+/// The bucket width for a timespan: the largest of a millisecond, second,
+/// minute, hour and day that cuts it into at least 1,024 buckets.
+pub fn unit_for(span: Millis) -> Millis {
+    [86_400_000, 3_600_000, 60_000, 1000].into_iter().find(|u| span / u >= 1024).unwrap_or(1)
+}
+
+/// Adds `n` to bucket `b`'s count (buckets kept in order).
+fn bucket_add(v: &mut VecDeque<(i64, u32)>, b: i64, n: i32) {
+    let at = v.partition_point(|(x, _)| *x < b);
+    match v.get_mut(at) {
+        Some((x, c)) if *x == b => {
+            *c = c.saturating_add_signed(n);
+            if *c == 0 {
+                v.remove(at);
+            }
+        }
+        _ if n > 0 => v.insert(at, (b, n as u32)),
+        _ => {}
+    }
 }
 
 /// What one event brings to a correlation.
@@ -182,11 +222,13 @@ pub struct Input<'a> {
 impl State {
     /// Empty state for `spec`.
     pub fn new(spec: Spec) -> Self {
+        let unit = unit_for(spec.timespan);
         Self {
             spec,
             groups: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(1)),
             hasher: (foldhash::fast::FixedState::with_seed(0x5157), foldhash::fast::FixedState::with_seed(0x6d61)),
             swept: Millis::MIN,
+            unit,
         }
     }
 
@@ -208,7 +250,8 @@ impl State {
                 64 + k.iter().map(|s| s.len() + 16).sum::<usize>()
                     + g.times.len() * 16
                     + g.last.capacity() * 25
-                    + g.by_time.len() * 32
+                    + g.spill.capacity() * 25
+                    + g.per_bucket.len() * 16
                     + g.nums.len() * 16
                     + g.marks.len() * 16
                     + 160
@@ -216,19 +259,19 @@ impl State {
             .sum()
     }
 
-    fn digest(&self, v: &str) -> u128 {
+    fn digest(&self, v: &str) -> (u64, u32) {
         let mut a = self.hasher.0.build_hasher();
         a.write(v.as_bytes());
         let mut b = self.hasher.1.build_hasher();
         b.write(v.as_bytes());
         b.write_u8(0xff);
-        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+        (a.finish(), b.finish() as u32)
     }
 
     /// One event for group `key`; what to report, if anything.
     pub fn add(&mut self, key: &[Box<str>], input: Input<'_>) -> Option<Firing> {
         let t = input.time;
-        let digests: smallvec::SmallVec<[u128; 2]> = match self.spec.kind {
+        let digests: smallvec::SmallVec<[(u64, u32); 2]> = match self.spec.kind {
             Kind::ValueCount => input.values.iter().map(|v| self.digest(v)).collect(),
             _ => smallvec::SmallVec::new(),
         };
@@ -241,22 +284,60 @@ impl State {
             g.marks = vec![None; refs];
         }
         let span = self.spec.timespan;
-        let from = t.saturating_sub(span);
-        // The event.
-        match g.times.back_mut() {
-            Some((bt, n)) if *bt == t => *n += 1,
-            _ => g.times.push_back((t, 1)),
+        let unit = self.unit;
+        g.now = g.now.max(t);
+        let from = g.now.saturating_sub(span);
+        // The window is the buckets after `cutoff`.
+        let cutoff = from.div_euclid(unit);
+        let b = t.div_euclid(unit);
+        // The event (a late one goes into its own bucket, if still in the window).
+        if b > cutoff {
+            let at = g.times.partition_point(|(x, _)| *x < b);
+            match g.times.get_mut(at) {
+                Some((x, n)) if *x == b => *n += 1,
+                _ => g.times.insert(at, (b, 1)),
+            }
+            g.events += 1;
         }
-        g.events += 1;
         match &self.spec.kind {
-            Kind::ValueCount => {
-                for d in digests {
-                    if let Some(old) = g.last.insert(d, t) {
-                        g.by_time.remove(&(old, d));
+            Kind::ValueCount if b > cutoff => {
+                for (hi, lo) in digests {
+                    let old = match g.last.get_mut(&hi) {
+                        Some(e) if e.0 == lo => {
+                            let o = e.1;
+                            e.1 = o.max(b);
+                            Some(o)
+                        }
+                        Some(_) => {
+                            let e = g.spill.entry((hi, lo)).or_insert(i64::MIN);
+                            let o = *e;
+                            *e = o.max(b);
+                            (o != i64::MIN).then_some(o)
+                        }
+                        None => {
+                            g.last.insert(hi, (lo, b));
+                            None
+                        }
+                    };
+                    match old {
+                        // Still counted in a bucket at or after this one: nothing moves.
+                        Some(o) if o >= b => {}
+                        Some(o) => {
+                            if o > cutoff {
+                                bucket_add(&mut g.per_bucket, o, -1);
+                            } else {
+                                g.distinct += 1;
+                            }
+                            bucket_add(&mut g.per_bucket, b, 1);
+                        }
+                        None => {
+                            g.distinct += 1;
+                            bucket_add(&mut g.per_bucket, b, 1);
+                        }
                     }
-                    g.by_time.insert((t, d));
                 }
             }
+            Kind::ValueCount => {}
             Kind::ValueSum | Kind::ValueAvg | Kind::ValuePercentile(_) => {
                 for v in input.values {
                     if let Ok(x) = v.trim().parse::<f64>()
@@ -280,17 +361,23 @@ impl State {
             }
             Kind::EventCount => {}
         }
-        // Forget what left the window `(t - span, t]`.
-        while g.times.front().is_some_and(|(x, _)| *x <= from) {
+        // Forget what left the window.
+        while g.times.front().is_some_and(|(x, _)| *x <= cutoff) {
             if let Some((_, n)) = g.times.pop_front() {
                 g.events -= u64::from(n);
             }
         }
-        while let Some(&(x, d)) = g.by_time.first()
-            && x <= from
-        {
-            g.by_time.pop_first();
-            g.last.remove(&d);
+        while g.per_bucket.front().is_some_and(|(x, _)| *x <= cutoff) {
+            if let Some((_, n)) = g.per_bucket.pop_front() {
+                g.distinct -= u64::from(n);
+            }
+        }
+        // Values last seen before the window are swept out once they are
+        // as many as those in it.
+        if g.last.len() as u64 > 2 * g.distinct + 1024 {
+            g.last.retain(|_, e| e.1 > cutoff);
+            g.spill.retain(|_, e| *e > cutoff);
+            g.last.shrink_to_fit();
         }
         let mut dropped = false;
         while g.nums.front().is_some_and(|(x, _)| *x <= from) {
@@ -308,7 +395,7 @@ impl State {
             Kind::Temporal | Kind::TemporalOrdered => value >= 1.0,
             _ => !self.spec.predicates.is_empty() && self.spec.predicates.iter().all(|p| p.holds(value)),
         };
-        let first = g.times.front().map_or(t, |(x, _)| *x);
+        let first = g.times.front().map_or(t, |(x, _)| (*x * unit).max(from + 1));
         let out = if !holds {
             g.open = None;
             None
@@ -357,8 +444,9 @@ impl State {
         }
         self.swept = now;
         let from = now.saturating_sub(self.spec.timespan);
+        let cutoff = from.div_euclid(self.unit);
         self.groups.retain(|_, g| {
-            g.times.back().is_some_and(|(t, _)| *t > from) || g.marks.iter().flatten().any(|m| *m > from)
+            g.times.back().is_some_and(|(b, _)| *b > cutoff) || g.marks.iter().flatten().any(|m| *m > from)
         });
     }
 }
@@ -367,7 +455,7 @@ impl State {
 fn aggregate(spec: &Spec, g: &Group, from: Millis) -> f64 {
     match &spec.kind {
         Kind::EventCount => g.events as f64,
-        Kind::ValueCount => g.last.len() as f64,
+        Kind::ValueCount => g.distinct as f64,
         Kind::ValueSum => g.sum,
         Kind::ValueAvg => {
             if g.nums.is_empty() {
@@ -477,20 +565,43 @@ mod tests {
         assert_eq!(percentile(vec![10.0, 0.0, 20.0], 100.0), 20.0);
     }
 
+    #[test]
+    fn buckets_are_natural_units_at_least_1024_to_a_window() {
+        assert_eq!(unit_for(600_000), 1);
+        assert_eq!(unit_for(3_600_000), 1000);
+        assert_eq!(unit_for(86_400_000), 60_000);
+        assert_eq!(unit_for(150 * 86_400_000), 3_600_000);
+    }
+
     proptest! {
-        /// value_count against a naive recount of the window at every event.
+        /// value_count and event_count against a naive recount of the
+        /// window at every event: values and events whose bucket is after
+        /// the bucket of `t - span` (exact to the millisecond for spans
+        /// under 1,024 s), over spans that count by the millisecond and by
+        /// the second, with many values and few.
         #[test]
-        fn value_count_is_exact(events in proptest::collection::vec((0i64..50_000, 0u8..40), 1..300), span in 1i64..20_000) {
-            let mut evs = events;
+        fn value_count_is_exact(
+            events in proptest::collection::vec((0i64..20_000_000, 0u16..2000), 1..400),
+            span in prop_oneof![1i64..20_000, 1_024_000i64..8_000_000],
+            scale in prop_oneof![Just(1i64), Just(1000)],
+        ) {
+            let mut evs: Vec<(i64, u16)> = events.into_iter().map(|(t, v)| (t / scale, v)).collect();
             evs.sort();
+            let unit = unit_for(span);
             let mut s = State::new(spec(Kind::ValueCount, span, ConditionOperator::Gte, 0.0, 1));
+            let mut c = State::new(spec(Kind::EventCount, span, ConditionOperator::Gte, 0.0, 1));
             for (i, &(t, v)) in evs.iter().enumerate() {
                 let value = format!("v{v}");
                 let values: Vec<Box<str>> = vec![value.into()];
                 s.add(&["g".into()], Input { time: t, reference: 0, values: &values });
+                c.add(&["g".into()], Input { time: t, reference: 0, values: &[] });
+                let cutoff = (t - span).div_euclid(unit);
+                let inside = || evs[..=i].iter().filter(|(x, _)| x.div_euclid(unit) > cutoff);
+                let naive: std::collections::BTreeSet<u16> = inside().map(|(_, v)| *v).collect();
                 let g = s.groups.get(&["g".into()][..]).expect("the group");
-                let naive: BTreeSet<u8> = evs[..=i].iter().filter(|(x, _)| *x > t - span).map(|(_, v)| *v).collect();
                 prop_assert_eq!(aggregate(&s.spec, g, t - span) as usize, naive.len());
+                let g = c.groups.get(&["g".into()][..]).expect("the group");
+                prop_assert_eq!(aggregate(&c.spec, g, t - span) as usize, inside().count());
             }
         }
     }
