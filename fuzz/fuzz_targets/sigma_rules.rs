@@ -28,8 +28,11 @@ fuzz_target!(|data: &[u8]| {
     let words: Vec<&str> = text.split_whitespace().take(8).collect();
     let ev = serde_json::json!({"class_uid": 6003, "time": 1, "api": {"operation": words.join(" ")},
         "actor": {"user": {"uid": words.first().copied().unwrap_or("")}}, "resources": words.iter().map(|w| serde_json::json!({"uid": w})).collect::<Vec<_>>()});
-    let _ = rules.match_value(&ev);
-    for i in 0..rules.rules.len().min(4) as u32 {
-        let _ = rules.explain(i, &ev);
+    let line = ev.to_string();
+    let _ = rules.match_line(line.as_bytes(), Some(6003));
+    if let Ok(v) = sonic_rs::from_str::<sonic_rs::Value>(&line) {
+        for i in 0..rules.rules.len().min(4) as u32 {
+            let _ = rules.explain(i, &v);
+        }
     }
 });

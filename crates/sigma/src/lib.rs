@@ -17,8 +17,8 @@ use detect::Hit;
 use model::Millis;
 use rsigma_eval::Engine as Evaluator;
 use rsigma_parser::{CorrelationCondition, CorrelationType, Level, LogSource, WindowMode};
-use serde_json::Value;
 use smallvec::SmallVec;
+use sonic_rs::Value;
 
 pub mod corr;
 pub mod detector;
@@ -518,7 +518,7 @@ impl Rules {
         if !self.may_match(class_uid) {
             return None;
         }
-        let v: Value = serde_json::from_slice(line).ok()?;
+        let v: Value = sonic_rs::from_slice(line).ok()?;
         self.match_value(&v)
     }
 

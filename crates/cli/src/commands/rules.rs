@@ -234,7 +234,7 @@ fn test(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+        let Ok(v) = sonic_rs::from_slice::<sonic_rs::Value>(&line) else {
             bad += 1;
             continue;
         };
