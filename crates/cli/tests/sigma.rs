@@ -445,3 +445,55 @@ fn every_sigmahq_rule_loads_or_is_reported_with_its_reason() {
         assert!(p["reason"].as_str().is_some_and(|r| !r.is_empty()), "{p}");
     }
 }
+
+#[test]
+fn a_processing_pipeline_maps_a_rules_fields_and_log_source_to_ours() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A rule written for another log shape: its own field name and log source.
+    let rule = dir.path().join("r.yml");
+    std::fs::write(&rule, "title: From the lab\nid: lab\nlogsource: {product: proxy}\ndetection:\n  sel:\n    SourceIp|cidr: '198.51.100.0/24'\n  condition: sel\n").expect("rule");
+    let pipeline = dir.path().join("p.yml");
+    std::fs::write(
+        &pipeline,
+        "name: to-ocsf\npriority: 10\ntransformations:\n  - id: fields\n    type: field_name_mapping\n    mapping:\n      SourceIp: src_endpoint.ip\n  - id: source\n    type: change_logsource\n    product: ocsf\n    category: http_activity\n",
+    )
+    .expect("pipeline");
+    let input = dir.path().join("e.jsonl");
+    let ev = |ip: &str, t: i64| json!({"class_uid": 4002, "time": t, "src_endpoint": {"ip": ip}});
+    std::fs::write(
+        &input,
+        format!("{}\n{}\n", ev("198.51.100.9", 1_750_000_000_000), ev("203.0.113.9", 1_750_000_000_001)),
+    )
+    .expect("events");
+    let q = dir.path().join("q");
+    let run = |extra: &[&str]| -> Vec<Value> {
+        let mut args =
+            vec!["detect", "--no-default-rules", "--strict", "--rules", path(&rule), "--quarantine", path(&q)];
+        args.extend_from_slice(extra);
+        args.push(path(&input));
+        findings(&String::from_utf8_lossy(&ok(&args).stdout))
+    };
+    assert!(
+        run(&[]).iter().all(|f| f["finding_info"]["analytic"]["uid"] != "lab"),
+        "without the pipeline the rule's field and source are not ours"
+    );
+    let with = run(&["--pipeline", path(&pipeline)]);
+    let lab: Vec<&Value> = with.iter().filter(|f| f["finding_info"]["analytic"]["uid"] == "lab").collect();
+    assert_eq!(lab.len(), 1, "{with:#?}");
+    assert_eq!(lab[0]["count"], 1, "only the address in the range");
+    // A pipeline that is not one is a one-line error naming its file.
+    std::fs::write(&pipeline, "transformations: 7\n").expect("bad pipeline");
+    let bad = piiwatch(&[
+        "detect",
+        "--no-default-rules",
+        "--rules",
+        path(&rule),
+        "--pipeline",
+        path(&pipeline),
+        "--quarantine",
+        path(&q),
+        path(&input),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("p.yml"));
+}
