@@ -112,7 +112,11 @@ pub struct Correlation {
 
 /// The rules, compiled: what matching and the detector share.
 pub struct Rules {
-    evaluator: Evaluator,
+    /// The rules by log source, an evaluator each: an event is evaluated
+    /// only by the groups whose log source admits it.
+    groups: Vec<Group>,
+    /// Per rule: its group and its index there.
+    at: Vec<(u32, u32)>,
     /// Detection rules, by index (the evaluator's order).
     pub rules: Vec<Info>,
     by_key: HashMap<String, u32>,
@@ -127,12 +131,20 @@ pub struct Rules {
     pub problems: Vec<Problem>,
     /// Rule files read.
     pub files: usize,
-    /// OCSF classes some rule may match (by log source).
-    ocsf: Vec<i64>,
-    /// Whether some rule has no product (it may match anything).
-    open: bool,
+    /// OCSF classes some rule may match, with the groups that admit them.
+    ocsf: Vec<(i64, Vec<u32>)>,
+    /// Groups that admit OCSF events of a class without a name here.
+    other_ocsf: Vec<u32>,
+    /// Groups without any log source (they may match anything).
+    open: Vec<u32>,
     /// Whether some rule is for Windows.
     windows: bool,
+}
+
+/// Rules that share a log source.
+struct Group {
+    source: LogSource,
+    evaluator: Evaluator,
 }
 
 /// What a line matched.
@@ -196,32 +208,41 @@ impl Rules {
 
     fn compile(read: load::Read, pipelines: Vec<rsigma_eval::Pipeline>) -> Self {
         let load::Read { rules, correlations, filters, files, mut problems } = read;
-        let mut evaluator = Evaluator::new();
-        for p in pipelines {
-            evaluator.add_pipeline(p);
-        }
+        let fresh = || {
+            let mut e = Evaluator::new();
+            for p in &pipelines {
+                e.add_pipeline(p.clone());
+            }
+            e
+        };
+        let evaluator = fresh();
+        // Rules by their log source (after the pipelines), one evaluator each.
+        let mut group_of: HashMap<(Option<String>, Option<String>, Option<String>), usize> = HashMap::new();
+        let mut grouped: Vec<(LogSource, Vec<&rsigma_parser::SigmaRule>)> = Vec::new();
+        let mut at: Vec<(u32, u32)> = Vec::new();
         // Each rule checked on its own first, so one bad rule is named and the rest load.
-        let mut ok = Vec::new();
         let mut infos = Vec::new();
         let mut by_key: HashMap<String, u32> = HashMap::new();
         let mut names: HashMap<String, u32> = HashMap::new();
         for s in &rules {
             let r = &s.rule;
             let id = r.id.clone().unwrap_or_else(|| r.title.clone());
-            if let Err(e) = evaluator
-                .transform_rule(r)
-                .map_err(|e| e.to_string())
-                .and_then(|t| rsigma_eval::compile_rule(&t.rule).map(|_| ()).map_err(|e| e.to_string()))
-            {
-                problems.push(Problem {
-                    file: s.file.clone(),
-                    line: Some(s.line),
-                    rule: Some(id),
-                    reason: format!("not supported: {e}"),
-                    severity: Severity::Error,
-                });
-                continue;
-            }
+            let checked = evaluator.transform_rule(r).map_err(|e| e.to_string()).and_then(|t| {
+                rsigma_eval::compile_rule(&t.rule).map(|_| t.rule.logsource.clone()).map_err(|e| e.to_string())
+            });
+            let ls = match checked {
+                Ok(ls) => ls,
+                Err(e) => {
+                    problems.push(Problem {
+                        file: s.file.clone(),
+                        line: Some(s.line),
+                        rule: Some(id),
+                        reason: format!("not supported: {e}"),
+                        severity: Severity::Error,
+                    });
+                    continue;
+                }
+            };
             if let Some(w) = placeholder_warning(r) {
                 problems.push(Problem {
                     file: s.file.clone(),
@@ -255,20 +276,34 @@ impl Rules {
                 file: s.file.clone(),
                 line: s.line,
             });
-            ok.push(&s.rule);
-        }
-        for (i, e) in evaluator.add_rules(ok.iter().copied()) {
-            // Checked above; a rule that still fails is reported, and indexes stay aligned only if none does.
-            problems.push(Problem {
-                file: PathBuf::new(),
-                line: None,
-                rule: infos.get(i).map(|r| r.id.clone()),
-                reason: format!("not supported: {e}"),
-                severity: Severity::Error,
+            let lower = |x: &Option<String>| x.as_deref().map(str::to_ascii_lowercase);
+            let key = (lower(&ls.product), lower(&ls.category), lower(&ls.service));
+            let g = *group_of.entry(key).or_insert_with(|| {
+                grouped.push((LogSource { custom: Default::default(), definition: None, ..ls.clone() }, Vec::new()));
+                grouped.len() - 1
             });
+            at.push((g as u32, grouped[g].1.len() as u32));
+            grouped[g].1.push(&s.rule);
+        }
+        let mut groups = Vec::with_capacity(grouped.len());
+        for (source, list) in grouped {
+            let mut e = fresh();
+            for (i, err) in e.add_rules(list.iter().copied()) {
+                // Checked above, each on its own; one that still fails is named.
+                problems.push(Problem {
+                    file: PathBuf::new(),
+                    line: None,
+                    rule: list.get(i).map(|r| r.id.clone().unwrap_or_else(|| r.title.clone())),
+                    reason: format!("not supported: {err}"),
+                    severity: Severity::Error,
+                });
+            }
+            groups.push(Group { source, evaluator: e });
         }
         for f in &filters {
-            if let Err(e) = evaluator.apply_filter(&f.rule) {
+            // A filter names its rules (or all): applied where they are.
+            let results: Vec<_> = groups.iter_mut().map(|g| g.evaluator.apply_filter(&f.rule)).collect();
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()).filter(|_| results.iter().all(Result::is_err)) {
                 problems.push(Problem {
                     file: f.file.clone(),
                     line: Some(f.line),
@@ -278,24 +313,21 @@ impl Rules {
                 });
             }
         }
-        let mut ocsf = Vec::new();
-        let (mut open, mut windows) = (false, false);
-        for r in evaluator.rules() {
-            let ls = &r.logsource;
-            match ls.product.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                None => open = true,
-                Some("windows") => windows = true,
-                Some("ocsf") => match ls.category.as_deref() {
-                    None => ocsf.extend(source_classes()),
-                    Some(c) => ocsf.extend(source_classes().filter(|k| source::ocsf_category(*k) == Some(c))),
-                },
-                Some(_) => {}
-            }
-        }
-        ocsf.sort_unstable();
-        ocsf.dedup();
+        // Which lines are worth parsing for the rules: the OCSF classes some
+        // rule's log source admits, other classes, Windows events, and
+        // events of no known shape (only rules without any log source).
+        let admitting = |ls: &LogSource| -> Vec<u32> {
+            (0..groups.len() as u32).filter(|&g| source_admits(&groups[g as usize].source, ls)).collect()
+        };
+        let ocsf: Vec<(i64, Vec<u32>)> =
+            source_classes().map(|c| (c, admitting(&source::ocsf_source(c)))).filter(|(_, g)| !g.is_empty()).collect();
+        let other_ocsf = admitting(&LogSource { product: Some("ocsf".into()), ..LogSource::default() });
+        let open = admitting(&LogSource::default());
+        let windows =
+            groups.iter().any(|g| g.source.product.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("windows")));
         let mut this = Self {
-            evaluator,
+            groups,
+            at,
             reports: vec![true; infos.len()],
             needed: vec![Vec::new(); infos.len()],
             rules: infos,
@@ -304,6 +336,7 @@ impl Rules {
             problems,
             files,
             ocsf,
+            other_ocsf,
             open,
             windows,
         };
@@ -508,8 +541,9 @@ impl Rules {
             return false;
         }
         match class_uid {
-            Some(c) => self.open || self.ocsf.binary_search(&c).is_ok(),
-            None => self.open || self.windows,
+            Some(c) if source::ocsf_category(c).is_some() => self.ocsf.iter().any(|(k, _)| *k == c),
+            Some(_) => !self.other_ocsf.is_empty(),
+            None => !self.open.is_empty() || self.windows,
         }
     }
 
@@ -526,11 +560,33 @@ impl Rules {
     pub fn match_value(&self, v: &Value) -> Option<Matched> {
         let (shape, ls) = source::classify(v);
         let view = source::View::new(v, shape);
-        let mut results = self.evaluator.evaluate_with_logsource(&view, &ls);
-        if shape == source::Shape::Windows && ls.category.as_deref() == Some("registry_event") {
+        let mut sources = vec![ls];
+        if shape == source::Shape::Windows && sources[0].category.as_deref() == Some("registry_event") {
             for narrow in source::registry_categories(v) {
-                let ls = LogSource { category: Some((*narrow).to_owned()), ..ls.clone() };
-                results.extend(self.evaluator.evaluate_with_logsource(&view, &ls));
+                sources.push(LogSource { category: Some((*narrow).to_owned()), ..sources[0].clone() });
+            }
+        }
+        let mut results = Vec::new();
+        for ls in &sources {
+            let pre: Option<&Vec<u32>> = match (shape, ls.category.as_deref()) {
+                (source::Shape::Ocsf, Some(c)) => {
+                    self.ocsf.iter().find(|(k, _)| source::ocsf_category(*k) == Some(c)).map(|(_, g)| g)
+                }
+                (source::Shape::Ocsf, None) => Some(&self.other_ocsf),
+                _ => None,
+            };
+            let scan: Vec<u32>;
+            let groups = match pre {
+                Some(g) => g,
+                None => {
+                    scan = (0..self.groups.len() as u32)
+                        .filter(|&g| source_admits(&self.groups[g as usize].source, ls))
+                        .collect();
+                    &scan
+                }
+            };
+            for &g in groups {
+                results.extend(self.groups[g as usize].evaluator.evaluate_with_logsource(&view, ls));
             }
         }
         if results.is_empty() {
@@ -562,7 +618,8 @@ impl Rules {
 
     /// The compiled detection rule `i` (for `rules test`'s explanations).
     pub fn compiled(&self, i: u32) -> Option<&rsigma_eval::CompiledRule> {
-        self.evaluator.rules().get(i as usize)
+        let (g, j) = *self.at.get(i as usize)?;
+        self.groups.get(g as usize)?.evaluator.rules().get(j as usize)
     }
 
     /// The index of the detection rule with this id, name or title.
