@@ -141,6 +141,9 @@ pub struct Rules {
     windows: bool,
 }
 
+/// A log source's product, category and service, in lower case.
+type SourceKey = (Option<String>, Option<String>, Option<String>);
+
 /// Rules that share a log source.
 struct Group {
     source: LogSource,
@@ -217,7 +220,7 @@ impl Rules {
         };
         let evaluator = fresh();
         // Rules by their log source (after the pipelines), one evaluator each.
-        let mut group_of: HashMap<(Option<String>, Option<String>, Option<String>), usize> = HashMap::new();
+        let mut group_of: HashMap<SourceKey, usize> = HashMap::new();
         let mut grouped: Vec<(LogSource, Vec<&rsigma_parser::SigmaRule>)> = Vec::new();
         let mut at: Vec<(u32, u32)> = Vec::new();
         // Each rule checked on its own first, so one bad rule is named and the rest load.
