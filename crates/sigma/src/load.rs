@@ -104,11 +104,14 @@ fn document_lines(text: &str) -> Vec<usize> {
     starts
 }
 
-/// The line a YAML error names (`at line N`), if it does.
-fn error_line(msg: &str) -> Option<usize> {
+/// The line a YAML error names (`at line N`), if it does and `text` has
+/// that line (YAML also breaks lines at a lone carriage return, which an
+/// editor may not show as one: such a count is not given).
+fn error_line(msg: &str, text: &str) -> Option<usize> {
     let at = msg.find("line ")?;
     let digits: String = msg[at + 5..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    let n: usize = digits.parse().ok()?;
+    (n >= 1 && n <= text.lines().count().max(1)).then_some(n)
 }
 
 impl Read {
@@ -140,7 +143,7 @@ impl Read {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();
-                return self.problem(path, error_line(&msg), None, msg);
+                return self.problem(path, error_line(&msg, text), None, msg);
             }
         };
         if !collection.errors.is_empty() {
@@ -177,7 +180,7 @@ impl Read {
     fn attribute_errors(&mut self, path: &Path, text: &str, whole: &SigmaCollection, lines: &[usize]) {
         if text.contains("\naction:") || text.starts_with("action:") {
             for e in &whole.errors {
-                self.problem(path, error_line(e), None, e.clone());
+                self.problem(path, error_line(e, text), None, e.clone());
             }
             return;
         }
@@ -186,7 +189,7 @@ impl Read {
             if let Ok(c) = rsigma_parser::parse_sigma_yaml(&doc) {
                 for e in c.errors {
                     found += 1;
-                    let line = error_line(&e).map(|l| l + start - 1).unwrap_or(start);
+                    let line = error_line(&e, &doc).map(|l| l + start - 1).unwrap_or(start);
                     let title = doc.lines().find_map(|l| l.trim_start().strip_prefix("title:").map(unquote));
                     self.problem(path, Some(line), title, e);
                 }
@@ -194,7 +197,7 @@ impl Read {
         }
         if found == 0 {
             for e in &whole.errors {
-                self.problem(path, error_line(e).or(lines.first().copied()), None, e.clone());
+                self.problem(path, error_line(e, text).or(lines.first().copied()), None, e.clone());
             }
         }
     }
@@ -244,6 +247,13 @@ mod tests {
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert_eq!(r.problems[0].line, Some(7));
         assert_eq!(r.problems[0].rule.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn a_line_yaml_counts_at_a_lone_carriage_return_is_not_given() {
+        let mut r = Read::default();
+        r.text(Path::new("cr.yml"), "title: x\rdetection: [\r\r\r\r\r\r\r\r\r\r\r");
+        assert!(r.problems.iter().all(|p| p.line.is_none_or(|l| l <= 1)), "{:?}", r.problems);
     }
 
     #[test]
