@@ -206,6 +206,11 @@ fn run_detect(dir: &Path, rules: &Path, lines: &[Value], name: &str) -> Vec<Valu
     let input = dir.join(format!("{name}.jsonl"));
     let text: String = lines.iter().map(|e| format!("{e}\n")).collect();
     std::fs::write(&input, text).expect("write events");
+    detect_file(rules, &input, &dir.join(format!("{name}.q")))
+}
+
+/// `detect` with only these rules (all must load), its findings.
+fn detect_file(rules: &Path, input: &Path, quarantine: &Path) -> Vec<Value> {
     let out = ok(&[
         "detect",
         "--no-default-rules",
@@ -213,8 +218,8 @@ fn run_detect(dir: &Path, rules: &Path, lines: &[Value], name: &str) -> Vec<Valu
         "--rules",
         path(rules),
         "--quarantine",
-        path(&dir.join(format!("{name}.q"))),
-        path(&input),
+        path(quarantine),
+        path(input),
     ]);
     findings(&String::from_utf8_lossy(&out.stdout))
 }
@@ -396,17 +401,7 @@ fn sigmahq_regression_cases_fire_through_detect() {
     assert!(cases.len() >= 100, "{} cases", cases.len());
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, events).expect("events");
-    let out = ok(&[
-        "detect",
-        "--no-default-rules",
-        "--strict",
-        "--rules",
-        path(&rules),
-        "--quarantine",
-        path(&dir.path().join("q")),
-        path(&input),
-    ]);
-    let fs = findings(&String::from_utf8_lossy(&out.stdout));
+    let fs = detect_file(&rules, &input, &dir.path().join("q"));
     let mut per: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for f in &fs {
         let rule = f["finding_info"]["analytic"]["uid"].as_str().unwrap_or_default().to_owned();

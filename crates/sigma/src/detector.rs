@@ -94,7 +94,17 @@ impl SigmaDetector {
 
     /// Feeds correlation `c` (reference `r`) one event's group values and
     /// value-field values; chains what fires.
-    fn feed(&mut self, c: u32, r: usize, time: Millis, groups: &[Vec<Box<str>>], values: &[Box<str>], cx: &mut Cx<'_>) {
+    #[allow(clippy::too_many_arguments)] // one event's parts, passed down a chain
+    fn feed(
+        &mut self,
+        c: u32,
+        r: usize,
+        time: Millis,
+        groups: &[Vec<Box<str>>],
+        values: &[Box<str>],
+        who: Option<&Ev>,
+        cx: &mut Cx<'_>,
+    ) {
         let mut keys: Vec<Vec<Box<str>>> = vec![Vec::new()];
         for g in groups {
             let opts: Vec<Box<str>> = if g.is_empty() { vec![Box::from("")] } else { g.clone() };
@@ -114,27 +124,40 @@ impl SigmaDetector {
         for key in keys {
             let fired = self.states[c as usize].add(&key, Input { time, reference: r, values });
             if let Some(f) = fired {
-                self.report(c, &key, time, &f, cx);
+                self.report(c, &key, time, &f, who, cx);
                 if f.new {
-                    self.chain(c, &key, time, cx);
+                    self.chain(c, &key, time, who, cx);
                 }
             }
         }
     }
 
     /// A correlation fired: the correlations that refer to it count it.
-    fn chain(&mut self, c: u32, key: &[Box<str>], time: Millis, cx: &mut Cx<'_>) {
+    fn chain(&mut self, c: u32, key: &[Box<str>], time: Millis, who: Option<&Ev>, cx: &mut Cx<'_>) {
         for (outer, r) in self.by_corr[c as usize].clone() {
             let k = &self.rules.correlations[outer as usize];
             let groups: Vec<Vec<Box<str>>> =
                 k.group_at[r].iter().map(|at| at.and_then(|i| key.get(i).cloned()).into_iter().collect()).collect();
             let values: Vec<Box<str>> = k.value_at[r].and_then(|i| key.get(i).cloned()).into_iter().collect();
-            self.feed(outer, r, time, &groups, &values, cx);
+            self.feed(outer, r, time, &groups, &values, who, cx);
         }
     }
 
-    fn report(&self, c: u32, key: &[Box<str>], time: Millis, f: &Firing, cx: &mut Cx<'_>) {
+    /// A correlation's finding. `who`: the principal and address of the
+    /// event that made it fire (an API call's), which name the actor even
+    /// when the group is something else (a token, a network).
+    fn report(&self, c: u32, key: &[Box<str>], time: Millis, f: &Firing, who: Option<&Ev>, cx: &mut Cx<'_>) {
         let k = &self.rules.correlations[c as usize];
+        let observables: Vec<(&'static str, String)> = match who.map(|e| &e.what) {
+            Some(What::Call(call)) => [
+                ("actor.user.uid", cx.symbols.principal_name(call.principal).to_owned()),
+                ("src_endpoint.ip", cx.symbols.addrs.resolve(call.src).to_string()),
+            ]
+            .into_iter()
+            .filter(|(n, _)| !k.group_by.iter().any(|g| g == n))
+            .collect(),
+            _ => Vec::new(),
+        };
         let group: Vec<(String, String)> =
             k.group_by.iter().zip(key).map(|(n, v)| (n.clone(), v.to_string())).collect();
         let mut parts: Vec<String> = vec![k.info.id.clone(), f.start.to_string()];
@@ -171,7 +194,7 @@ impl SigmaDetector {
             first_seen: f.first,
             last_seen: time,
             count: f.events,
-            observables: Vec::new(),
+            observables,
             posture: false,
             rule: Some(Box::new(RuleRef { id: k.info.id.clone(), title: k.info.title.clone(), group })),
             details: json!({"sigma": {
@@ -242,7 +265,7 @@ impl Detector for SigmaDetector {
                 };
                 let groups: Vec<Vec<Box<str>>> = k.group_at[r].iter().map(|at| pick(*at)).collect();
                 let values = pick(k.value_at[r]);
-                self.feed(c, r, ev.time, &groups, &values, cx);
+                self.feed(c, r, ev.time, &groups, &values, Some(ev), cx);
             }
         }
     }
