@@ -143,19 +143,17 @@ impl SigmaDetector {
         }
     }
 
-    /// A correlation's finding. `who`: the principal and address of the
-    /// event that made it fire (an API call's), which name the actor even
-    /// when the group is something else (a token, a network).
+    /// A correlation's finding. `who`: the event that made it fire; an API
+    /// call's source address names the actor even when the group is
+    /// something else (a token, a network). Its principal is not named: one
+    /// event's is a sample, not the group's (an incident's scope would
+    /// narrow to it).
     fn report(&self, c: u32, key: &[Box<str>], time: Millis, f: &Firing, who: Option<&Ev>, cx: &mut Cx<'_>) {
         let k = &self.rules.correlations[c as usize];
         let observables: Vec<(&'static str, String)> = match who.map(|e| &e.what) {
-            Some(What::Call(call)) => [
-                ("actor.user.uid", cx.symbols.principal_name(call.principal).to_owned()),
-                ("src_endpoint.ip", cx.symbols.addrs.resolve(call.src).to_string()),
-            ]
-            .into_iter()
-            .filter(|(n, _)| !k.group_by.iter().any(|g| g == n))
-            .collect(),
+            Some(What::Call(call)) if !k.group_by.iter().any(|g| g == "src_endpoint.ip") => {
+                vec![("src_endpoint.ip", cx.symbols.addrs.resolve(call.src).to_string())]
+            }
             _ => Vec::new(),
         };
         let group: Vec<(String, String)> =
