@@ -80,6 +80,16 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
     ]);
     ok(&["incident", "aware", "--store", s(&store), "INC-1", "--at", "2026-12-07T12:00:00Z"]);
     let report = tmp.path().join("report");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let staff = rules.join("staff-access.yml");
+    let plain = tmp.path().join("events.jsonl");
+    {
+        let mut bytes = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&events).expect("events"))
+            .read_to_end(&mut bytes)
+            .expect("gzip");
+        std::fs::write(&plain, bytes).expect("write");
+    }
     let all: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["scope", "--help"],
@@ -106,6 +116,9 @@ fn every_command_exits_quietly_when_its_reader_goes_away() {
         vec!["scope", "--store", s(&store), "--where", "actor.user.type = \"customer\"", "--group-by", "api.operation"],
         vec!["audit", "--store", s(&store), "--directory", s(&directory)],
         vec!["audit", "--store", s(&store), "--format", "json"],
+        vec!["rules", "check", s(&rules)],
+        vec!["rules", "check", s(&rules), "--format", "json"],
+        vec!["rules", "test", s(&staff), s(&plain), "--explain", "3"],
     ];
     for args in &all {
         assert_quiet(args, &closed_stdout(args));

@@ -548,10 +548,6 @@ struct Wires {
 }
 
 /// An engine with every enabled built-in detector and, with rules, Sigma's.
-pub(crate) fn engine(cfg: &Config, world: World, sigma: Option<&Arc<sigma::Rules>>) -> Result<Engine, Error> {
-    Ok(engine_for(cfg, world, sigma)?)
-}
-
 fn engine_for(
     cfg: &Config,
     world: World,
@@ -575,7 +571,7 @@ fn detect_thread(
     warn: &Warn<'_>,
 ) -> Result<Detected, Error> {
     let Wires { rx, keep, recycle, settle, sigma } = wires;
-    let mut engine = engine(cfg, world, sigma.as_ref())?;
+    let mut engine = engine_for(cfg, world, sigma.as_ref())?;
     engine.set_inputs(inputs.clone());
     let out: Box<dyn Write + Send> = Box::new(BufWriter::new(out));
     let mut sink = AlertWriter { out, flush_each: follow, per: BTreeMap::new(), error: None, keep, warn };

@@ -36,7 +36,7 @@
 //! condition no longer holds or a whole timespan has passed since it
 //! opened; the next time it holds is a new finding.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
 use model::Millis;
@@ -503,9 +503,6 @@ fn eval(e: &ConditionExpr, names: &[Vec<String>], seen: &[bool]) -> bool {
         ConditionExpr::Selector { .. } => seen.iter().all(|s| *s),
     }
 }
-
-/// Groups of value counts, for the naive recount in tests.
-pub type Recount = BTreeMap<Vec<String>, usize>;
 
 #[cfg(test)]
 mod tests {

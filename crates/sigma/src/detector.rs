@@ -134,7 +134,8 @@ impl SigmaDetector {
 
     /// A correlation fired: the correlations that refer to it count it.
     fn chain(&mut self, c: u32, key: &[Box<str>], time: Millis, who: Option<&Ev>, cx: &mut Cx<'_>) {
-        for (outer, r) in self.by_corr[c as usize].clone() {
+        for j in 0..self.by_corr[c as usize].len() {
+            let (outer, r) = self.by_corr[c as usize][j];
             let k = &self.rules.correlations[outer as usize];
             let groups: Vec<Vec<Box<str>>> =
                 k.group_at[r].iter().map(|at| at.and_then(|i| key.get(i).cloned()).into_iter().collect()).collect();
@@ -256,7 +257,8 @@ impl Detector for SigmaDetector {
             if self.rules.reports.get(i).copied().unwrap_or(false) {
                 self.rule_match(hit.rule, ev, cx);
             }
-            for (c, r) in self.by_rule.get(i).cloned().unwrap_or_default() {
+            for j in 0..self.by_rule.get(i).map_or(0, Vec::len) {
+                let (c, r) = self.by_rule[i][j];
                 let k = &self.rules.correlations[c as usize];
                 let pick = |at: Option<usize>| -> Vec<Box<str>> {
                     at.and_then(|p| hit.values.get(p)).map(|v| v.to_vec()).unwrap_or_default()

@@ -177,6 +177,14 @@ fn key_of(id: Option<&str>, title: &str) -> String {
     }
 }
 
+/// The index of the rule an evaluator's result names (no allocation for a rule with an id).
+fn index_of(by_key: &HashMap<String, u32>, id: Option<&str>, title: &str) -> Option<u32> {
+    match id {
+        Some(id) => by_key.get(id).copied(),
+        None => by_key.get(&key_of(None, title)).copied(),
+    }
+}
+
 impl Rules {
     /// Loads rules as `opts` says. Rules that do not parse or are not
     /// supported are left out and named in [`Rules::problems`].
@@ -322,8 +330,10 @@ impl Rules {
         let admitting = |ls: &LogSource| -> Vec<u32> {
             (0..groups.len() as u32).filter(|&g| source_admits(&groups[g as usize].source, ls)).collect()
         };
-        let ocsf: Vec<(i64, Vec<u32>)> =
-            source_classes().map(|c| (c, admitting(&source::ocsf_source(c)))).filter(|(_, g)| !g.is_empty()).collect();
+        let ocsf: Vec<(i64, Vec<u32>)> = source::ocsf_classes()
+            .map(|c| (c, admitting(&source::ocsf_source(c))))
+            .filter(|(_, g)| !g.is_empty())
+            .collect();
         let other_ocsf = admitting(&LogSource { product: Some("ocsf".into()), ..LogSource::default() });
         let open = admitting(&LogSource::default());
         let windows =
@@ -597,7 +607,7 @@ impl Rules {
         }
         let mut hits: Vec<Hit> = Vec::with_capacity(results.len());
         for r in &results {
-            let Some(&i) = self.by_key.get(&key_of(r.header.rule_id.as_deref(), &r.header.rule_title)) else {
+            let Some(i) = index_of(&self.by_key, r.header.rule_id.as_deref(), &r.header.rule_title) else {
                 continue;
             };
             if hits.iter().any(|h| h.rule == i) {
@@ -638,21 +648,25 @@ impl Rules {
     }
 }
 
-/// OCSF classes with a category name.
-fn source_classes() -> impl Iterator<Item = i64> {
-    [1001, 1007, 2004, 3001, 3002, 3003, 3005, 3006, 4001, 4002, 4003, 6001, 6002, 6003, 6005].into_iter()
+/// A warning for a rule with `expand` placeholders.
+fn placeholder_warning(r: &rsigma_parser::SigmaRule) -> Option<String> {
+    r.detection.named.values().any(uses_expand).then(|| {
+        "uses |expand placeholders: give their values with a pipeline (value_placeholders); \
+         without one, each placeholder reads the event's field of that name"
+            .into()
+    })
 }
 
-/// A warning for a rule whose `expand` placeholders no pipeline gave values.
-fn placeholder_warning(r: &rsigma_parser::SigmaRule) -> Option<String> {
-    let text = format!("{:?}", r.detection);
-    if !text.contains("Expand") {
-        return None;
+/// Whether a detection has a field with the `expand` modifier.
+fn uses_expand(d: &rsigma_parser::Detection) -> bool {
+    use rsigma_parser::{Detection, Modifier};
+    match d {
+        Detection::AllOf(items) => items.iter().any(|i| i.field.modifiers.contains(&Modifier::Expand)),
+        Detection::AnyOf(ds) | Detection::And(ds) => ds.iter().any(uses_expand),
+        Detection::Keywords(_) => false,
+        Detection::ArrayMatch { body, .. } => uses_expand(body),
+        Detection::Conditional { named, .. } => named.values().any(uses_expand),
     }
-    Some(
-        "uses |expand placeholders: without a pipeline that gives them values (value_placeholders), they match nothing"
-            .into(),
-    )
 }
 
 /// Whether a rule's log source admits an event's: each of the rule's

@@ -93,17 +93,6 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The line each YAML document of `text` starts on (1-based).
-fn document_lines(text: &str) -> Vec<usize> {
-    let mut starts = vec![1];
-    for (i, l) in text.lines().enumerate() {
-        if l.trim_end() == "---" && i > 0 {
-            starts.push(i + 2);
-        }
-    }
-    starts
-}
-
 /// The line a YAML error names (`at line N`), if it does and `text` has
 /// that line (YAML also breaks lines at a lone carriage return, which an
 /// editor may not show as one: such a count is not given).
@@ -138,7 +127,7 @@ impl Read {
     /// Reads the rules in `text`, which came from `path`.
     pub fn text(&mut self, path: &Path, text: &str) {
         self.files += 1;
-        let lines = document_lines(text);
+        let docs = documents(text);
         let collection = match rsigma_parser::parse_sigma_yaml(text) {
             Ok(c) => c,
             Err(e) => {
@@ -147,17 +136,11 @@ impl Read {
             }
         };
         if !collection.errors.is_empty() {
-            self.attribute_errors(path, text, &collection, &lines);
+            self.attribute_errors(path, text, &collection, &docs);
         }
-        // Documents in order: a file of several rules gives each the line of
-        // its document, by title, in the order the parser kept them.
-        let docs = documents(text);
+        // A file of several rules gives each the line of its document, by title.
         let line_of = |title: &str| -> usize {
-            docs.iter()
-                .find(|(_, d)| {
-                    d.lines().any(|l| l.trim_start().strip_prefix("title:").is_some_and(|t| unquote(t) == title))
-                })
-                .map_or(1, |(l, _)| *l)
+            docs.iter().find(|(_, d)| doc_title(d).as_deref() == Some(title)).map_or(1, |(l, _)| *l)
         };
         let SigmaCollection { rules, correlations, filters, .. } = collection;
         for rule in rules {
@@ -177,7 +160,7 @@ impl Read {
     /// Finds which documents of `text` the collection's errors came from
     /// by parsing each on its own (a file with `action:` documents is
     /// reported as a whole).
-    fn attribute_errors(&mut self, path: &Path, text: &str, whole: &SigmaCollection, lines: &[usize]) {
+    fn attribute_errors(&mut self, path: &Path, text: &str, whole: &SigmaCollection, docs: &[(usize, String)]) {
         if text.contains("\naction:") || text.starts_with("action:") {
             for e in &whole.errors {
                 self.problem(path, error_line(e, text), None, e.clone());
@@ -185,19 +168,18 @@ impl Read {
             return;
         }
         let mut found = 0;
-        for (start, doc) in documents(text) {
-            if let Ok(c) = rsigma_parser::parse_sigma_yaml(&doc) {
+        for (start, doc) in docs {
+            if let Ok(c) = rsigma_parser::parse_sigma_yaml(doc) {
                 for e in c.errors {
                     found += 1;
-                    let line = error_line(&e, &doc).map(|l| l + start - 1).unwrap_or(start);
-                    let title = doc.lines().find_map(|l| l.trim_start().strip_prefix("title:").map(unquote));
-                    self.problem(path, Some(line), title, e);
+                    let line = error_line(&e, doc).map_or(*start, |l| l + start - 1);
+                    self.problem(path, Some(line), doc_title(doc), e);
                 }
             }
         }
         if found == 0 {
             for e in &whole.errors {
-                self.problem(path, error_line(e, text).or(lines.first().copied()), None, e.clone());
+                self.problem(path, Some(error_line(e, text).unwrap_or(1)), None, e.clone());
             }
         }
     }
@@ -228,6 +210,11 @@ fn documents(text: &str) -> Vec<(usize, String)> {
         out.push((start, cur));
     }
     out
+}
+
+/// A document's `title:`, as written (quotes taken off).
+fn doc_title(doc: &str) -> Option<String> {
+    doc.lines().find_map(|l| l.trim_start().strip_prefix("title:").map(unquote))
 }
 
 fn unquote(s: &str) -> String {

@@ -57,6 +57,11 @@ pub fn ocsf_category(class_uid: i64) -> Option<&'static str> {
     OCSF_CLASSES.iter().find(|(c, _)| *c == class_uid).map(|(_, n)| *n)
 }
 
+/// The OCSF classes with a name here.
+pub fn ocsf_classes() -> impl Iterator<Item = i64> {
+    OCSF_CLASSES.iter().map(|(c, _)| *c)
+}
+
 /// The log source of an OCSF event of class `class_uid`.
 pub fn ocsf_source(class_uid: i64) -> LogSource {
     LogSource {
@@ -83,7 +88,7 @@ fn windows_source(system: &Value) -> LogSource {
     let id = event_id(system);
     let service = windows_service(channel);
     let category = match (service, id) {
-        (Some("sysmon"), Some(id)) => sysmon_category(id, system),
+        (Some("sysmon"), Some(id)) => sysmon_category(id),
         (Some("security"), Some(4688)) => Some("process_creation"),
         (Some("powershell"), Some(4104)) => Some("ps_script"),
         (Some("powershell"), Some(4103)) => Some("ps_module"),
@@ -139,8 +144,7 @@ fn windows_service(channel: &str) -> Option<&'static str> {
 }
 
 /// Sigma's category for a Sysmon event id (pySigma's Sysmon pipeline).
-fn sysmon_category(id: i64, system: &Value) -> Option<&'static str> {
-    let _ = system;
+fn sysmon_category(id: i64) -> Option<&'static str> {
     Some(match id {
         1 => "process_creation",
         2 => "file_change",
