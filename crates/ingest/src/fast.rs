@@ -78,6 +78,22 @@ pub struct Flat {
     resources: Option<SmallVec<[FlatResource; INLINE_RESOURCES]>>,
     /// The named objects serde skips, present (bit per name, in [`SKIPPED`] order).
     skipped: u8,
+    /// A kept string or number was `null` (which a JSON reader tells from
+    /// absence, and [`Flat::field`] does not).
+    nulls: bool,
+}
+
+/// A field the extractor kept, as [`Flat::field`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Field<'t> {
+    /// Not in the line.
+    Absent,
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(&'t str),
+    /// Every resource's value, in order (resources without it left out).
+    Each(SmallVec<[&'t str; INLINE_RESOURCES]>),
 }
 
 /// The objects [`RawLine`] names only to skip them.
@@ -129,10 +145,77 @@ impl Flat {
         if u32::try_from(text.len()).is_err() {
             return None;
         }
-        let mut p = P { b: text.as_bytes(), i: 0 };
-        let line = p.line().ok()?;
+        let mut p = P { b: text.as_bytes(), i: 0, nulls: false };
+        let mut line = p.line().ok()?;
         p.ws();
+        line.nulls = p.nulls;
         (p.i == p.b.len()).then_some(line)
+    }
+
+    /// The OCSF class, when the line gives it.
+    pub fn class_uid(&self) -> Option<i64> {
+        self.class_uid
+    }
+
+    /// The event time, when the line gives it.
+    pub fn time(&self) -> Option<i64> {
+        self.time
+    }
+
+    /// The field at dotted `path` of `text` (the text this was extracted
+    /// from), read as a JSON reader walking the path would read it (through
+    /// `resources`, every element's), or `None` when the extractor did not
+    /// keep that field, or cannot be sure: a kept value was `null`, or the
+    /// field is absent and the line might have a key with a dot in it that a
+    /// reader of dotted paths would take instead (`"location.country"`).
+    /// The sigma crate's differential test holds it to a JSON DOM.
+    pub fn field<'t>(&self, text: &'t str, path: &str) -> Option<Field<'t>> {
+        if self.nulls {
+            return None;
+        }
+        let s = |x: Option<Span>| x.map_or(Field::Absent, |x| Field::Str(&text[x.0 as usize..x.1 as usize]));
+        let n = |x: Option<i64>| x.map_or(Field::Absent, Field::Int);
+        let actor = self.actor.unwrap_or_default();
+        let (user, session) = match path.split_once('.') {
+            Some(("actor", _)) => (actor.0, actor.1),
+            _ => (self.user, self.session),
+        };
+        let tail = path.strip_prefix("actor.").unwrap_or(path);
+        if tail.len() != path.len() && !matches!(tail.split_once('.'), Some(("user" | "session", _))) {
+            // `actor.` prefixes only the actor's user and session.
+            return None;
+        }
+        let endpoint = self.src_endpoint.unwrap_or_default();
+        let each = |f: fn(&FlatResource) -> Option<Span>| {
+            let all = self.resources.iter().flatten().filter_map(f);
+            let all: SmallVec<[&'t str; INLINE_RESOURCES]> = all.map(|x| &text[x.0 as usize..x.1 as usize]).collect();
+            if all.is_empty() { Field::Absent } else { Field::Each(all) }
+        };
+        let field = match tail {
+            "class_uid" => n(self.class_uid),
+            "time" => n(self.time),
+            "activity_id" => n(self.activity_id),
+            "status_id" => n(self.status_id),
+            "user.uid" => s(user.and_then(|u| u.uid)),
+            "user.type" => s(user.and_then(|u| u.kind)),
+            "session.uid" => s(session.and_then(|x| x.uid)),
+            "session.issuer" => s(session.and_then(|x| x.issuer)),
+            "session.expiration_time" => n(session.and_then(|x| x.expiration_time)),
+            "src_endpoint.ip" => s(endpoint.ip),
+            "src_endpoint.location.country" => s(endpoint.location.flatten()),
+            "src_endpoint.autonomous_system.number" => n(endpoint.autonomous_system.and_then(|a| a.0)),
+            "src_endpoint.autonomous_system.name" => s(endpoint.autonomous_system.and_then(|a| a.1)),
+            "http_request.user_agent" => s(self.http_request.flatten()),
+            "api.operation" => s(self.api.and_then(|a| a.0)),
+            "api.service.name" => s(self.api.and_then(|a| a.1).flatten()),
+            "resources.uid" => each(|r| r.uid),
+            "resources.type" => each(|r| r.kind),
+            _ => return None,
+        };
+        if field == Field::Absent && dotted_key_possible(text, path) {
+            return None;
+        }
+        Some(field)
     }
 
     /// The line serde would have read from `text` (the text this was extracted from).
@@ -208,6 +291,18 @@ fn special(b: &[u8], mut i: usize) -> usize {
 struct P<'a> {
     b: &'a [u8],
     i: usize,
+    /// A kept string or number was `null`.
+    nulls: bool,
+}
+
+/// Whether `text` might hold a key with a dot in it ending in `path`'s last
+/// segment (`"location.country"` for `src_endpoint.location.country`), which
+/// a reader of dotted paths takes when the path's own objects are absent.
+fn dotted_key_possible(text: &str, path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let b = text.as_bytes();
+    memchr::memmem::find_iter(b, last.as_bytes())
+        .any(|at| at > 0 && b[at - 1] == b'.' && b.get(at + last.len()) == Some(&b'"'))
 }
 
 /// Bits for the keys of one object, to catch duplicates.
@@ -311,13 +406,19 @@ impl<'a> P<'a> {
     /// `Option<Str>`: a string or null.
     #[inline]
     fn opt_str(&mut self) -> R<Option<Span>> {
-        if self.null()? { Ok(None) } else { self.plain_str().map(Some) }
+        if self.null()? {
+            self.nulls = true;
+            Ok(None)
+        } else {
+            self.plain_str().map(Some)
+        }
     }
 
     /// `Option<i64>`: a non-negative integer of at most 18 digits, or null.
     #[inline]
     fn opt_int(&mut self) -> R<Option<i64>> {
         if self.null()? {
+            self.nulls = true;
             return Ok(None);
         }
         let start = self.i;

@@ -23,7 +23,9 @@ pub mod reader;
 pub mod source;
 pub mod stats;
 
+pub use fast::{Field, Flat};
 pub use parse::{LineParser, Reason, ReasonKind};
+pub use pre::{Annotate, Annotator, Note, Noted};
 pub use quarantine::QuarantineFile;
 pub use reader::{Cursor, LineRef, OpenOptions, Quarantined, ReadSummary, Reader, ReaderOptions, Step, Visitor};
 pub use source::{Input, Progress};

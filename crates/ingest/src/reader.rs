@@ -7,6 +7,7 @@ use std::io;
 use model::{DataMap, Event, Symbols};
 
 use crate::parse::{LineParser, Reason};
+use crate::pre::{Annotator, Noted};
 use crate::source::{Chunk, ChunkOptions, Chunks, Input, Progress};
 
 /// Lines longer than this are quarantined by default (1 MiB).
@@ -44,6 +45,13 @@ impl Quarantined<'_> {
 pub trait Visitor {
     /// One event, with the symbol tables that resolve its ids.
     fn event(&mut self, at: LineRef<'_>, event: &Event<'_>, symbols: &Symbols);
+    /// One event with what the reader's annotator ([`Reader::set_annotator`])
+    /// made of its line on a parsing worker ([`Noted::Unseen`] when no
+    /// worker saw it).
+    fn event_noted(&mut self, at: LineRef<'_>, event: &Event<'_>, symbols: &Symbols, note: Noted) {
+        let _ = note;
+        self.event(at, event, symbols);
+    }
     /// One quarantined line.
     fn quarantined(&mut self, q: &Quarantined<'_>);
 }
@@ -97,13 +105,23 @@ impl Default for ReaderOptions {
 }
 
 /// Reads inputs into events.
-#[derive(Debug)]
 pub struct Reader {
     parser: LineParser,
     max_line: usize,
     parse_threads: usize,
     chunk_bytes: usize,
     progress: Progress,
+    annotate: Option<Annotator>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("max_line", &self.max_line)
+            .field("parse_threads", &self.parse_threads)
+            .field("annotated", &self.annotate.is_some())
+            .finish()
+    }
 }
 
 /// What one [`Reader::step`] did.
@@ -135,11 +153,27 @@ impl Held<'_> {
         }
     }
 
-    /// The worker's extraction of the line at `start`, if it made one.
-    fn pre(&self, start: usize, next: &mut usize) -> Option<Option<&crate::fast::Flat>> {
+    /// The index of the worker's extraction of the line at `start`, if it made one.
+    fn find(&self, start: usize, next: &mut usize) -> Option<usize> {
         match self {
             Held::Owned(c) => c.pre.find(start, next),
             Held::Borrowed(_) => None,
+        }
+    }
+
+    /// Extraction `i`'s line, read (`None`: the extractor left it to serde_json).
+    fn flat(&self, i: usize) -> Option<&crate::fast::Flat> {
+        match self {
+            Held::Owned(c) => c.pre.flat(i),
+            Held::Borrowed(_) => None,
+        }
+    }
+
+    /// Extraction `i`'s note, taken.
+    fn take_note(&mut self, i: usize) -> Noted {
+        match self {
+            Held::Owned(c) => c.pre.take_note(i),
+            Held::Borrowed(_) => Noted::Unseen,
         }
     }
 }
@@ -226,7 +260,16 @@ impl Reader {
             parse_threads: opts.parse_threads,
             chunk_bytes: opts.chunk_bytes.max(1),
             progress: Progress::default(),
+            annotate: None,
         }
+    }
+
+    /// Runs `annotate` on every line on the parsing workers (with
+    /// `parse_threads` above 0); its note reaches the visitor with the
+    /// line's event ([`Visitor::event_noted`]). Lines no worker saw reach
+    /// it as [`Noted::Unseen`].
+    pub fn set_annotator(&mut self, annotate: Option<Annotator>) {
+        self.annotate = annotate;
     }
 
     /// Shared byte counter for progress bars.
@@ -242,6 +285,7 @@ impl Reader {
             workers: self.parse_threads,
             max_line: self.max_line,
             chunk_bytes: self.chunk_bytes,
+            annotate: self.annotate.clone(),
         };
         let chunks = Chunks::open_with(input, self.progress.clone(), chunk)?;
         Ok(Cursor::new(input.name(), Feed::Thread(chunks), opts.idle))
@@ -303,13 +347,15 @@ impl Reader {
                     self.too_long(len, c, visitor);
                 } else if c.carry.is_empty() {
                     let start = c.pos - nl - 1;
+                    let found = c.held.find(start, &mut c.pre_next);
+                    let note = found.map(|i| c.held.take_note(i)).unwrap_or_default();
                     let line = &c.held.bytes()[start..c.pos - 1];
-                    let pre = c.held.pre(start, &mut c.pre_next);
-                    self.line(line, pre, &c.name, &mut c.summary, symbols, visitor);
+                    let pre = found.map(|i| c.held.flat(i));
+                    self.line(line, (pre, note), &c.name, &mut c.summary, symbols, visitor);
                 } else {
                     let mut carry = std::mem::take(&mut c.carry);
                     carry.extend_from_slice(&c.held.bytes()[c.pos - nl - 1..c.pos - 1]);
-                    self.line(&carry, None, &c.name, &mut c.summary, symbols, visitor);
+                    self.line(&carry, (None, Noted::Unseen), &c.name, &mut c.summary, symbols, visitor);
                     carry.clear();
                     c.carry = carry;
                 }
@@ -376,7 +422,7 @@ impl Reader {
             self.too_long(len, c, visitor);
         } else if !c.carry.is_empty() {
             let carry = std::mem::take(&mut c.carry);
-            self.line(&carry, None, &c.name, &mut c.summary, symbols, visitor);
+            self.line(&carry, (None, Noted::Unseen), &c.name, &mut c.summary, symbols, visitor);
         }
     }
 
@@ -396,7 +442,7 @@ impl Reader {
     fn line(
         &mut self,
         mut line: &[u8],
-        pre: Option<Option<&crate::fast::Flat>>,
+        (pre, note): (Option<Option<&crate::fast::Flat>>, Noted),
         name: &str,
         sum: &mut ReadSummary,
         symbols: &mut Symbols,
@@ -432,7 +478,7 @@ impl Reader {
         match self.parser.parse_pre(text, pre, symbols) {
             Ok(event) => {
                 sum.events += 1;
-                visitor.event(at, &event, symbols);
+                visitor.event_noted(at, &event, symbols, note);
             }
             Err(reason) => {
                 sum.quarantined += 1;

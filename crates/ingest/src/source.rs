@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::pre::Pre;
+use crate::pre::{Annotator, Pre};
 
 /// Size of one chunk handed from the reading thread to the parser.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -109,7 +109,7 @@ pub struct Chunk {
 }
 
 /// How [`Chunks`] reads.
-#[derive(Copy, Clone, Debug)]
+#[derive(Clone)]
 pub struct ChunkOptions {
     /// Pass data on as soon as it is read, and poll a plain file at its end.
     pub follow: bool,
@@ -119,11 +119,13 @@ pub struct ChunkOptions {
     pub max_line: usize,
     /// Bytes per chunk.
     pub chunk_bytes: usize,
+    /// Run on every line the workers extract, after the extractor.
+    pub annotate: Option<Annotator>,
 }
 
 impl Default for ChunkOptions {
     fn default() -> Self {
-        Self { follow: false, workers: 0, max_line: usize::MAX, chunk_bytes: CHUNK_BYTES }
+        Self { follow: false, workers: 0, max_line: usize::MAX, chunk_bytes: CHUNK_BYTES, annotate: None }
     }
 }
 
@@ -170,10 +172,11 @@ impl Chunks {
                 to_workers.push(tx);
                 rx.push(r);
                 let max_line = opts.max_line;
+                let annotate = opts.annotate.clone();
                 threads.push(std::thread::Builder::new().name(format!("piiwatch-parse-{w}")).spawn(move || {
                     for mut sent in work {
                         if let Ok(chunk) = &mut sent {
-                            chunk.pre.fill(&chunk.bytes, max_line);
+                            chunk.pre.fill(&chunk.bytes, max_line, annotate.as_deref());
                         }
                         if done.send(sent).is_err() {
                             return;

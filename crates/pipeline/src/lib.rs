@@ -425,6 +425,10 @@ pub const COMMIT_EVERY: u64 = 1 << 20;
 
 impl Visitor for Feeder<'_> {
     fn event(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols) {
+        self.event_noted(at, event, symbols, ingest::Noted::Unseen);
+    }
+
+    fn event_noted(&mut self, at: ingest::LineRef<'_>, event: &Event<'_>, symbols: &Symbols, note: ingest::Noted) {
         if let Some(ing) = &mut self.ingest {
             if ing.seen(usize::from(self.input), at.line) {
                 return;
@@ -438,7 +442,11 @@ impl Visitor for Feeder<'_> {
             let l = &mut self.last[usize::from(self.input)];
             *l = (*l).max(t);
         }
-        let matched = self.sigma.as_ref().and_then(|r| r.match_line(at.text, event.class_uid()));
+        // Matched on a parsing worker when one saw the line, else here.
+        let matched = match note {
+            ingest::Noted::Seen(note) => note.and_then(|n| n.downcast::<sigma::Matched>().ok()).map(|m| *m),
+            ingest::Noted::Unseen => self.sigma.as_ref().and_then(|r| r.match_line(at.text, event.class_uid())),
+        };
         let mut ev = Ev::from_event(event, self.input, symbols);
         if let Some(m) = matched {
             // An event without an OCSF time (a Windows event) takes the time
@@ -663,6 +671,8 @@ pub fn run(
 ) -> Result<Report, Error> {
     let Options { config: cfg, directory, mut reader, inputs, follow, idle_flush, quarantine: quarantine_path, sigma } =
         p;
+    // Rules are matched on the parsing workers, next to the extractor.
+    reader.set_annotator(sigma.clone().filter(|r| !r.is_empty()).map(|r| r as ingest::Annotator));
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         return Err(Error::StdinTwice);
     }

@@ -1,7 +1,9 @@
 //! Parsing on several workers changes nothing: on every simulator scenario,
-//! findings, quarantine records and stored events are identical whatever the
-//! number of parsing workers and wherever the input's chunks are cut (a few
-//! hundred bytes to a mebibyte, so lines straddle chunks everywhere).
+//! findings (the starter pack's Sigma rules among them, matched on the
+//! workers or, for lines no worker saw, on the reading thread), quarantine
+//! records and stored events are identical whatever the number of parsing
+//! workers and wherever the input's chunks are cut (a few hundred bytes to
+//! a mebibyte, so lines straddle chunks everywhere).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,17 @@ struct Outcome {
     stored: Vec<store::StoredEvent>,
 }
 
+/// The starter pack, loaded once.
+fn starter() -> Arc<sigma::Rules> {
+    static RULES: std::sync::OnceLock<Arc<sigma::Rules>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            let opts = sigma::Options { starter: true, ..sigma::Options::default() };
+            sigma::Rules::load(&opts).expect("the starter pack loads").shared()
+        })
+        .clone()
+}
+
 fn run(dir: &Path, events: &Path, workers: usize, chunk_bytes: usize, secret: Option<&Path>) -> (Outcome, PathBuf) {
     let text = std::fs::read_to_string(dir.join("directory.json")).expect("directory");
     let name = format!("w{workers}-c{chunk_bytes}");
@@ -43,7 +56,7 @@ fn run(dir: &Path, events: &Path, workers: usize, chunk_bytes: usize, secret: Op
         follow: false,
         idle_flush: Duration::from_secs(2),
         quarantine: quarantine.clone(),
-        sigma: None,
+        sigma: Some(starter()),
     };
     let store_dir = dir.join(format!("{name}.store"));
     std::fs::create_dir_all(&store_dir).expect("store dir");
@@ -74,6 +87,7 @@ fn run(dir: &Path, events: &Path, workers: usize, chunk_bytes: usize, secret: Op
 #[test]
 fn workers_and_chunk_cuts_change_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
+    let mut sigma_findings = 0;
     for (i, (scenario, _)) in simulate::scenarios::SCENARIOS.iter().enumerate() {
         let dir = tmp.path().join(scenario);
         let opts = simulate::Options {
@@ -90,6 +104,8 @@ fn workers_and_chunk_cuts_change_nothing() {
         assert!(!reference.findings.is_empty() || *scenario == "benign", "{scenario} finds something");
         assert!(!reference.quarantine.is_empty(), "{scenario}: the simulator's malformed lines are quarantined");
         assert!(reference.stored.len() > 1000, "{scenario}: events stored");
+        let text = String::from_utf8_lossy(&reference.findings);
+        sigma_findings += text.lines().filter(|l| l.contains("\"sigma\":{")).count();
         // Chunk sizes that are not divisors of anything, down to lines
         // longer than a chunk.
         for (workers, chunk) in [(1, 1 << 20), (2, 4_099), (3, 777), (1, 65_537), (2, 300)] {
@@ -97,4 +113,5 @@ fn workers_and_chunk_cuts_change_nothing() {
             assert!(got == reference, "{scenario}: {workers} workers, {chunk}-byte chunks differ from one thread");
         }
     }
+    assert!(sigma_findings > 0, "the starter pack finds something on some scenario");
 }

@@ -60,8 +60,8 @@ fn main() {
     for i in 0..events {
         let k = (rng.next() % 4) as usize;
         let s = &subjects[k * 26_000 + (rng.next() % 26_000) as usize];
-        let values = std::slice::from_ref(s);
-        let key = std::slice::from_ref(&keys[k]);
+        let values: &[&str] = &[&**s];
+        let key: &[&str] = &[&*keys[k]];
         if let Some(f) = st.add(key, Input { time: i as i64 * step, reference: 0, values }) {
             if f.new { created += 1 } else { updated += 1 }
         }
@@ -79,7 +79,7 @@ fn main() {
     let n: u64 = 10_000_000;
     let before = rss_kib("VmRSS:");
     let mut st = State::new(spec(150 * day, 1e12));
-    let key: [Box<str>; 1] = ["k".into()];
+    let key: [&str; 1] = ["k"];
     let step = 150 * day / n as i64;
     let started = Instant::now();
     let mut value = String::new();
@@ -87,8 +87,7 @@ fn main() {
         use std::fmt::Write;
         value.clear();
         let _ = write!(value, "c{i:010}");
-        let v: [Box<str>; 1] = [value.as_str().into()];
-        st.add(&key, Input { time: i as i64 * step, reference: 0, values: &v });
+        st.add(&key, Input { time: i as i64 * step, reference: 0, values: &[value.as_str()] });
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -180,7 +180,11 @@ const UPDATE_EVERY: Millis = 10 * 60_000;
 #[derive(Debug)]
 pub struct State {
     spec: Spec,
-    groups: hashbrown::HashMap<Box<[Box<str>]>, Group, foldhash::fast::FixedState>,
+    /// Group key → its place in `slab` (the map's entries stay small, so
+    /// growing it moves little; a swept group's place is reused).
+    groups: hashbrown::HashMap<Box<[Box<str>]>, u32, foldhash::fast::FixedState>,
+    slab: Vec<Group>,
+    free: Vec<u32>,
     hasher: (foldhash::fast::FixedState, foldhash::fast::FixedState),
     /// When groups were last swept for windows that emptied.
     swept: Millis,
@@ -216,7 +220,18 @@ pub struct Input<'a> {
     /// Which reference matched (index into the correlation's references).
     pub reference: usize,
     /// The values of the value field (value_count: each a value; numeric kinds: parsed).
-    pub values: &'a [Box<str>],
+    pub values: &'a [&'a str],
+}
+
+/// A group key looked up without making one: hashes and compares as the
+/// stored `Box<[Box<str>]>` does (a slice's length, then each string).
+#[derive(Hash)]
+struct KeyRef<'a, 'b>(&'a [&'b str]);
+
+impl hashbrown::Equivalent<Box<[Box<str>]>> for KeyRef<'_, '_> {
+    fn equivalent(&self, key: &Box<[Box<str>]>) -> bool {
+        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| *a == &**b)
+    }
 }
 
 impl State {
@@ -226,6 +241,8 @@ impl State {
         Self {
             spec,
             groups: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(1)),
+            slab: Vec::new(),
+            free: Vec::new(),
             hasher: (foldhash::fast::FixedState::with_seed(0x5157), foldhash::fast::FixedState::with_seed(0x6d61)),
             swept: Millis::MIN,
             unit,
@@ -246,6 +263,7 @@ impl State {
     pub fn state_bytes(&self) -> usize {
         self.groups
             .iter()
+            .map(|(k, &i)| (k, &self.slab[i as usize]))
             .map(|(k, g)| {
                 64 + k.iter().map(|s| s.len() + 16).sum::<usize>()
                     + g.times.len() * 16
@@ -269,18 +287,26 @@ impl State {
     }
 
     /// One event for group `key`; what to report, if anything.
-    pub fn add(&mut self, key: &[Box<str>], input: Input<'_>) -> Option<Firing> {
+    pub fn add(&mut self, key: &[&str], input: Input<'_>) -> Option<Firing> {
         let t = input.time;
         let digests: smallvec::SmallVec<[(u64, u32); 2]> = match self.spec.kind {
             Kind::ValueCount => input.values.iter().map(|v| self.digest(v)).collect(),
             _ => smallvec::SmallVec::new(),
         };
         let refs = self.spec.refs;
-        let g = match self.groups.get_mut(key) {
-            Some(g) => g,
-            None => self.groups.entry(key.into()).or_default(),
+        let at = match self.groups.get(&KeyRef(key)) {
+            Some(&i) => i,
+            None => {
+                let i = self.free.pop().unwrap_or_else(|| {
+                    self.slab.push(Group::default());
+                    u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 groups")
+                });
+                self.groups.insert(key.iter().map(|k| Box::from(*k)).collect(), i);
+                i
+            }
         };
-        if g.marks.len() != refs {
+        let g = &mut self.slab[at as usize];
+        if matches!(self.spec.kind, Kind::Temporal | Kind::TemporalOrdered) && g.marks.len() != refs {
             g.marks = vec![None; refs];
         }
         let span = self.spec.timespan;
@@ -445,8 +471,15 @@ impl State {
         self.swept = now;
         let from = now.saturating_sub(self.spec.timespan);
         let cutoff = from.div_euclid(self.unit);
-        self.groups.retain(|_, g| {
-            g.times.back().is_some_and(|(b, _)| *b > cutoff) || g.marks.iter().flatten().any(|m| *m > from)
+        let (slab, free) = (&mut self.slab, &mut self.free);
+        self.groups.retain(|_, &mut i| {
+            let g = &mut slab[i as usize];
+            let keep = g.times.back().is_some_and(|(b, _)| *b > cutoff) || g.marks.iter().flatten().any(|m| *m > from);
+            if !keep {
+                *g = Group::default();
+                free.push(i);
+            }
+            keep
         });
     }
 }
@@ -521,8 +554,7 @@ mod tests {
     }
 
     fn add(s: &mut State, t: Millis, r: usize, v: &[&str]) -> Option<Firing> {
-        let values: Vec<Box<str>> = v.iter().map(|x| (*x).into()).collect();
-        s.add(&["g".into()], Input { time: t, reference: r, values: &values })
+        s.add(&["g"], Input { time: t, reference: r, values: v })
     }
 
     #[test]
@@ -589,15 +621,14 @@ mod tests {
             let mut c = State::new(spec(Kind::EventCount, span, ConditionOperator::Gte, 0.0, 1));
             for (i, &(t, v)) in evs.iter().enumerate() {
                 let value = format!("v{v}");
-                let values: Vec<Box<str>> = vec![value.into()];
-                s.add(&["g".into()], Input { time: t, reference: 0, values: &values });
-                c.add(&["g".into()], Input { time: t, reference: 0, values: &[] });
+                s.add(&["g"], Input { time: t, reference: 0, values: &[value.as_str()] });
+                c.add(&["g"], Input { time: t, reference: 0, values: &[] });
                 let cutoff = (t - span).div_euclid(unit);
                 let inside = || evs[..=i].iter().filter(|(x, _)| x.div_euclid(unit) > cutoff);
                 let naive: std::collections::BTreeSet<u16> = inside().map(|(_, v)| *v).collect();
-                let g = s.groups.get(&["g".into()][..]).expect("the group");
+                let g = &s.slab[s.groups[&["g".into()][..]] as usize];
                 prop_assert_eq!(aggregate(&s.spec, g, t - span) as usize, naive.len());
-                let g = c.groups.get(&["g".into()][..]).expect("the group");
+                let g = &c.slab[c.groups[&["g".into()][..]] as usize];
                 prop_assert_eq!(aggregate(&c.spec, g, t - span) as usize, inside().count());
             }
         }

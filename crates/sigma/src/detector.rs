@@ -19,6 +19,7 @@ use detect::ev::What;
 use detect::{Alert, Ev};
 use model::Millis;
 use serde_json::json;
+use smallvec::SmallVec;
 
 use crate::corr::{self, Firing, Input};
 use crate::{Ref, Rules};
@@ -28,6 +29,9 @@ const HOUR: Millis = 3_600_000;
 const UPDATE_EVERY: Millis = 10 * 60_000;
 /// At most this many groups from one event's array values.
 const MAX_GROUPS: usize = 16;
+
+/// One field's values in an event, borrowed.
+type Values<'a> = SmallVec<[&'a str; 4]>;
 
 /// The detector.
 pub struct SigmaDetector {
@@ -92,54 +96,61 @@ impl SigmaDetector {
         }
     }
 
-    /// Feeds correlation `c` (reference `r`) one event's group values and
-    /// value-field values; chains what fires.
+    /// Feeds correlation `c` (reference `r`) one event's group values (per
+    /// `group-by` field, every value the event has) and value-field values;
+    /// chains what fires. Nothing is copied unless a group is new.
     #[allow(clippy::too_many_arguments)] // one event's parts, passed down a chain
     fn feed(
         &mut self,
         c: u32,
         r: usize,
         time: Millis,
-        groups: &[Vec<Box<str>>],
-        values: &[Box<str>],
+        groups: &[Values<'_>],
+        values: &[&str],
         who: Option<&Ev>,
         cx: &mut Cx<'_>,
     ) {
-        let mut keys: Vec<Vec<Box<str>>> = vec![Vec::new()];
+        // One key per combination of the group fields' values (an empty
+        // field is the empty string), at most MAX_GROUPS.
+        let mut keys: SmallVec<[Values<'_>; 1]> = smallvec::smallvec![Values::new()];
         for g in groups {
-            let opts: Vec<Box<str>> = if g.is_empty() { vec![Box::from("")] } else { g.clone() };
-            let mut next = Vec::new();
-            for k in &keys {
-                for o in &opts {
+            let opts: &[&str] = if g.is_empty() { &[""] } else { g };
+            if opts.len() == 1 {
+                keys.iter_mut().for_each(|k| k.push(opts[0]));
+                continue;
+            }
+            let mut next = SmallVec::new();
+            'all: for k in &keys {
+                for o in opts {
                     if next.len() >= MAX_GROUPS {
-                        break;
+                        break 'all;
                     }
                     let mut k = k.clone();
-                    k.push(o.clone());
+                    k.push(*o);
                     next.push(k);
                 }
             }
             keys = next;
         }
-        for key in keys {
-            let fired = self.states[c as usize].add(&key, Input { time, reference: r, values });
+        for key in &keys {
+            let fired = self.states[c as usize].add(key, Input { time, reference: r, values });
             if let Some(f) = fired {
-                self.report(c, &key, time, &f, who, cx);
+                self.report(c, key, time, &f, who, cx);
                 if f.new {
-                    self.chain(c, &key, time, who, cx);
+                    self.chain(c, key, time, who, cx);
                 }
             }
         }
     }
 
     /// A correlation fired: the correlations that refer to it count it.
-    fn chain(&mut self, c: u32, key: &[Box<str>], time: Millis, who: Option<&Ev>, cx: &mut Cx<'_>) {
+    fn chain(&mut self, c: u32, key: &[&str], time: Millis, who: Option<&Ev>, cx: &mut Cx<'_>) {
         for j in 0..self.by_corr[c as usize].len() {
             let (outer, r) = self.by_corr[c as usize][j];
             let k = &self.rules.correlations[outer as usize];
-            let groups: Vec<Vec<Box<str>>> =
-                k.group_at[r].iter().map(|at| at.and_then(|i| key.get(i).cloned()).into_iter().collect()).collect();
-            let values: Vec<Box<str>> = k.value_at[r].and_then(|i| key.get(i).cloned()).into_iter().collect();
+            let groups: SmallVec<[Values<'_>; 2]> =
+                k.group_at[r].iter().map(|at| at.and_then(|i| key.get(i).copied()).into_iter().collect()).collect();
+            let values: Values<'_> = k.value_at[r].and_then(|i| key.get(i).copied()).into_iter().collect();
             self.feed(outer, r, time, &groups, &values, who, cx);
         }
     }
@@ -149,7 +160,7 @@ impl SigmaDetector {
     /// something else (a token, a network). Its principal is not named: one
     /// event's is a sample, not the group's (an incident's scope would
     /// narrow to it).
-    fn report(&self, c: u32, key: &[Box<str>], time: Millis, f: &Firing, who: Option<&Ev>, cx: &mut Cx<'_>) {
+    fn report(&self, c: u32, key: &[&str], time: Millis, f: &Firing, who: Option<&Ev>, cx: &mut Cx<'_>) {
         let k = &self.rules.correlations[c as usize];
         let observables: Vec<(&'static str, String)> = match who.map(|e| &e.what) {
             Some(What::Call(call)) if !k.group_by.iter().any(|g| g == "src_endpoint.ip") => {
@@ -260,10 +271,10 @@ impl Detector for SigmaDetector {
             for j in 0..self.by_rule.get(i).map_or(0, Vec::len) {
                 let (c, r) = self.by_rule[i][j];
                 let k = &self.rules.correlations[c as usize];
-                let pick = |at: Option<usize>| -> Vec<Box<str>> {
-                    at.and_then(|p| hit.values.get(p)).map(|v| v.to_vec()).unwrap_or_default()
+                let pick = |at: Option<usize>| -> Values<'_> {
+                    at.and_then(|p| hit.values.get(p)).map(|v| v.iter().map(|x| &**x).collect()).unwrap_or_default()
                 };
-                let groups: Vec<Vec<Box<str>>> = k.group_at[r].iter().map(|at| pick(*at)).collect();
+                let groups: SmallVec<[Values<'_>; 2]> = k.group_at[r].iter().map(|at| pick(*at)).collect();
                 let values = pick(k.value_at[r]);
                 self.feed(c, r, ev.time, &groups, &values, Some(ev), cx);
             }

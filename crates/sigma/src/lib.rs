@@ -148,7 +148,15 @@ type SourceKey = (Option<String>, Option<String>, Option<String>);
 struct Group {
     source: LogSource,
     evaluator: Evaluator,
+    /// Per compiled rule of the evaluator: its index among the rules.
+    members: Vec<u32>,
 }
+
+/// Groups of at most this many rules are evaluated rule by rule with
+/// RSigma's condition evaluator, without building its match results (most
+/// of the cost of a match); larger ones through its engine, whose
+/// candidate index skips rules that cannot match.
+const DIRECT: usize = 32;
 
 /// What a line matched.
 #[derive(Debug, Default)]
@@ -309,7 +317,7 @@ impl Rules {
                     severity: Severity::Error,
                 });
             }
-            groups.push(Group { source, evaluator: e });
+            groups.push(Group { source, evaluator: e, members: Vec::new() });
         }
         for f in &filters {
             // A filter names its rules (or all): applied where they are.
@@ -323,6 +331,14 @@ impl Rules {
                     severity: Severity::Error,
                 });
             }
+        }
+        for g in &mut groups {
+            g.members = g
+                .evaluator
+                .rules()
+                .iter()
+                .map(|r| index_of(&by_key, r.id.as_deref(), &r.title).unwrap_or(u32::MAX))
+                .collect();
         }
         // Which lines are worth parsing for the rules: the OCSF classes some
         // rule's log source admits, other classes, Windows events, and
@@ -565,8 +581,30 @@ impl Rules {
         if !self.may_match(class_uid) {
             return None;
         }
-        let v: Value = sonic_rs::from_slice(line).ok()?;
-        self.match_value(&v)
+        let text = std::str::from_utf8(line).ok()?;
+        self.match_text(text, ingest::Flat::extract(text).as_ref())
+    }
+
+    /// The rules line `text` matches, given the extractor's reading of it
+    /// (`None`: the extractor left the line to serde_json). An OCSF line
+    /// the extractor read is matched without a DOM for the fields it kept
+    /// ([`source::LineView`]); anything else is parsed into one.
+    pub fn match_text(&self, text: &str, flat: Option<&ingest::Flat>) -> Option<Matched> {
+        if let Some(flat) = flat {
+            let Some(class) = flat.class_uid() else {
+                // Not OCSF: a Windows event or other JSON, read whole.
+                if !self.may_match(None) {
+                    return None;
+                }
+                return self.match_value(&sonic_rs::from_str(text).ok()?);
+            };
+            if !self.may_match(Some(class)) {
+                return None;
+            }
+            let view = source::LineView::new(text, flat);
+            return self.evaluate(&view, source::Shape::Ocsf, &[source::ocsf_source(class)], flat.time());
+        }
+        self.match_value(&sonic_rs::from_str(text).ok()?)
     }
 
     /// The rules a JSON event matches.
@@ -579,8 +617,20 @@ impl Rules {
                 sources.push(LogSource { category: Some((*narrow).to_owned()), ..sources[0].clone() });
             }
         }
-        let mut results = Vec::new();
-        for ls in &sources {
+        self.evaluate(&view, shape, &sources, source::time_of(v, shape))
+    }
+
+    /// The rules an event of `shape` under each of `sources` matches.
+    fn evaluate<E: rsigma_eval::Event>(
+        &self,
+        view: &E,
+        shape: source::Shape,
+        sources: &[LogSource],
+        time: Option<Millis>,
+    ) -> Option<Matched> {
+        let mut matched: SmallVec<[u32; 4]> = SmallVec::new();
+        let mut names = Vec::new();
+        for ls in sources {
             let pre: Option<&Vec<u32>> = match (shape, ls.category.as_deref()) {
                 (source::Shape::Ocsf, Some(c)) => {
                     self.ocsf.iter().find(|(k, _)| source::ocsf_category(*k) == Some(c)).map(|(_, g)| g)
@@ -599,17 +649,34 @@ impl Rules {
                 }
             };
             for &g in groups {
-                results.extend(self.groups[g as usize].evaluator.evaluate_with_logsource(&view, ls));
+                let group = &self.groups[g as usize];
+                let rules = group.evaluator.rules();
+                if rules.len() > DIRECT {
+                    for r in group.evaluator.evaluate_with_logsource(view, ls) {
+                        matched.extend(index_of(&self.by_key, r.header.rule_id.as_deref(), &r.header.rule_title));
+                    }
+                    continue;
+                }
+                // The engine's own test of the rule's log source against the event's.
+                if !logsource_subset(&group.source, ls) {
+                    continue;
+                }
+                for (j, rule) in rules.iter().enumerate() {
+                    let hit = rule.conditions.iter().any(|c| {
+                        names.clear();
+                        rsigma_eval::compiler::eval_condition(c, &rule.detections, view, &mut names)
+                    });
+                    if hit && group.members[j] != u32::MAX {
+                        matched.push(group.members[j]);
+                    }
+                }
             }
         }
-        if results.is_empty() {
+        if matched.is_empty() {
             return None;
         }
-        let mut hits: Vec<Hit> = Vec::with_capacity(results.len());
-        for r in &results {
-            let Some(i) = index_of(&self.by_key, r.header.rule_id.as_deref(), &r.header.rule_title) else {
-                continue;
-            };
+        let mut hits: Vec<Hit> = Vec::with_capacity(matched.len());
+        for &i in &matched {
             if hits.iter().any(|h| h.rule == i) {
                 continue;
             }
@@ -617,7 +684,7 @@ impl Rules {
                 .iter()
                 .map(|f| {
                     let mut out = Vec::new();
-                    if let Some(x) = rsigma_eval::Event::get_field(&view, f) {
+                    if let Some(x) = view.get_field(f) {
                         source::texts(&x, &mut out);
                     }
                     out.into_iter().map(String::into_boxed_str).collect::<SmallVec<[Box<str>; 1]>>()
@@ -626,7 +693,7 @@ impl Rules {
             hits.push(Hit { rule: i, values });
         }
         hits.sort_by_key(|h| h.rule);
-        Some(Matched { hits, time: source::time_of(v, shape) })
+        Some(Matched { hits, time })
     }
 
     /// The compiled detection rule `i` (for `rules test`'s explanations).
@@ -669,6 +736,17 @@ fn uses_expand(d: &rsigma_parser::Detection) -> bool {
     }
 }
 
+/// RSigma's routing test: each of the rule's product, category and service
+/// is the event's (case-insensitive), with no allowance for registry events.
+fn logsource_subset(rule: &LogSource, event: &LogSource) -> bool {
+    let same = |r: &Option<String>, e: &Option<String>| match (r, e) {
+        (None, _) => true,
+        (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
+        (Some(_), None) => false,
+    };
+    same(&rule.product, &event.product) && same(&rule.service, &event.service) && same(&rule.category, &event.category)
+}
+
 /// Whether a rule's log source admits an event's: each of the rule's
 /// product, category and service must be the event's (case-insensitive).
 pub fn source_admits(rule: &LogSource, event: &LogSource) -> bool {
@@ -696,6 +774,12 @@ pub struct Explanation {
     pub source_ok: bool,
     /// The detection's trace (RSigma's explainer).
     pub detection: rsigma_eval::RuleExplanation,
+}
+
+impl ingest::Annotate for Rules {
+    fn annotate(&self, text: &str, flat: Option<&ingest::Flat>) -> Option<ingest::Note> {
+        self.match_text(text, flat).map(|m| Box::new(m) as ingest::Note)
+    }
 }
 
 impl Rules {

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use ingest::{Field, Flat};
 use model::Millis;
 use rsigma_eval::event::{Event, EventValue};
 use rsigma_parser::LogSource;
@@ -292,8 +293,9 @@ fn strings<'v>(v: &'v Value, visit: &mut dyn FnMut(&'v str)) {
     }
 }
 
-impl Event for View<'_> {
-    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+impl<'a> View<'a> {
+    /// The field at `path` (see [`Event::get_field`]), borrowed from the DOM.
+    pub fn field(&self, path: &str) -> Option<EventValue<'a>> {
         if self.windows && !path.contains('.') {
             return Self::windows_field(self.root, path).map(value);
         }
@@ -310,6 +312,12 @@ impl Event for View<'_> {
             1 => Some(value(found[0])),
             _ => Some(EventValue::Array(found.into_iter().map(value).collect())),
         }
+    }
+}
+
+impl Event for View<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        self.field(path)
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
@@ -331,6 +339,116 @@ impl Event for View<'_> {
     fn to_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.root.to_string()).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// An OCSF line as rules see it, without a DOM for the fields the
+/// extractor keeps ([`Flat::field`]: class, time, activity and status,
+/// actor, user, session, source endpoint, user agent, API operation,
+/// resources' uids and types): those are read from the extractor's ranges
+/// of the line. Any other field, and a keyword search over every string,
+/// parses the line into a DOM once, on first need, and reads it as
+/// [`View`] does. `differs` in this module's tests and the `flat_view`
+/// fuzz target hold the two readings to each other.
+pub struct LineView<'a> {
+    text: &'a str,
+    flat: &'a Flat,
+    dom: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> LineView<'a> {
+    /// The line `text`, as the extractor read it into `flat`.
+    pub fn new(text: &'a str, flat: &'a Flat) -> Self {
+        Self { text, flat, dom: std::cell::OnceCell::new() }
+    }
+
+    /// The line as a DOM view, parsed on first use (`None`: not JSON sonic-rs reads).
+    fn dom(&self) -> Option<View<'_>> {
+        self.dom.get_or_init(|| sonic_rs::from_str(self.text).ok()).as_ref().map(|v| View::new(v, Shape::Ocsf))
+    }
+}
+
+impl Event for LineView<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        let Some(known) = self.flat.field(self.text, path) else {
+            return self.dom()?.field(path);
+        };
+        match known {
+            Field::Absent => None,
+            Field::Int(i) => Some(EventValue::Int(i)),
+            Field::Str(s) => Some(EventValue::Str(Cow::Borrowed(s))),
+            Field::Each(all) => match all.as_slice() {
+                [one] => Some(EventValue::Str(Cow::Borrowed(one))),
+                _ => Some(EventValue::Array(all.iter().map(|s| EventValue::Str(Cow::Borrowed(s))).collect())),
+            },
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        self.dom().is_some_and(|d| d.any_string_value(pred))
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        self.dom()
+            .map(|d| d.all_string_values().into_iter().map(|s| Cow::Owned(s.into_owned())).collect())
+            .unwrap_or_default()
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        if let Some(d) = self.dom() {
+            d.visit_string_values(visit);
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::from_str(self.text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Where reading `text`'s fields through the extractor ([`LineView`])
+/// and through a DOM ([`View`]) disagree, for every field the extractor
+/// keeps and a few it does not: `None` when they agree (or when the
+/// extractor or sonic-rs does not read the line at all).
+pub fn flat_view_differs(text: &str) -> Option<String> {
+    const PATHS: &[&str] = &[
+        "class_uid",
+        "time",
+        "activity_id",
+        "status_id",
+        "actor.user.uid",
+        "actor.user.type",
+        "actor.session.uid",
+        "actor.session.issuer",
+        "actor.session.expiration_time",
+        "user.uid",
+        "user.type",
+        "session.uid",
+        "session.issuer",
+        "session.expiration_time",
+        "src_endpoint.ip",
+        "src_endpoint.location.country",
+        "src_endpoint.autonomous_system.number",
+        "src_endpoint.autonomous_system.name",
+        "http_request.user_agent",
+        "api.operation",
+        "api.service.name",
+        "resources.uid",
+        "resources.type",
+        "resources.labels",
+        "actor.class_uid",
+        "actor.user",
+        "api",
+        "metadata.version",
+        "src_endpoint",
+        "user.name",
+        "actor.src_endpoint.ip",
+    ];
+    let flat = Flat::extract(text)?;
+    let dom: Value = sonic_rs::from_str(text).ok()?;
+    let (a, b) = (LineView::new(text, &flat), View::new(&dom, Shape::Ocsf));
+    PATHS.iter().find_map(|p| {
+        let (x, y) = (format!("{:?}", a.get_field(p)), format!("{:?}", b.get_field(p)));
+        (x != y).then(|| format!("{p}: extractor {x}, DOM {y}"))
+    })
 }
 
 /// A value that borrows from a copy, made owned.
@@ -414,5 +532,87 @@ mod tests {
         assert_eq!(view.get_field("z.w.q"), Some(EventValue::Str(Cow::Borrowed("deep"))), "nested arrays fan out");
         assert_eq!(view.get_field("resources[1].uid"), Some(EventValue::Str(Cow::Borrowed("b"))), "an index");
         assert!(view.get_field("nope.x").is_none());
+    }
+
+    /// A line's parts, each present, absent, null or odd, as generated below.
+    fn line_of(parts: &[(usize, usize)]) -> String {
+        // Per slot: alternatives, the first being "absent".
+        const SLOTS: &[&[&str]] = &[
+            &["", r#""class_uid":6003"#, r#""class_uid":3002"#, r#""class_uid":null"#],
+            &["", r#""time":1743433205000"#, r#""time":null"#],
+            &["", r#""activity_id":2"#, r#""activity_id":null"#],
+            &["", r#""status_id":1"#],
+            &[
+                "",
+                r#""actor":{"user":{"uid":"c1","type":"customer"},"session":{"uid":"t1","issuer":"k"}}"#,
+                r#""actor":{"user":{"uid":"c1","type":null}}"#,
+                r#""actor":null"#,
+                r#""actor":{"user.type":"admin"}"#,
+                r#""actor":{"session":{"uid":"t9","expiration_time":17}}"#,
+            ],
+            &["", r#""user":{"uid":"u1","type":"service","name":"x"}"#, r#""session":{"uid":"s1"}"#],
+            &[
+                "",
+                r#""src_endpoint":{"ip":"203.0.113.9","location":{"country":"KR","city":"Seoul"},"autonomous_system":{"number":4766,"name":"KT"}}"#,
+                r#""src_endpoint":{"ip":"10.0.0.1","location":null}"#,
+                r#""src_endpoint":{"location.country":"US"}"#,
+                r#""src_endpoint":{"autonomous_system":{"number":null}}"#,
+            ],
+            &["", r#""http_request":{"user_agent":"curl/8.1"}"#, r#""http_request":{"user_agent":null}"#],
+            &[
+                "",
+                r#""api":{"operation":"GET /v1/address-book","service":{"name":"addr"}}"#,
+                r#""api":{"service":null}"#,
+            ],
+            &[
+                "",
+                r#""resources":[{"uid":"c1","type":"customer"},{"type":"address"},{"uid":"c2","labels":["a"]}]"#,
+                r#""resources":[]"#,
+                r#""resources":[{"uid":"c3"}]"#,
+                r#""resources":null"#,
+                r#""resources":[{"uid":null}]"#,
+            ],
+            &[
+                "",
+                r#""metadata":{"version":"1.3.0"}"#,
+                r#""src_endpoint.ip":"198.51.100.1""#,
+                r#""resources.uid":"x""#,
+                r#""api.operation":"POST /x""#,
+            ],
+        ];
+        let members: Vec<&str> = parts
+            .iter()
+            .map(|&(slot, alt)| SLOTS[slot % SLOTS.len()][alt % SLOTS[slot % SLOTS.len()].len()])
+            .filter(|m| !m.is_empty())
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    proptest::proptest! {
+        /// The extractor's fields read as the DOM reads them, on lines with
+        /// fields present, absent, null, empty and keys with dots in them.
+        #[test]
+        fn the_extractor_view_reads_as_the_dom(parts in proptest::collection::vec((0usize..11, 0usize..6), 0..14)) {
+            let line = line_of(&parts);
+            proptest::prop_assert_eq!(flat_view_differs(&line), None, "{}", line);
+        }
+    }
+
+    #[test]
+    fn the_extractor_view_reads_kept_fields_without_a_dom() {
+        let line = line_of(&[(0, 1), (2, 1), (4, 1), (6, 1), (9, 1)]);
+        let flat = Flat::extract(&line).expect("extracted");
+        let view = LineView::new(&line, &flat);
+        assert_eq!(view.get_field("actor.user.type"), Some(EventValue::Str(Cow::Borrowed("customer"))));
+        assert_eq!(view.get_field("src_endpoint.autonomous_system.number"), Some(EventValue::Int(4766)));
+        assert_eq!(
+            view.get_field("resources.uid"),
+            Some(EventValue::Array(vec![EventValue::Str(Cow::Borrowed("c1")), EventValue::Str(Cow::Borrowed("c2"))]))
+        );
+        assert!(view.dom.get().is_none(), "no DOM was built for kept fields");
+        // A field the extractor does not keep is read from a DOM, built once.
+        assert_eq!(view.get_field("src_endpoint.location.city"), Some(EventValue::Str(Cow::Borrowed("Seoul"))));
+        assert!(view.dom.get().is_some());
+        assert_eq!(flat_view_differs(&line), None);
     }
 }
