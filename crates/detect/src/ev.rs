@@ -62,15 +62,54 @@ pub enum What {
 }
 
 /// A Sigma rule that matched an event where it was parsed, with the field
-/// values the rule's correlations need (see the `sigma` crate).
+/// values the rule's correlations need (see the `sigma` crate): per field
+/// the rule's correlations read, in the rule set's order for this rule,
+/// every value of the field (an array gives each element; none when the
+/// event has none). The values share one buffer: a hit costs one
+/// allocation, not one per value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hit {
     /// The rule's index in the loaded rule set.
     pub rule: u32,
-    /// One entry per field the rule's correlations read, in the rule set's
-    /// order for this rule: every value of the field (an array gives each
-    /// element), empty when the event has none.
-    pub values: Box<[SmallVec<[Box<str>; 1]>]>,
+    /// The values, one after another.
+    text: String,
+    /// Where each value ends in `text`.
+    ends: SmallVec<[u32; 6]>,
+    /// Per field: how many values (in `ends`) the fields up to it have.
+    fields: SmallVec<[u32; 4]>,
+}
+
+impl Hit {
+    /// A hit of rule `rule`, no field yet.
+    pub fn new(rule: u32) -> Self {
+        Self { rule, text: String::new(), ends: SmallVec::new(), fields: SmallVec::new() }
+    }
+
+    /// Adds a value to the field being written.
+    pub fn push(&mut self, value: &str) {
+        self.text.push_str(value);
+        self.ends.push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Ends the field being written (the next value starts the next field).
+    pub fn end_field(&mut self) {
+        self.fields.push(self.ends.len() as u32);
+    }
+
+    /// How many fields.
+    pub fn fields(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The values of field `i`, if there is one.
+    pub fn field(&self, i: usize) -> Option<impl Iterator<Item = &str>> {
+        let end = *self.fields.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.fields[i - 1] as usize };
+        Some((start..end).map(move |v| {
+            let from = if v == 0 { 0 } else { self.ends[v - 1] as usize };
+            self.text.get(from..self.ends[v] as usize).unwrap_or_default()
+        }))
+    }
 }
 
 /// One event in the engine.

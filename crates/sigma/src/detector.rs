@@ -272,7 +272,7 @@ impl Detector for SigmaDetector {
                 let (c, r) = self.by_rule[i][j];
                 let k = &self.rules.correlations[c as usize];
                 let pick = |at: Option<usize>| -> Values<'_> {
-                    at.and_then(|p| hit.values.get(p)).map(|v| v.iter().map(|x| &**x).collect()).unwrap_or_default()
+                    at.and_then(|p| hit.field(p)).map(Iterator::collect).unwrap_or_default()
                 };
                 let groups: SmallVec<[Values<'_>; 2]> = k.group_at[r].iter().map(|at| pick(*at)).collect();
                 let values = pick(k.value_at[r]);

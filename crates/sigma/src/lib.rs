@@ -680,17 +680,14 @@ impl Rules {
             if hits.iter().any(|h| h.rule == i) {
                 continue;
             }
-            let values = self.needed[i as usize]
-                .iter()
-                .map(|f| {
-                    let mut out = Vec::new();
-                    if let Some(x) = view.get_field(f) {
-                        source::texts(&x, &mut out);
-                    }
-                    out.into_iter().map(String::into_boxed_str).collect::<SmallVec<[Box<str>; 1]>>()
-                })
-                .collect();
-            hits.push(Hit { rule: i, values });
+            let mut hit = Hit::new(i);
+            for f in &self.needed[i as usize] {
+                if let Some(x) = view.get_field(f) {
+                    source::texts(&x, &mut |s| hit.push(s));
+                }
+                hit.end_field();
+            }
+            hits.push(hit);
         }
         hits.sort_by_key(|h| h.rule);
         Some(Matched { hits, time })

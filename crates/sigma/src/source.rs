@@ -466,13 +466,13 @@ fn owned(v: &EventValue<'_>) -> EventValue<'static> {
 
 /// Every value of a field as text (an array gives each element; objects
 /// and nulls give nothing).
-pub fn texts(v: &EventValue<'_>, out: &mut Vec<String>) {
+pub fn texts(v: &EventValue<'_>, out: &mut dyn FnMut(&str)) {
     match v {
         EventValue::Array(a) => a.iter().for_each(|x| texts(x, out)),
         EventValue::Map(_) | EventValue::Null => {}
         other => {
             if let Some(s) = other.as_str() {
-                out.push(s.into_owned());
+                out(&s);
             }
         }
     }
@@ -526,7 +526,7 @@ mod tests {
         );
         let view = View::new(&v, shape);
         let mut out = Vec::new();
-        texts(&view.get_field("resources.uid").expect("an array path"), &mut out);
+        texts(&view.get_field("resources.uid").expect("an array path"), &mut |s| out.push(s.to_owned()));
         assert_eq!(out, ["a", "b"]);
         assert_eq!(view.get_field("x.y"), Some(EventValue::Int(1)), "a key with a dot in it");
         assert_eq!(view.get_field("z.w.q"), Some(EventValue::Str(Cow::Borrowed("deep"))), "nested arrays fan out");
