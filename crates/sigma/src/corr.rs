@@ -125,10 +125,8 @@ struct Group {
     events: u64,
     /// Latest event time seen in the group.
     now: Millis,
-    /// value_count: digest's first half → (its second half, last bucket).
-    last: hashbrown::HashMap<u64, (u32, i64), foldhash::fast::FixedState>,
-    /// Digests whose first half another value already holds.
-    spill: hashbrown::HashMap<(u64, u32), i64, foldhash::fast::FixedState>,
+    /// value_count: each distinct value's digest and the bucket it was last seen in.
+    last: Sightings,
     /// value_count: values whose last sighting is in each bucket, oldest first.
     per_bucket: VecDeque<(i64, u32)>,
     /// Their sum: the distinct values in the window.
@@ -141,6 +139,113 @@ struct Group {
     marks: Vec<Option<Millis>>,
     /// The open window's report: its start, the figure last reported and when.
     open: Option<Open>,
+}
+
+/// Values inline before a group's sightings move to maps: most groups (a
+/// token, an address) read a handful of values, and then one cache line
+/// holds them all, with no allocation.
+const FEW: usize = 4;
+
+/// value_count's distinct values of one group, each a 96-bit digest
+/// (`hi`, `lo`) with the bucket it was last seen in.
+#[derive(Debug)]
+enum Sightings {
+    /// Up to [`FEW`], inline: (hi, lo, bucket).
+    Few(smallvec::SmallVec<[(u64, u32, i64); FEW]>),
+    /// More: `hi` → (`lo`, bucket), and the digests whose `hi` another
+    /// value already holds.
+    Many {
+        last: hashbrown::HashMap<u64, (u32, i64), foldhash::fast::FixedState>,
+        spill: hashbrown::HashMap<(u64, u32), i64, foldhash::fast::FixedState>,
+    },
+}
+
+impl Default for Sightings {
+    fn default() -> Self {
+        Sightings::Few(smallvec::SmallVec::new())
+    }
+}
+
+impl Sightings {
+    /// Records value (`hi`, `lo`) seen in bucket `b`; the bucket it was last
+    /// seen in before, if it was (the later of the two is kept). Sightings
+    /// at or before `cutoff` no longer count and may be forgotten.
+    fn see(&mut self, hi: u64, lo: u32, b: i64, cutoff: i64) -> Option<i64> {
+        if let Sightings::Few(few) = self {
+            if let Some(e) = few.iter_mut().find(|e| e.0 == hi && e.1 == lo) {
+                let o = e.2;
+                e.2 = o.max(b);
+                return Some(o);
+            }
+            if few.len() == FEW {
+                few.retain(|e| e.2 > cutoff);
+            }
+            if few.len() < FEW {
+                few.push((hi, lo, b));
+                return None;
+            }
+            let mut last = hashbrown::HashMap::with_capacity_and_hasher(2 * FEW, Default::default());
+            let mut spill = hashbrown::HashMap::default();
+            for &(h, l, x) in few.iter() {
+                match last.get(&h) {
+                    Some(&(other, _)) if other != l => {
+                        spill.insert((h, l), x);
+                    }
+                    _ => {
+                        last.insert(h, (l, x));
+                    }
+                }
+            }
+            *self = Sightings::Many { last, spill };
+        }
+        let Sightings::Many { last, spill } = self else { return None };
+        match last.get_mut(&hi) {
+            Some(e) if e.0 == lo => {
+                let o = e.1;
+                e.1 = o.max(b);
+                Some(o)
+            }
+            Some(_) => {
+                let e = spill.entry((hi, lo)).or_insert(i64::MIN);
+                let o = *e;
+                *e = o.max(b);
+                (o != i64::MIN).then_some(o)
+            }
+            None => {
+                last.insert(hi, (lo, b));
+                None
+            }
+        }
+    }
+
+    /// Values held (in the window or not yet forgotten).
+    fn len(&self) -> usize {
+        match self {
+            Sightings::Few(f) => f.len(),
+            Sightings::Many { last, spill } => last.len() + spill.len(),
+        }
+    }
+
+    /// Forgets values last seen at or before `cutoff`.
+    fn forget(&mut self, cutoff: i64) {
+        match self {
+            Sightings::Few(f) => f.retain(|e| e.2 > cutoff),
+            Sightings::Many { last, spill } => {
+                last.retain(|_, e| e.1 > cutoff);
+                spill.retain(|_, e| *e > cutoff);
+                last.shrink_to_fit();
+                spill.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Heap bytes held, roughly.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Sightings::Few(_) => 0,
+            Sightings::Many { last, spill } => (last.capacity() + spill.capacity()) * 25,
+        }
+    }
 }
 
 /// A window that has fired.
@@ -267,8 +372,7 @@ impl State {
             .map(|(k, g)| {
                 64 + k.iter().map(|s| s.len() + 16).sum::<usize>()
                     + g.times.len() * 16
-                    + g.last.capacity() * 25
-                    + g.spill.capacity() * 25
+                    + g.last.heap_bytes()
                     + g.per_bucket.len() * 16
                     + g.nums.len() * 16
                     + g.marks.len() * 16
@@ -328,24 +432,7 @@ impl State {
         match &self.spec.kind {
             Kind::ValueCount if b > cutoff => {
                 for (hi, lo) in digests {
-                    let old = match g.last.get_mut(&hi) {
-                        Some(e) if e.0 == lo => {
-                            let o = e.1;
-                            e.1 = o.max(b);
-                            Some(o)
-                        }
-                        Some(_) => {
-                            let e = g.spill.entry((hi, lo)).or_insert(i64::MIN);
-                            let o = *e;
-                            *e = o.max(b);
-                            (o != i64::MIN).then_some(o)
-                        }
-                        None => {
-                            g.last.insert(hi, (lo, b));
-                            None
-                        }
-                    };
-                    match old {
+                    match g.last.see(hi, lo, b, cutoff) {
                         // Still counted in a bucket at or after this one: nothing moves.
                         Some(o) if o >= b => {}
                         Some(o) => {
@@ -401,9 +488,7 @@ impl State {
         // Values last seen before the window are swept out once they are
         // as many as those in it.
         if g.last.len() as u64 > 2 * g.distinct + 1024 {
-            g.last.retain(|_, e| e.1 > cutoff);
-            g.spill.retain(|_, e| *e > cutoff);
-            g.last.shrink_to_fit();
+            g.last.forget(cutoff);
         }
         let mut dropped = false;
         while g.nums.front().is_some_and(|(x, _)| *x <= from) {
