@@ -194,27 +194,7 @@ fn from_store(id: &str, s: &Shown, lang: &str, sources: &[(String, String, u64)]
         }
     };
     let how = || {
-        // A Sigma rule's findings (its title is its analytic) once, with how
-        // many there are: a correlation reports once per group and window.
-        let mut titles: Vec<String> = Vec::new();
-        let mut rules: Vec<(&str, usize, usize)> = Vec::new();
-        for f in s.findings.iter().filter(|f| !f.posture) {
-            if f.title == f.analytic {
-                match rules.iter_mut().find(|r| r.0 == f.analytic) {
-                    Some(r) => r.1 += 1,
-                    None => {
-                        rules.push((f.analytic.as_str(), 1, titles.len()));
-                        titles.push(String::new());
-                    }
-                }
-            } else {
-                titles.push(format!("{} ({})", f.title, f.analytic));
-            }
-        }
-        for (name, n, at) in rules {
-            titles[at] =
-                if k { format!("{name} (Sigma 규칙, {n}건)") } else { format!("{name} (Sigma rule, {n} findings)") };
-        }
+        let titles = detected(s, k);
         let context: Vec<String> = s.findings.iter().filter(|f| f.posture).map(|f| f.title.clone()).collect();
         let mut t = if k {
             format!("탐지 결과: {}.", titles.join("; "))
@@ -467,4 +447,31 @@ pub fn markdown(d: &Draft) -> String {
         });
     }
     out
+}
+
+/// How the linked findings (not posture) say the data was read, a line
+/// each: a finding by its title and detector; a Sigma rule's findings (its
+/// title is its analytic) once, with how many there are, since a
+/// correlation reports once per group and window. `ko`: in Korean.
+pub(crate) fn detected(s: &Shown, ko: bool) -> Vec<String> {
+    let mut titles: Vec<String> = Vec::new();
+    let mut rules: Vec<(&str, usize, usize)> = Vec::new();
+    for f in s.findings.iter().filter(|f| !f.posture) {
+        if f.title == f.analytic {
+            match rules.iter_mut().find(|r| r.0 == f.analytic) {
+                Some(r) => r.1 += 1,
+                None => {
+                    rules.push((f.analytic.as_str(), 1, titles.len()));
+                    titles.push(String::new());
+                }
+            }
+        } else {
+            titles.push(format!("{} ({})", f.title, f.analytic));
+        }
+    }
+    for (name, n, at) in rules {
+        titles[at] =
+            if ko { format!("{name} (Sigma 규칙, {n}건)") } else { format!("{name} (Sigma rule, {n} findings)") };
+    }
+    titles
 }

@@ -20,6 +20,7 @@ pub mod draft;
 pub mod group;
 pub mod notice;
 pub mod org;
+pub mod pdf;
 pub mod posture;
 pub mod regime;
 pub mod report;

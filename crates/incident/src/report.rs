@@ -55,6 +55,9 @@ pub struct Written {
     /// Per-person notices (CSV, JSON lines) and how many, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notices: Option<(PathBuf, PathBuf, u64)>,
+    /// `OUT/report.pdf`, when asked for ([`crate::pdf`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdf: Option<PathBuf>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -140,8 +143,13 @@ pub fn write(
         .as_ref()
         .is_some_and(|s| s.fields.iter().any(|(k, n)| *n > 0 && org.unique_identifying.contains(k)));
     let applicable: std::collections::BTreeSet<&str> = shown.clocks.iter().map(|c| c.regime.as_str()).collect();
-    let mut written =
-        Written { report: out.join("report.html"), drafts: Vec::new(), missing: BTreeMap::new(), notices: None };
+    let mut written = Written {
+        report: out.join("report.html"),
+        drafts: Vec::new(),
+        missing: BTreeMap::new(),
+        notices: None,
+        pdf: None,
+    };
     let mut all_drafts: Vec<Draft> = Vec::new();
     for r in regimes.regimes.values().filter(|r| applicable.contains(r.id.as_str())) {
         // English first: the JSON draft is the English one, other languages under `translations`.
@@ -371,25 +379,40 @@ fn bars_svg(label: &str, rows: &[(String, u64, String)]) -> String {
     s
 }
 
-/// A time axis from `a` to `b` with spans and marks on rows.
+/// At most `n` characters of `t`, an ellipsis marking a cut.
+fn short(t: &str, n: usize) -> String {
+    if t.chars().count() <= n { t.to_owned() } else { format!("{}…", t.chars().take(n - 1).collect::<String>()) }
+}
+
+/// A time axis from `a` to `b` with spans and marks on rows; spans with
+/// the same name share a row.
 fn timeline_svg(label: &str, rows: &[(String, i64, i64, &str, String)], a: i64, b: i64, now: Option<i64>) -> String {
     let (w, row, l) = (760.0, 22.0, 230.0);
     let span = (b - a).max(1) as f64;
     let x = |v: i64| l + (w - l - 20.0) * (v - a) as f64 / span;
+    let mut names: Vec<&str> = Vec::new();
+    for (name, ..) in rows {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
     let mut s = format!(
         "<svg role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {w} {}\" width=\"100%\">",
         esc(label),
-        row * rows.len() as f64 + 30.0
+        row * names.len() as f64 + 30.0
     );
-    for (i, (name, from, to, color, tip)) in rows.iter().enumerate() {
-        let y = 4.0 + row * i as f64;
+    for (i, name) in names.iter().enumerate() {
         let _ = write!(
             s,
             "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
             l - 6.0,
-            y + 12.0,
+            4.0 + row * i as f64 + 12.0,
             esc(name)
         );
+    }
+    for (name, from, to, color, tip) in rows {
+        let i = names.iter().position(|n| n == name).unwrap_or(0);
+        let y = 4.0 + row * i as f64;
         let (x1, x2) = (x(*from), x(*to).max(x(*from) + 3.0));
         let _ = write!(
             s,
@@ -398,7 +421,7 @@ fn timeline_svg(label: &str, rows: &[(String, i64, i64, &str, String)], a: i64, 
             esc(tip)
         );
     }
-    let yb = row * rows.len() as f64 + 18.0;
+    let yb = row * names.len() as f64 + 18.0;
     if let Some(n) = now.filter(|n| (a..=b).contains(n)) {
         let _ = write!(
             s,
@@ -467,7 +490,7 @@ fn html(
             h.push_str("<li>Exposure not known: no linked finding names an indicator the store can select by.</li>")
         }
     }
-    let how: Vec<String> = s.findings.iter().filter(|f| !f.posture).map(|f| esc(&f.title)).collect();
+    let how: Vec<String> = crate::draft::detected(s, false).iter().map(|t| esc(t)).collect();
     let _ = write!(h, "<li>How: {}.</li>", how.join("; "));
     let _ = write!(
         h,
@@ -492,10 +515,18 @@ fn html(
     if !s.findings.is_empty() {
         let a = s.findings.iter().map(|f| f.first_seen_time).min().unwrap_or(0);
         let b = s.findings.iter().map(|f| f.last_seen_time).max().unwrap_or(a + 1);
+        // A Sigma rule's findings (its title is its analytic) share one row.
+        let per_rule =
+            |analytic: &str| s.findings.iter().filter(|g| g.title == g.analytic && g.analytic == analytic).count();
         let rows: Vec<(String, i64, i64, &str, String)> = s
             .findings
             .iter()
             .map(|f| {
+                let name = if f.title == f.analytic {
+                    format!("{} ({})", short(&f.analytic, 30), per_rule(&f.analytic))
+                } else {
+                    format!("{} {}", f.analytic, &f.uid[f.uid.len().saturating_sub(6)..])
+                };
                 let color = if f.posture {
                     "#999"
                 } else if f.severity_id >= 4 {
@@ -504,7 +535,7 @@ fn html(
                     "#ff7f0e"
                 };
                 (
-                    format!("{} {}", f.analytic, &f.uid[f.uid.len().saturating_sub(6)..]),
+                    name,
                     f.first_seen_time,
                     f.last_seen_time,
                     color,
@@ -750,4 +781,4 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}td.q{font-family:monospa
 .Missed{color:#b00;font-weight:bold}.Met{color:#070}.Open{color:#036}\
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.75rem;white-space:pre-wrap;word-break:break-all}.note{color:#555;font-size:.85rem}\
 footer{margin-top:3rem;color:#777;font-size:.8rem}\
-@media print{body{max-width:none;margin:0}h2{break-after:avoid}section,svg,table{break-inside:avoid}.appendix{break-before:page}a{color:#000}}";
+@media print{body{max-width:none;margin:0}h2,h3{break-after:avoid}svg,tr,li{break-inside:avoid}.appendix{break-before:page}a{color:#000}}";

@@ -36,6 +36,14 @@ pub struct Args {
     /// map; the audit chain records the re-identification.
     #[arg(long)]
     notices: bool,
+    /// Also print the report to `OUT/report.pdf` with headless Chromium
+    /// (found on `PATH` as chromium, chromium-browser or google-chrome;
+    /// Debian: `apt-get install chromium`).
+    #[arg(long)]
+    pdf: bool,
+    /// The browser `--pdf` prints with, when not on `PATH` under a usual name.
+    #[arg(long, value_name = "PATH", requires = "pdf")]
+    browser: Option<PathBuf>,
     /// Output format of the summary of what was written.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -50,7 +58,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let mut st = store::Store::open(&args.store, store::Options::default())
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     let now = args.now.unwrap_or_else(incident::now_ms);
-    let written = incident::report::write(
+    // Before any work: a PDF asked for with no browser to print it is refused at once.
+    let browser = match args.pdf {
+        true => Some(incident::pdf::find_browser(args.browser.as_deref(), std::env::var_os("PATH").as_deref())?),
+        false => None,
+    };
+    let mut written = incident::report::write(
         &mut st,
         &args.incident,
         &regimes,
@@ -61,6 +74,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         args.notices,
     )
     .map_err(super::incident::fail)?;
+    if let Some(browser) = browser {
+        written.pdf = Some(incident::pdf::print(&browser, &written.report, &args.out.join("report.pdf"))?);
+    }
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string(&written)?)?,
         Format::Table => {
@@ -71,6 +87,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 written.drafts.len(),
                 args.out.join("drafts").display()
             )?;
+            if let Some(pdf) = &written.pdf {
+                writeln!(out, "printed {}", pdf.display())?;
+            }
             if let Some((csv, json, n)) = &written.notices {
                 writeln!(
                     out,
