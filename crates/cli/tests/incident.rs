@@ -324,11 +324,7 @@ fn report_writes_drafts_with_every_item_and_scopes_numbers_and_a_self_contained_
     let tmp = tempfile::tempdir().expect("tempdir");
     let (sim, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
     let store = store_dir.to_str().expect("utf-8");
-    let uid = findings(tmp.path())
-        .into_iter()
-        .find(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
-        .and_then(|f| f["finding_info"]["uid"].as_str().map(str::to_owned))
-        .expect("a forged-token finding");
+    let uid = support::first_finding(tmp.path(), "coupang", "forged-token");
     ok(&["incident", "open", "--store", store, "--from-alert", &uid]);
     ok(&["incident", "aware", "--store", store, "INC-1", "--at", "2026-12-07T12:00:00Z"]);
     ok(&["incident", "material", "--store", store, "INC-1", "--at", "2026-12-08T12:00:00Z"]);

@@ -101,13 +101,7 @@ fn the_report_prints_to_a_pdf_whose_pages_show_the_charts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_, store_dir) = support::simulated_store(tmp.path(), "coupang", 3000, 3);
     let store = store_dir.to_str().expect("utf-8");
-    let findings = std::fs::read_to_string(tmp.path().join("coupang-findings.jsonl")).expect("findings");
-    let uid = findings
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
-        .find(|f| f["finding_info"]["analytic"]["name"] == "forged-token")
-        .and_then(|f| f["finding_info"]["uid"].as_str().map(str::to_owned))
-        .expect("a forged-token finding");
+    let uid = support::first_finding(tmp.path(), "coupang", "forged-token");
     ok(&["incident", "open", "--store", store, "--from-alert", &uid]);
     let out = tmp.path().join("out");
     let o = ok(&[

@@ -101,3 +101,15 @@ pub fn simulated_store(
     ]);
     (sim, store)
 }
+
+/// The uid of the first finding of detector `analytic` among those
+/// [`simulated_store`] wrote for `scenario` into `dir`.
+#[allow(dead_code)]
+pub fn first_finding(dir: &std::path::Path, scenario: &str, analytic: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("{scenario}-findings.jsonl"))).expect("findings");
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|f| f["finding_info"]["analytic"]["name"] == analytic)
+        .and_then(|f| f["finding_info"]["uid"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {analytic} finding for {scenario}"))
+}
