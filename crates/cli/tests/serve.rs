@@ -658,11 +658,14 @@ fn dead_letters_are_listed_and_replayed() {
     assert!(server.terminate().success());
 }
 
-/// HTTPS from a configured certificate and key; a bad key is a one-line error.
+/// HTTPS from a configured certificate and key; the CLI's queries of the
+/// store it holds go through it over TLS (trusting the certificate its
+/// `serve.json` names); a bad key is a one-line error.
 #[test]
 fn https_with_a_configured_certificate() {
     let dir = tmp();
     let store = dir.path().join("store");
+    let admin = token(&store, "admin", "ops");
     let pair =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("certificate");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -684,7 +687,26 @@ fn https_with_a_configured_certificate() {
     assert!(agent().get(&server.url("/healthz")).call().is_err());
     // Still serving after that.
     assert_eq!(tls.get(&format!("{https}/readyz")).call().expect("https").status().as_u16(), 200);
+    // Events in over HTTPS, then the CLI's scope of the held store, through the server over TLS.
+    let lines = lines_of(&simulation("coupang", 2000, 1));
+    let req = tls.post(&format!("{https}/v1/events")).header("Authorization", &format!("Bearer {admin}"));
+    assert_eq!(send(req, &join(&lines[..4000])).0, 200);
+    let s = store.to_str().expect("utf-8");
+    let everything = r#"src_endpoint.ip cidr "0.0.0.0/0" or src_endpoint.ip cidr "::/0""#;
+    let out = ok(&["scope", "--store", s, "--where", everything, "--format", "json"]);
+    let scoped: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(scoped["events"].as_u64().unwrap_or(0) > 100, "{scoped}");
     assert!(server.terminate().success());
+    let mut through = false;
+    store::ledger::scan(&store.join("ledger"), |r| {
+        if r.kind == store::kind::AUDIT
+            && let Ok(a) = serde_json::from_slice::<Value>(r.payload)
+        {
+            through |= a["user"].as_str().is_some_and(|u| u.starts_with("token:local for "));
+        }
+    })
+    .expect("ledger");
+    assert!(through, "the scope went through the server, over TLS");
     // A key that is not a key: exit 1, one line naming the file, nothing of its contents.
     std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END PRIVATE KEY-----\n")
         .expect("write");
