@@ -158,6 +158,62 @@ fn the_report_prints_to_a_pdf_whose_pages_show_the_charts() {
     // Findings, sources and clocks: charts on the pages after the first.
     let later: usize = images[1..].iter().map(Ppm::coloured).sum();
     assert!(later > 300, "charts on pages 2 and 3 ({later} coloured pixels)");
+
+    // No request leaves the page: printed again through a browser whose
+    // proxy (piiwatch points it at a closed port) is a listener here that
+    // notes every request. Headless Chromium asks Google for itself
+    // (sign-in, time); the page asks for nothing.
+    let (browser, _) = tools().expect("checked above");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let wrapper = tmp.path().join("chromium-via-proxy.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\nargs=()\nfor a in \"$@\"; do case \"$a\" in --proxy-server=*) args+=(\"--proxy-server=http://127.0.0.1:{port}\");; *) args+=(\"$a\");; esac; done\nexec {} \"${{args[@]}}\"\n",
+            browser.display()
+        ),
+    )
+    .expect("wrapper");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            use std::io::Read;
+            let mut asked = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                        let mut head = [0u8; 256];
+                        let n = c.read(&mut head).unwrap_or(0);
+                        asked.push(String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+            asked
+        }
+    });
+    let out2 = tmp.path().join("out2");
+    let (o2, w) = (out2.to_str().expect("utf-8"), wrapper.to_str().expect("utf-8"));
+    ok(&["report", "--store", store, "--incident", "INC-1", "--out", o2, "--pdf", "--browser", w]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let asked = seen.join().expect("listener");
+    assert!(out2.join("report.pdf").exists(), "printed through the wrapper");
+    let own = |line: &str| {
+        let host = line.split_whitespace().nth(1).unwrap_or_default();
+        let host = host.trim_start_matches("http://").split([':', '/']).next().unwrap_or_default();
+        ["google.com", "googleapis.com", "gstatic.com"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
+    };
+    let page: Vec<&String> = asked.iter().filter(|l| !own(l)).collect();
+    assert!(page.is_empty(), "requests that are not the browser's own: {page:?}");
 }
 
 #[test]

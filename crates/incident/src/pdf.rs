@@ -3,13 +3,20 @@
 //! piiwatch draws no PDF itself: the page is written once (inline SVG and
 //! print CSS) and the browser that renders it on screen prints it, so the
 //! PDF and the page show the same thing. Chromium runs with a fresh
-//! profile, without background networking, sync or component updates
-//! (the page is self-contained; nothing it needs is fetched), and is
-//! stopped if it has not written the file within [`TIMEOUT`].
+//! profile, without background networking, sync or component updates,
+//! and with every request sent to a proxy on a closed local port
+//! ([`NO_NETWORK`]): the page is self-contained and nothing it or the
+//! browser asks for leaves the machine (headless Chromium still asks
+//! Google for the time and for sign-in otherwise). It is stopped if it
+//! has not written the file within [`TIMEOUT`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where Chromium's requests go: the discard port on loopback, where
+/// nothing listens, so every request fails at once on this machine.
+pub const NO_NETWORK: &str = "--proxy-server=http://127.0.0.1:9";
 
 /// How long Chromium may take to print the page.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -89,6 +96,8 @@ pub fn print(browser: &Path, page: &Path, pdf: &Path) -> Result<PathBuf, PdfErro
             "--disable-sync",
             "--disable-extensions",
             "--no-pdf-header-footer",
+            "--disable-features=NetworkTimeServiceQuerying",
+            NO_NETWORK,
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--print-to-pdf={}", pdf.display()))
