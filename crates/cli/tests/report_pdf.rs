@@ -22,15 +22,16 @@ use support::{ok, piiwatch};
 
 /// Chromium and pdftoppm, or why the test cannot print.
 fn tools() -> Option<(PathBuf, PathBuf)> {
-    let on_path = |name: &str| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .find(|p| p.is_file())
-    };
-    let browser = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|n| on_path(n));
-    match (browser, on_path("pdftoppm")) {
+    let path = std::env::var_os("PATH");
+    let pdftoppm = path
+        .as_ref()
+        .map(|p| std::env::split_paths(p).map(|d| d.join("pdftoppm")).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file());
+    // The browser as `report --pdf` finds it.
+    let browser = incident::pdf::find_browser(None, path.as_deref()).ok();
+    match (browser, pdftoppm) {
         (Some(b), Some(p)) => Some((b, p)),
         _ if std::env::var("PIIWATCH_REQUIRE_BROWSER").is_ok_and(|v| v == "1") => {
             panic!(

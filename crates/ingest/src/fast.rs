@@ -50,8 +50,13 @@ pub(crate) fn extract(text: &str) -> Option<RawLine<'_>> {
 pub(crate) struct Span(u32, u32);
 
 impl Span {
+    /// Its text in `text` (the line it was found in).
+    fn of(self, text: &str) -> &str {
+        &text[self.0 as usize..self.1 as usize]
+    }
+
     fn str(self, text: &str) -> Str<'_> {
-        Str(Cow::Borrowed(&text[self.0 as usize..self.1 as usize]))
+        Str(Cow::Borrowed(self.of(text)))
     }
 }
 
@@ -173,7 +178,7 @@ impl Flat {
         if self.nulls {
             return None;
         }
-        let s = |x: Option<Span>| x.map_or(Field::Absent, |x| Field::Str(&text[x.0 as usize..x.1 as usize]));
+        let s = |x: Option<Span>| x.map_or(Field::Absent, |x| Field::Str(x.of(text)));
         let n = |x: Option<i64>| x.map_or(Field::Absent, Field::Int);
         let actor = self.actor.unwrap_or_default();
         let (user, session) = match path.split_once('.') {
@@ -188,7 +193,7 @@ impl Flat {
         let endpoint = self.src_endpoint.unwrap_or_default();
         let each = |f: fn(&FlatResource) -> Option<Span>| {
             let all = self.resources.iter().flatten().filter_map(f);
-            let all: SmallVec<[&'t str; INLINE_RESOURCES]> = all.map(|x| &text[x.0 as usize..x.1 as usize]).collect();
+            let all: SmallVec<[&'t str; INLINE_RESOURCES]> = all.map(|x| x.of(text)).collect();
             if all.is_empty() { Field::Absent } else { Field::Each(all) }
         };
         let field = match tail {
@@ -244,7 +249,7 @@ impl Flat {
                     .map(|r| RawResource {
                         uid: str_of(r.uid, t),
                         kind: str_of(r.kind, t),
-                        labels: r.labels.map(|l| RawLabels { text: &t[l.0 as usize..l.1 as usize], plain: true }),
+                        labels: r.labels.map(|l| RawLabels { text: l.of(t), plain: true }),
                     })
                     .collect()
             }),

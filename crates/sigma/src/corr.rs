@@ -184,19 +184,15 @@ impl Sightings {
                 few.push((hi, lo, b));
                 return None;
             }
-            let mut last = hashbrown::HashMap::with_capacity_and_hasher(2 * FEW, Default::default());
-            let mut spill = hashbrown::HashMap::default();
-            for &(h, l, x) in few.iter() {
-                match last.get(&h) {
-                    Some(&(other, _)) if other != l => {
-                        spill.insert((h, l), x);
-                    }
-                    _ => {
-                        last.insert(h, (l, x));
-                    }
-                }
+            // Full of values still in the window: to maps, each value as if seen anew.
+            let held = std::mem::take(few);
+            *self = Sightings::Many {
+                last: hashbrown::HashMap::with_capacity_and_hasher(2 * FEW, Default::default()),
+                spill: hashbrown::HashMap::default(),
+            };
+            for (h, l, x) in held {
+                self.see(h, l, x, cutoff);
             }
-            *self = Sightings::Many { last, spill };
         }
         let Sightings::Many { last, spill } = self else { return None };
         match last.get_mut(&hi) {

@@ -590,19 +590,19 @@ impl Rules {
     /// the extractor read is matched without a DOM for the fields it kept
     /// ([`source::LineView`]); anything else is parsed into one.
     pub fn match_text(&self, text: &str, flat: Option<&ingest::Flat>) -> Option<Matched> {
-        if let Some(flat) = flat {
-            let Some(class) = flat.class_uid() else {
-                // Not OCSF: a Windows event or other JSON, read whole.
-                if !self.may_match(None) {
-                    return None;
-                }
-                return self.match_value(&sonic_rs::from_str(text).ok()?);
-            };
+        if let Some(flat) = flat
+            && let Some(class) = flat.class_uid()
+        {
             if !self.may_match(Some(class)) {
                 return None;
             }
             let view = source::LineView::new(text, flat);
             return self.evaluate(&view, source::Shape::Ocsf, &[source::ocsf_source(class)], flat.time());
+        }
+        // Read whole: a Windows event or other JSON (no OCSF class), or a
+        // line the extractor left to serde_json.
+        if flat.is_some() && !self.may_match(None) {
+            return None;
         }
         self.match_value(&sonic_rs::from_str(text).ok()?)
     }
@@ -733,32 +733,33 @@ fn uses_expand(d: &rsigma_parser::Detection) -> bool {
     }
 }
 
+/// Whether a rule's part of a log source (product, service or category)
+/// holds for the event's: unset in the rule, or the same (case-insensitive).
+fn same_part(rule: &Option<String>, event: &Option<String>) -> bool {
+    match (rule, event) {
+        (None, _) => true,
+        (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
+        (Some(_), None) => false,
+    }
+}
+
 /// RSigma's routing test: each of the rule's product, category and service
 /// is the event's (case-insensitive), with no allowance for registry events.
 fn logsource_subset(rule: &LogSource, event: &LogSource) -> bool {
-    let same = |r: &Option<String>, e: &Option<String>| match (r, e) {
-        (None, _) => true,
-        (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
-        (Some(_), None) => false,
-    };
-    same(&rule.product, &event.product) && same(&rule.service, &event.service) && same(&rule.category, &event.category)
+    same_part(&rule.product, &event.product)
+        && same_part(&rule.service, &event.service)
+        && same_part(&rule.category, &event.category)
 }
 
-/// Whether a rule's log source admits an event's: each of the rule's
-/// product, category and service must be the event's (case-insensitive).
+/// Whether a rule's log source admits an event's: RSigma's routing test,
+/// or a `registry_*` rule for a registry event (evaluated again under its
+/// narrow category).
 pub fn source_admits(rule: &LogSource, event: &LogSource) -> bool {
-    let same = |r: &Option<String>, e: &Option<String>| match (r, e) {
-        (None, _) => true,
-        (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
-        (Some(_), None) => false,
-    };
-    let registry = |e: &LogSource| {
-        e.category.as_deref() == Some("registry_event")
-            && rule.category.as_deref().is_some_and(|c| c.starts_with("registry_"))
-    };
-    same(&rule.product, &event.product)
-        && same(&rule.service, &event.service)
-        && (same(&rule.category, &event.category) || registry(event))
+    let registry = event.category.as_deref() == Some("registry_event")
+        && rule.category.as_deref().is_some_and(|c| c.starts_with("registry_"))
+        && same_part(&rule.product, &event.product)
+        && same_part(&rule.service, &event.service);
+    logsource_subset(rule, event) || registry
 }
 
 /// Why rule `i` did or did not match an event.
