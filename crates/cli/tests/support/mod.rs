@@ -3,6 +3,7 @@
 pub mod findings;
 pub mod ledger;
 pub mod ocsf;
+pub mod serve;
 
 use std::process::{Command, Output};
 
