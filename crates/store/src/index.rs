@@ -264,14 +264,98 @@ fn field_bit(fields: &mut Vec<String>, name: &str) -> u8 {
     (fields.len() - 1) as u8
 }
 
+/// The keys an exposing access adds to (one per dimension it has: signing
+/// key, address, prefix, AS, principal, token, operation, country), with
+/// their hashes; empty for any other event. A pure function of the event
+/// and the hasher, so a parsing thread can make them.
+#[derive(Clone, Debug, Default)]
+pub struct ExposureKeys {
+    bytes: Vec<u8>,
+    /// Per key: where it ends in `bytes`, and its hash.
+    keys: Vec<(usize, u64)>,
+}
+
+impl ExposureKeys {
+    /// Holds no keys.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.keys.clear();
+    }
+
+    /// Makes the keys of `e` (replacing any held).
+    pub fn build(&mut self, e: &StoredEvent, hasher: &foldhash::fast::RandomState) {
+        use std::hash::BuildHasher;
+        self.clear();
+        let StoredEvent::Access(StoredAccess {
+            time,
+            success: true,
+            principal,
+            token,
+            key: signing,
+            ip,
+            asn,
+            country,
+            operation,
+            subjects,
+            ..
+        }) = e
+        else {
+            return;
+        };
+        if subjects.is_empty() {
+            return;
+        }
+        let hour = hour_of(*time);
+        let mut put = |dim: Dim, parts: &[&[u8]]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(&key_prefix(dim as u8, hour));
+            for p in parts {
+                self.bytes.extend_from_slice(p);
+            }
+            let hash = hasher.hash_one(&self.bytes[start..]);
+            self.keys.push((self.bytes.len(), hash));
+        };
+        let string = |s: &str| (s.len() as u32).to_be_bytes();
+        if let Some(k) = signing {
+            put(Dim::Key, &[&string(k), k.as_bytes()]);
+        }
+        if let Ok(addr) = ip.parse::<IpAddr>() {
+            put(Dim::Ip, &[&ip_key(addr)]);
+            put(Dim::Prefix, &[&prefix_key(addr)]);
+        }
+        if let Some(n) = asn {
+            put(Dim::Asn, &[&n.to_be_bytes()]);
+        }
+        put(Dim::Principal, &[&string(principal), principal.as_bytes()]);
+        if let Some(t) = token {
+            put(Dim::Token, &[&string(t), t.as_bytes()]);
+        }
+        put(Dim::Operation, &[&string(operation), operation.as_bytes()]);
+        if let Some(c) = country {
+            put(Dim::Country, &[&string(c), c.as_bytes()]);
+        }
+    }
+
+    /// Each key and its hash.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let mut start = 0;
+        self.keys.iter().map(move |&(end, hash)| {
+            let k = &self.bytes[start..end];
+            start = end;
+            (k, hash)
+        })
+    }
+}
+
 /// The exposure index of one store, open for appending (queries go through
 /// a [`Reader`] on the same database).
 pub struct Writer {
     db: std::sync::Arc<redb::Database>,
     /// Stable bit of each field class name.
     fields: Vec<String>,
-    /// Subjects that have a kind.
-    kinded: RoaringBitmap,
+    /// Subjects that have a kind (a bit per dense id: tested for every
+    /// subject of every access).
+    kinded: fixedbitset::FixedBitSet,
     /// Exposure not yet written.
     pending: Pending,
     pending_kinds: BTreeMap<String, RoaringBitmap>,
@@ -285,6 +369,8 @@ pub struct Writer {
     lazy: u32,
     /// Written by an older key layout.
     stale: bool,
+    /// Scratch for [`Writer::add_ids`].
+    keys: ExposureKeys,
 }
 
 /// Commits of [`Writer::commit_lazy`] between two durable ones.
@@ -329,7 +415,7 @@ impl Writer {
         let path = dir.join("index.redb");
         let db = redb::Database::create(&path).map_err(Error::opening(path.clone()))?;
         let txn = redb_try!(db.begin_write(), "begin");
-        let mut kinded = RoaringBitmap::new();
+        let mut kinded = fixedbitset::FixedBitSet::new();
         let covered;
         let layout;
         {
@@ -339,7 +425,9 @@ impl Writer {
                 let (_, v) = redb_try!(row, "kinds");
                 let b = RoaringBitmap::deserialize_from(v.value())
                     .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?;
-                kinded |= b;
+                for id in &b {
+                    crate::first_sight(&mut kinded, id);
+                }
             }
             let m = redb_try!(txn.open_table(META), "meta");
             covered = redb_try!(m.get("records"), "meta").map_or(0, |v| v.value());
@@ -377,7 +465,7 @@ impl Writer {
         Self {
             db,
             fields: Vec::new(),
-            kinded: RoaringBitmap::new(),
+            kinded: fixedbitset::FixedBitSet::new(),
             pending: Pending::default(),
             pending_kinds: BTreeMap::new(),
             pending_blocks: Vec::new(),
@@ -386,6 +474,7 @@ impl Writer {
             covered,
             lazy: 0,
             stale: false,
+            keys: ExposureKeys::default(),
         }
     }
 
@@ -406,23 +495,27 @@ impl Writer {
 
     /// As [`Writer::add`], with each subject's dense id given, in order.
     pub fn add_ids(&mut self, e: &StoredEvent, ids: &[u32]) -> Result<(), Error> {
-        let StoredEvent::Access(StoredAccess {
-            time,
-            success,
-            principal,
-            token,
-            key: signing,
-            ip,
-            asn,
-            country,
-            operation,
-            subjects,
-            ..
-        }) = e
-        else {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.build(e, &self.pending.hasher());
+        let added = self.add_keyed(e, ids, &keys);
+        self.keys = keys;
+        added
+    }
+
+    /// The hasher [`ExposureKeys::build`] takes, to make an event's keys
+    /// (and their hashes) on another thread for [`Writer::add_keyed`].
+    pub fn key_hasher(&self) -> foldhash::fast::RandomState {
+        self.pending.hasher()
+    }
+
+    /// As [`Writer::add_ids`], with the event's keys made by
+    /// [`ExposureKeys::build`] (with [`Writer::key_hasher`]): the
+    /// replay of `verify` makes them on its parsing workers.
+    pub fn add_keyed(&mut self, e: &StoredEvent, ids: &[u32], keys: &ExposureKeys) -> Result<(), Error> {
+        let StoredEvent::Access(StoredAccess { time, success: true, subjects, .. }) = e else {
             return Ok(());
         };
-        if !success || subjects.is_empty() {
+        if subjects.is_empty() {
             return Ok(());
         }
         if ids.len() != subjects.len() {
@@ -436,34 +529,13 @@ impl Writer {
                 mask |= 1u64 << self.field_bit(f);
             }
             subs.push((id, mask));
-            if self.kinded.insert(id) {
+            if crate::first_sight(&mut self.kinded, id) {
                 self.pending_kinds.entry(s.kind.clone()).or_default().insert(id);
             }
         }
-        let hour = hour_of(*time);
-        let pending = &mut self.pending;
-        let mut put = |dim: Dim, parts: &[&[u8]]| {
-            let slot = pending.slot(dim, parts, hour);
-            pending.entries[slot as usize].add(*time, &subs);
-        };
-        let string = |s: &str| (s.len() as u32).to_be_bytes();
-        if let Some(k) = signing {
-            put(Dim::Key, &[&string(k), k.as_bytes()]);
-        }
-        if let Ok(addr) = ip.parse::<IpAddr>() {
-            put(Dim::Ip, &[&ip_key(addr)]);
-            put(Dim::Prefix, &[&prefix_key(addr)]);
-        }
-        if let Some(n) = asn {
-            put(Dim::Asn, &[&n.to_be_bytes()]);
-        }
-        put(Dim::Principal, &[&string(principal), principal.as_bytes()]);
-        if let Some(t) = token {
-            put(Dim::Token, &[&string(t), t.as_bytes()]);
-        }
-        put(Dim::Operation, &[&string(operation), operation.as_bytes()]);
-        if let Some(c) = country {
-            put(Dim::Country, &[&string(c), c.as_bytes()]);
+        for (key, hash) in keys.iter() {
+            let slot = self.pending.slot_hashed(key, hash);
+            self.pending.entries[slot as usize].add(*time, &subs);
         }
         self.note_zone(*time);
         self.pending.subs = subs;
@@ -503,7 +575,7 @@ impl Writer {
                 }
             };
             subs.push((s.dense, mask));
-            if self.kinded.insert(s.dense) {
+            if crate::first_sight(&mut self.kinded, s.dense) {
                 self.pending_kinds.entry(s.kind.to_owned()).or_default().insert(s.dense);
             }
         }
@@ -554,6 +626,19 @@ impl Writer {
         self.add_ids(event, ids)
     }
 
+    /// As [`Writer::replay_ids`], with the event's keys made by [`ExposureKeys::build`].
+    pub fn replay_keyed(
+        &mut self,
+        segment: u64,
+        offset: u64,
+        event: &StoredEvent,
+        ids: &[u32],
+        keys: &ExposureKeys,
+    ) -> Result<(), Error> {
+        self.replay_at(segment, offset);
+        self.add_keyed(event, ids, keys)
+    }
+
     /// The next record replayed is in the block at `segment`, `offset`:
     /// the block before it, if another, is sealed.
     fn replay_at(&mut self, segment: u64, offset: u64) {
@@ -571,6 +656,12 @@ impl Writer {
         if let Some(b) = self.replaying.take() {
             self.sealed(&[b]);
         }
+    }
+
+    /// Makes room for `keys` pending keys at once (a replay that commits
+    /// every so many keys: the buffers are then filled, not grown).
+    pub fn reserve(&mut self, keys: usize) {
+        self.pending.reserve(keys, 40);
     }
 
     /// Exposure added and not yet committed (keys held in memory).
@@ -607,6 +698,12 @@ impl Writer {
         self.commit_with(records, durable)
     }
 
+    /// As [`Writer::commit`], never waiting for the disk: for an index that
+    /// does not outlive the process (`verify`'s rebuild, compared and removed).
+    pub fn commit_scratch(&mut self, records: u64) -> Result<(), Error> {
+        self.commit_with(records, false)
+    }
+
     fn commit_with(&mut self, records: u64, durable: bool) -> Result<(), Error> {
         let mut txn = redb_try!(self.db.begin_write(), "begin");
         if !durable {
@@ -614,27 +711,53 @@ impl Writer {
         }
         {
             let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
-            let mut keys: Vec<(Vec<u8>, Entry)> = self.pending.take();
-            let mut days: HashMap<Vec<u8>, Entry, foldhash::fast::RandomState> = HashMap::default();
-            for (k, e) in &keys {
+            let pending = &mut self.pending;
+            let hourly = pending.len() as u32;
+            // Daily roll-ups: slots of the same pending keys, after the hours.
+            let mut dk: Vec<u8> = Vec::new();
+            for s in 0..hourly {
+                let k = pending.key(s);
                 let Some(hour) = key_hour(k).filter(|_| rolled_up(k[0])) else { continue };
-                let mut dk = k.clone();
+                dk.clear();
+                dk.extend_from_slice(k);
                 dk[..5].copy_from_slice(&key_prefix(k[0] | DAILY, hour / 24));
-                days.entry(dk).or_default().merge(e.clone());
+                let d = pending.slot_of(&dk) as usize;
+                // A day's slot comes after every hour's (pending keys are hourly).
+                if d > s as usize {
+                    let (hours, days) = pending.entries.split_at_mut(d);
+                    days[0].merge_ref(&hours[s as usize]);
+                } else {
+                    let hour = pending.entries[s as usize].clone();
+                    pending.entries[d].merge_ref(&hour);
+                }
             }
-            keys.extend(days);
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let pending = &*pending;
+            // Slots in key order: sorted by the keys' first 16 bytes (held
+            // in the array sorted, so most comparisons read no key), the
+            // whole keys compared only where those are equal.
+            let head = |s: u32| {
+                let k = pending.key(s);
+                let mut b = [0u8; 16];
+                let n = k.len().min(16);
+                b[..n].copy_from_slice(&k[..n]);
+                u128::from_be_bytes(b)
+            };
+            let mut order: Vec<(u128, u32)> = (0..pending.len() as u32).map(|s| (head(s), s)).collect();
+            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| pending.key(a.1).cmp(pending.key(b.1))));
             // One merge per dimension and hour (or day).
-            let mut group: Vec<(Vec<u8>, Entry)> = Vec::new();
-            let mut keys = keys.into_iter().peekable();
-            while let Some((mut k, e)) = keys.next() {
-                let value = k.split_off(pack::PREFIX.min(k.len()));
-                group.push((value, e));
-                if keys.peek().is_none_or(|(next, _)| next.get(..pack::PREFIX) != Some(k.as_slice())) {
-                    pack::merge_into(&mut t, &k, &group)?;
+            let mut group: Vec<(&[u8], &Entry)> = Vec::new();
+            let mut order = order.into_iter().map(|(_, s)| s).peekable();
+            while let Some(s) = order.next() {
+                let k = pending.key(s);
+                let (prefix, value) = k.split_at(pack::PREFIX.min(k.len()));
+                group.push((value, &pending.entries[s as usize]));
+                if order.peek().is_none_or(|&next| pending.key(next).get(..pack::PREFIX) != Some(prefix)) {
+                    pack::merge_into(&mut t, prefix, &group)?;
                     group.clear();
                 }
             }
+            drop(group);
+            self.pending.reset();
             let mut t = redb_try!(txn.open_table(KINDS), "kinds");
             for (kind, b) in std::mem::take(&mut self.pending_kinds) {
                 let mut all = match redb_try!(t.get(kind.as_str()), "kinds") {

@@ -754,6 +754,16 @@ fn load_marks(dir: &Path, records: u64) -> Result<Vec<InputMark>, Error> {
     Ok(marks)
 }
 
+/// Adds dense id `id` to `set`, growing it; true when it was not there.
+#[inline]
+pub(crate) fn first_sight(set: &mut fixedbitset::FixedBitSet, id: u32) -> bool {
+    let i = id as usize;
+    if i >= set.len() {
+        set.grow((i + 1).next_power_of_two());
+    }
+    !set.put(i)
+}
+
 fn save_marks(dir: &Path, records: u64, marks: &[InputMark]) -> Result<(), Error> {
     let f = InputsFile { records, marks: marks.to_vec() };
     let text = serde_json::to_vec_pretty(&f).map_err(Error::Encode)?;
@@ -786,9 +796,19 @@ pub fn verify(dir: &Path) -> Result<(Report, u64), Error> {
         let signed = std::thread::Builder::new()
             .name("piiwatch-verify-signed".into())
             .spawn_scoped(scope, || verify::signed(dir, taken, started));
+        // The subject map's entries decrypted beside the ledger's reading.
+        let map = std::thread::Builder::new().name("piiwatch-verify-map".into()).spawn_scoped(scope, || {
+            Secret::load_existing(&dir.join("secret"))
+                .map(|secret| subjects::check_map(dir, &secret))
+                .map_err(|e| format!("{}: {e}", dir.join("secret").display()))
+        });
+        let map_check = || match map {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Ok(Err(Error::Io { what: "cannot start a verify thread".into(), source: e })),
+        };
         // The checkpoints first, then the ledger's HEAD (see `verify::signed`).
         let _ = checkpoints_read.recv();
-        let result = verify_with(dir, &dense, rebuilt, leaves);
+        let result = verify_with(dir, &dense, rebuilt, leaves, map_check);
         let signed = match signed {
             Ok(h) => Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
             Err(e) => Err(Error::Io { what: "cannot start a verify thread".into(), source: e }),
@@ -808,8 +828,11 @@ fn verify_with(
     dense: &subjects::DenseIds,
     rebuilt: Result<index::Writer, Error>,
     leaves: std::sync::mpsc::SyncSender<verify::Leaves>,
+    map_check: impl FnOnce() -> Result<Result<u64, Error>, String>,
 ) -> Result<(Report, u64), Error> {
     let mut rebuilt = rebuilt?;
+    // Commits every REPLAY_KEYS hourly keys, to which the commit adds the days'.
+    rebuilt.reserve(2 * REPLAY_KEYS);
     let mut rebuild_failed: Option<String> = None;
     // The index as the store has it, and the records it says it covers: it
     // must equal the ledger's own index at that point (a lagging index is a
@@ -848,7 +871,7 @@ fn verify_with(
     let compare = |rebuilt: &mut index::Writer, n: u64, problems: &mut Vec<String>| {
         if let Some(stored) = &stored {
             rebuilt.replay_end();
-            match rebuilt.commit(n).and_then(|()| stored.differences(&rebuilt.reader())) {
+            match rebuilt.commit_scratch(n).and_then(|()| stored.differences(&rebuilt.reader())) {
                 Ok(d) => problems.extend(d),
                 Err(e) => problems.push(e.to_string()),
             }
@@ -862,12 +885,13 @@ fn verify_with(
     let mut events = 0u64;
     let mut unreadable = 0u64;
     // The ledger's subjects: those the map names by dense id, the others by pseudonym.
-    let mut named = roaring::RoaringBitmap::new();
+    let mut named = fixedbitset::FixedBitSet::new();
     let mut unnamed: std::collections::HashSet<String> = std::collections::HashSet::new();
     // Three stages on their own threads: the ledger's chain and hashes
     // (reading, inflating, hashing), parsing the event records, and here the
     // index rebuilt from them in ledger order.
-    let mut report = verify::pipelined(&dir.join("ledger"), dense, Some(leaves), |batch| {
+    let hasher = rebuilt.key_hasher();
+    let mut report = verify::pipelined(&dir.join("ledger"), dense, &hasher, Some(leaves), |batch| {
         for (r, parsed, ids) in batch.records() {
             n += 1;
             let event = match parsed {
@@ -883,11 +907,11 @@ fn verify_with(
             };
             if rebuild_failed.is_none() {
                 let replayed = match (event, ids) {
-                    (Some(e), Some(ids)) => rebuilt.replay_ids(r.segment, r.offset, e, ids),
+                    (Some(e), Some((ids, keys))) => rebuilt.replay_keyed(r.segment, r.offset, e, ids, keys),
                     _ => rebuilt.replay_parsed(r.segment, r.offset, event, &|p| dense.get(p)),
                 };
-                let res =
-                    replayed.and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit(n) } else { Ok(()) });
+                let res = replayed
+                    .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit_scratch(n) } else { Ok(()) });
                 if let Err(e) = res {
                     rebuild_failed = Some(e.to_string());
                 }
@@ -899,13 +923,15 @@ fn verify_with(
             if r.kind == kind::EVENT {
                 events += 1;
             }
-            if let Some(ids) = ids {
-                named.extend(ids.iter().copied());
+            if let Some((ids, _)) = ids {
+                for &d in ids {
+                    first_sight(&mut named, d);
+                }
             } else if let Some(StoredEvent::Access(StoredAccess { subjects, .. })) = event {
                 for s in subjects {
                     match dense.get(&s.id) {
                         Some(d) => {
-                            named.insert(d);
+                            first_sight(&mut named, d);
                         }
                         None => {
                             if !unnamed.contains(s.id.as_str()) {
@@ -947,23 +973,21 @@ fn verify_with(
     report.problems.extend(index_problems);
     // Every subject the ledger names must be re-identifiable by the store's
     // owner: the secret is there and the encrypted map holds each pseudonym.
-    match Secret::load_existing(&dir.join("secret")) {
-        Ok(secret) => match subjects::read_map(dir, &secret) {
-            Ok(map) => {
-                // `dense` and the decrypted map hold the same pseudonyms (read
-                // from the same file; an entry that does not decrypt is an
-                // error above): a subject without a dense id has no entry.
-                let missing = unnamed.iter().filter(|p| !map.contains_key(*p)).count();
-                if missing > 0 {
-                    report.problems.push(format!(
-                        "subjects.map: {missing} of the ledger's {} subjects have no entry (removed or truncated)",
-                        named.len() + unnamed.len() as u64
-                    ));
-                }
+    // Every entry of the map decrypts (checked on a thread of its own, beside
+    // the ledger), and `dense` holds the map's pseudonyms (read from the same
+    // file): a subject without a dense id has no entry.
+    match map_check() {
+        Ok(Ok(_)) => {
+            if !unnamed.is_empty() {
+                report.problems.push(format!(
+                    "subjects.map: {} of the ledger's {} subjects have no entry (removed or truncated)",
+                    unnamed.len(),
+                    named.count_ones(..) + unnamed.len()
+                ));
             }
-            Err(e) => report.problems.push(e.to_string()),
-        },
-        Err(e) => report.problems.push(format!("{}: {e}", dir.join("secret").display())),
+        }
+        Ok(Err(e)) => report.problems.push(e.to_string()),
+        Err(e) => report.problems.push(e),
     }
     Ok((report, events))
 }

@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, Nonce, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 
 use crate::Error;
@@ -241,6 +241,35 @@ impl DenseIds {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// Decrypts every entry of the map without keeping what it holds (`verify`:
+/// the store's owner can re-identify every subject, and nothing
+/// re-identified stays in memory): how many entries; an entry that does not
+/// decrypt (altered, or from another store) is an error.
+pub fn check_map(dir: &Path, secret: &Secret) -> Result<u64, Error> {
+    let path = dir.join("subjects.map");
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(format!("cannot read {}", path.display())))?;
+    let c = cipher(secret);
+    let (mut good, mut bad) = (0u64, 0u64);
+    let mut buf: Vec<u8> = Vec::new();
+    entries(&bytes, |p, nonce, ct| {
+        let Ok(n) = Nonce::<Aes256Gcm>::try_from(nonce) else {
+            bad += 1;
+            return;
+        };
+        buf.clear();
+        buf.extend_from_slice(ct);
+        let ok = c.decrypt_in_place(&n, p, &mut buf).is_ok() && std::str::from_utf8(&buf).is_ok();
+        if ok { good += 1 } else { bad += 1 }
+    });
+    if bad > 0 {
+        return Err(Error::Corrupt(format!("{}: {bad} entries do not decrypt", path.display())));
+    }
+    Ok(good)
 }
 
 /// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does

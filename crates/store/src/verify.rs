@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::checkpoint;
+use crate::index::ExposureKeys;
 use crate::ledger::{self, Hash, RecordRef, Report};
 use crate::subjects::DenseIds;
 use crate::{Error, StoredAccess, StoredEvent, kind};
@@ -29,18 +30,22 @@ pub(crate) struct Batch {
     /// worker, rather than on the thread that rebuilds the index).
     ids: Vec<Option<(u32, u32)>>,
     dense: Vec<u32>,
+    /// Per record: the index keys of an access whose subjects have dense
+    /// ids (made here too; empty for the others).
+    keys: Vec<ExposureKeys>,
 }
 
 /// What an event record parsed to: the event, or why it did not parse.
 pub(crate) type Parsed<'a> = Option<Result<&'a StoredEvent, &'a str>>;
 
 impl Batch {
-    fn clear(&mut self) {
+    /// Empties the records read, keeping what they parsed to: the parsed
+    /// events (millions of small allocations per run) are dropped by the
+    /// parsing worker when it parses the batch's next records, not by the
+    /// thread that rebuilds the index.
+    fn clear_read(&mut self) {
         self.meta.clear();
         self.bytes.clear();
-        self.parsed.clear();
-        self.ids.clear();
-        self.dense.clear();
     }
 
     fn push(&mut self, r: &RecordRef<'_>) {
@@ -49,7 +54,7 @@ impl Batch {
         self.meta.push((r.segment, r.offset, r.kind, start, self.bytes.len()));
     }
 
-    fn parse(&mut self, names: &DenseIds) {
+    fn parse(&mut self, names: &DenseIds, hasher: &foldhash::fast::RandomState) {
         let bytes = &self.bytes;
         self.parsed.clear();
         self.parsed.extend(self.meta.iter().map(|&(_, _, k, a, b)| {
@@ -75,16 +80,28 @@ impl Batch {
             }
             self.ids.push(range);
         }
+        if self.keys.len() < self.parsed.len() {
+            self.keys.resize_with(self.parsed.len(), ExposureKeys::default);
+        }
+        for ((p, range), keys) in self.parsed.iter().zip(&self.ids).zip(&mut self.keys) {
+            match (p, range) {
+                (Some(Ok(e)), Some(_)) => keys.build(e, hasher),
+                _ => keys.clear(),
+            }
+        }
     }
 
     /// The records in ledger order, each with its parsed event and, for an
-    /// access whose subjects the map all names, their dense ids in order.
-    pub(crate) fn records(&self) -> impl Iterator<Item = (RecordRef<'_>, Parsed<'_>, Option<&[u32]>)> {
-        self.meta.iter().zip(&self.parsed).zip(&self.ids).map(|((&(segment, offset, kind, a, b), p), ids)| {
-            let r = RecordRef { segment, offset, kind, payload: &self.bytes[a..b] };
-            let ids = ids.map(|(x, y)| &self.dense[x as usize..y as usize]);
-            (r, p.as_ref().map(|p| p.as_ref().map_err(String::as_str)), ids)
-        })
+    /// access whose subjects the map all names, their dense ids in order
+    /// and the event's index keys.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (RecordRef<'_>, Parsed<'_>, Option<(&[u32], &ExposureKeys)>)> {
+        self.meta.iter().zip(&self.parsed).zip(&self.ids).zip(&self.keys).map(
+            |(((&(segment, offset, kind, a, b), p), ids), keys)| {
+                let r = RecordRef { segment, offset, kind, payload: &self.bytes[a..b] };
+                let ids = ids.map(|(x, y)| (&self.dense[x as usize..y as usize], keys));
+                (r, p.as_ref().map(|p| p.as_ref().map_err(String::as_str)), ids)
+            },
+        )
     }
 }
 
@@ -139,6 +156,7 @@ pub(crate) fn signed(store: &Path, leaves: Receiver<Leaves>, started: SyncSender
 pub(crate) fn pipelined(
     dir: &Path,
     names: &DenseIds,
+    hasher: &foldhash::fast::RandomState,
     leaves: Option<SyncSender<Leaves>>,
     mut each: impl FnMut(&Batch),
 ) -> Result<Report, Error> {
@@ -157,7 +175,7 @@ pub(crate) fn pipelined(
             let spawned =
                 std::thread::Builder::new().name("piiwatch-verify-parse".into()).spawn_scoped(scope, move || {
                     for mut b in work {
-                        b.parse(names);
+                        b.parse(names, hasher);
                         if done.send(b).is_err() {
                             return;
                         }
@@ -186,7 +204,11 @@ pub(crate) fn pipelined(
                 batch.push(r);
                 hashes.push(*leaf);
                 if batch.meta.len() >= BATCH {
-                    let next = recycled.try_recv().unwrap_or_default();
+                    let next = recycled.try_recv().map(|mut b| {
+                        b.clear_read();
+                        b
+                    });
+                    let next = next.unwrap_or_default();
                     send(std::mem::replace(&mut batch, next));
                     give(&mut hashes);
                 }
@@ -206,9 +228,8 @@ pub(crate) fn pipelined(
         });
         let chain = chain.map_err(|e| Error::Io { what: "cannot start a verify thread".into(), source: e })?;
         let mut k = 0usize;
-        while let Ok(mut b) = from_workers[k % from_workers.len()].recv() {
+        while let Ok(b) = from_workers[k % from_workers.len()].recv() {
             each(&b);
-            b.clear();
             let _ = recycle.try_send(b);
             k += 1;
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 
 /// Subjects an entry lists one by one before it keeps bitmaps: most keys
 /// (a token, a customer's principal or address in one hour) reach one or
@@ -19,8 +20,10 @@ pub struct Entry {
     pub first: i64,
     /// Last event time, ms.
     pub last: i64,
-    /// While the entry is small: (subject, stable field bits) as returned.
-    pub small: Vec<(u32, u64)>,
+    /// While the entry is small: (subject, stable field bits) as returned
+    /// (the first two inline: most keys reach one or two subjects, and a
+    /// pending index holds millions of entries).
+    pub small: SmallVec<[(u32, u64); 2]>,
     /// Per set of stable field bits: the subjects returned with exactly that set.
     pub groups: Vec<(u64, RoaringBitmap)>,
 }
@@ -87,29 +90,30 @@ impl Entry {
         }
     }
 
-    pub(super) fn merge(&mut self, other: Entry) {
+    /// Adds `other`'s accesses and subjects to this entry's.
+    pub(super) fn merge_ref(&mut self, other: &Entry) {
         if other.events == 0 {
             return;
         }
         if self.events == 0 {
-            *self = other;
+            self.clone_from(other);
             return;
         }
         self.events += other.events;
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
-        for p in other.small {
-            if !self.small.contains(&p) {
-                self.small.push(p);
+        for p in &other.small {
+            if !self.small.contains(p) {
+                self.small.push(*p);
             }
         }
         if !other.groups.is_empty() || !self.groups.is_empty() || self.small.len() > SMALL {
             self.spill();
         }
-        for (mask, b) in other.groups {
-            match self.groups.iter_mut().find(|g| g.0 == mask) {
+        for (mask, b) in &other.groups {
+            match self.groups.iter_mut().find(|g| g.0 == *mask) {
                 Some(g) => g.1 |= b,
-                None => self.groups.push((mask, b)),
+                None => self.groups.push((*mask, b.clone())),
             }
         }
     }
@@ -122,33 +126,39 @@ impl Entry {
         let mut out = Vec::with_capacity(
             24 + 6 * self.small.len() + self.groups.iter().map(|g| 12 + g.1.serialized_size()).sum::<usize>(),
         );
-        put_varint(&mut out, self.events);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// As [`Entry::encode`], appending to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let out = &mut *out;
+        put_varint(out, self.events);
         out.extend_from_slice(&self.first.to_le_bytes());
-        put_varint(&mut out, self.last.wrapping_sub(self.first) as u64);
+        put_varint(out, self.last.wrapping_sub(self.first) as u64);
         if self.groups.is_empty() {
             out.push(0);
-            let mut small = self.small.clone();
+            let mut small: SmallVec<[(u32, u64); SMALL + 1]> = self.small.iter().copied().collect();
             small.sort_unstable();
-            put_varint(&mut out, small.len() as u64);
+            put_varint(out, small.len() as u64);
             let mut prev = 0u32;
             for (id, mask) in small {
-                put_varint(&mut out, u64::from(id - prev));
-                put_varint(&mut out, mask);
+                put_varint(out, u64::from(id - prev));
+                put_varint(out, mask);
                 prev = id;
             }
         } else {
             out.push(1);
             let mut groups: Vec<&(u64, RoaringBitmap)> = self.groups.iter().collect();
             groups.sort_unstable_by_key(|g| g.0);
-            put_varint(&mut out, groups.len() as u64);
+            put_varint(out, groups.len() as u64);
             for (mask, b) in groups {
-                put_varint(&mut out, *mask);
-                put_varint(&mut out, b.serialized_size() as u64);
+                put_varint(out, *mask);
+                put_varint(out, b.serialized_size() as u64);
                 // Writing to a Vec cannot fail.
-                let _ = b.serialize_into(&mut out);
+                let _ = b.serialize_into(&mut *out);
             }
         }
-        out
     }
 
     /// Decodes an entry; `None` when the bytes are not one.
@@ -161,7 +171,7 @@ impl Entry {
         let tag = *bytes.get(at)?;
         at += 1;
         let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
-        let mut e = Self { events, first, last, small: Vec::new(), groups: Vec::new() };
+        let mut e = Self { events, first, last, small: SmallVec::new(), groups: Vec::new() };
         match tag {
             0 => {
                 let mut prev = 0u32;
@@ -230,7 +240,7 @@ mod tests {
             };
             let (ea, eb) = (build(&a), build(&b));
             let mut m = Entry::decode(&ea.encode()).unwrap();
-            m.merge(Entry::decode(&eb.encode()).unwrap());
+            m.merge_ref(&Entry::decode(&eb.encode()).unwrap());
             let m = Entry::decode(&m.encode()).unwrap();
             let all: Vec<(u32, u64)> = a.iter().chain(&b).copied().collect();
             prop_assert_eq!(m.by_mask(), naive(&all));

@@ -127,10 +127,10 @@ fn packs_over<T: ReadableTable<&'static [u8], &'static [u8]>>(
 /// Adds `new` (values in strict order, with their entries) to the packs of
 /// `prefix` (a dimension and hour): merged into the packs their values fall
 /// in, which are rewritten; appended as new packs when there are none.
-pub fn merge_into(t: &mut Table<&[u8], &[u8]>, prefix: &[u8], new: &[(Vec<u8>, Entry)]) -> Result<(), Error> {
+pub fn merge_into(t: &mut Table<&[u8], &[u8]>, prefix: &[u8], new: &[(&[u8], &Entry)]) -> Result<(), Error> {
     let (Some(first), Some(last)) = (new.first(), new.last()) else { return Ok(()) };
     let err = |e: redb::StorageError| Error::index("exposure")(e.into());
-    let old_keys = packs_over(t, prefix, &first.0, &last.0)?;
+    let old_keys = packs_over(t, prefix, first.0, last.0)?;
     let mut old_bytes: Vec<Vec<u8>> = Vec::with_capacity(old_keys.len());
     for k in &old_keys {
         if let Some(v) = t.remove(k.as_slice()).map_err(err)? {
@@ -146,30 +146,36 @@ pub fn merge_into(t: &mut Table<&[u8], &[u8]>, prefix: &[u8], new: &[(Vec<u8>, E
     let mut plan: Vec<(&[u8], Source)> = Vec::with_capacity(old.len() + new.len());
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
-        let take_old = j >= new.len() || (i < old.len() && old[i].0 < new[j].0.as_slice());
-        let take_new = i >= old.len() || (j < new.len() && new[j].0.as_slice() < old[i].0);
+        let take_old = j >= new.len() || (i < old.len() && old[i].0 < new[j].0);
+        let take_new = i >= old.len() || (j < new.len() && new[j].0 < old[i].0);
         if take_old {
             plan.push((old[i].0, Source::Old(i)));
             i += 1;
         } else if take_new {
-            plan.push((new[j].0.as_slice(), Source::New(j)));
+            plan.push((new[j].0, Source::New(j)));
             j += 1;
         } else {
             let mut e = Entry::decode(old[i].1).ok_or_else(corrupt)?;
-            e.merge(new[j].1.clone());
+            e.merge_ref(new[j].1);
             merged_entries.push(e.encode());
             plan.push((old[i].0, Source::Merged(merged_entries.len() - 1)));
             i += 1;
             j += 1;
         }
     }
-    let new_encoded: Vec<Vec<u8>> = new.iter().map(|(_, e)| e.encode()).collect();
+    // The new entries encoded end to end in one buffer.
+    let mut new_bytes: Vec<u8> = Vec::new();
+    let mut new_ends: Vec<usize> = Vec::with_capacity(new.len());
+    for (_, e) in new {
+        e.encode_into(&mut new_bytes);
+        new_ends.push(new_bytes.len());
+    }
     let pairs: Vec<(&[u8], &[u8])> = plan
         .iter()
         .map(|(v, s)| {
             let e: &[u8] = match *s {
                 Source::Old(i) => old[i].1,
-                Source::New(j) => &new_encoded[j],
+                Source::New(j) => &new_bytes[if j == 0 { 0 } else { new_ends[j - 1] }..new_ends[j]],
                 Source::Merged(m) => &merged_entries[m],
             };
             (*v, e)
@@ -285,8 +291,9 @@ mod tests {
                             .map(|(_, v)| (v.to_be_bytes().to_vec(), entry(u32::from(*v) + round as u32)))
                             .collect();
                         for (v, e) in &new {
-                            naive.entry((hour, v.clone())).or_default().merge(e.clone());
+                            naive.entry((hour, v.clone())).or_default().merge_ref(e);
                         }
+                        let new: Vec<(&[u8], &Entry)> = new.iter().map(|(v, e)| (v.as_slice(), e)).collect();
                         merge_into(&mut t, &[6, 0, 0, 0, hour], &new).unwrap();
                     }
                 }

@@ -12,6 +12,9 @@
 //! keys directly; both paths fill the same slots.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use super::{Dim, Entry, hour_of, key_prefix, prefix_key};
 
@@ -145,12 +148,22 @@ enum F {
 const FASTS: usize = 8;
 
 /// Exposure not yet committed.
+///
+/// Keys live end to end in one buffer and the table holds slot numbers, so
+/// a new key costs no allocation of its own; every buffer is cleared, not
+/// dropped, at a commit, so the next run of keys fills memory already
+/// mapped (fresh pages, zeroed by the kernel, were a fifth of `verify`'s
+/// index rebuild).
 #[derive(Default)]
 pub(super) struct Pending {
-    /// Slot of each pending key.
-    slots: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
-    /// Keys and their entries, by slot.
-    pub(super) keys: Vec<Vec<u8>>,
+    /// Slot of each pending key, found by the key's hash.
+    slots: HashTable<u32>,
+    /// Seeded per process, as the map it replaced was: keys come from input.
+    hasher: foldhash::fast::RandomState,
+    /// The keys, by slot: slot `i` is `key_bytes[key_ends[i - 1]..key_ends[i]]`.
+    key_bytes: Vec<u8>,
+    key_ends: Vec<usize>,
+    /// The keys' entries, by slot.
     pub(super) entries: Vec<Entry>,
     fast: [Fast; FASTS],
     asn: HashMap<u32, u64, foldhash::fast::FixedState>,
@@ -169,7 +182,29 @@ fn unnamed(what: &str, id: u32) -> crate::Error {
 impl Pending {
     /// Keys held.
     pub(super) fn len(&self) -> usize {
-        self.keys.len()
+        self.key_ends.len()
+    }
+
+    /// Room for `keys` keys of about `bytes` bytes each, made at once rather
+    /// than by doubling (each doubling copies everything into fresh pages).
+    pub(super) fn reserve(&mut self, keys: usize, bytes: usize) {
+        let hasher = &self.hasher;
+        let (kb, ke) = (&self.key_bytes, &self.key_ends);
+        self.slots.reserve(keys.saturating_sub(self.slots.len()), |&s| {
+            let i = s as usize;
+            hasher.hash_one(&kb[if i == 0 { 0 } else { ke[i - 1] }..ke[i]])
+        });
+        self.key_ends.reserve(keys.saturating_sub(self.key_ends.len()));
+        self.entries.reserve(keys.saturating_sub(self.entries.len()));
+        self.key_bytes.reserve((keys * bytes).saturating_sub(self.key_bytes.len()));
+    }
+
+    /// The key of a slot.
+    #[inline]
+    pub(super) fn key(&self, slot: u32) -> &[u8] {
+        let i = slot as usize;
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.key_bytes[start..self.key_ends[i]]
     }
 
     /// Empties the slots (after a commit took the keys and entries, or to
@@ -178,7 +213,8 @@ impl Pending {
     /// of tokens held here cost a gigabyte).
     pub(super) fn reset(&mut self) {
         self.slots.clear();
-        self.keys.clear();
+        self.key_bytes.clear();
+        self.key_ends.clear();
         self.entries.clear();
         for f in &mut self.fast {
             f.0.clear();
@@ -190,24 +226,54 @@ impl Pending {
         }
     }
 
-    /// Takes the keys and entries, leaving the slots empty.
-    pub(super) fn take(&mut self) -> Vec<(Vec<u8>, Entry)> {
-        let keys = std::mem::take(&mut self.keys);
-        let entries = std::mem::take(&mut self.entries);
-        self.reset();
-        keys.into_iter().zip(entries).collect()
-    }
-
     /// The slot of the key in `keybuf`, made if new.
     fn slot_of_keybuf(&mut self) -> u32 {
-        if let Some(&s) = self.slots.get(self.keybuf.as_slice()) {
-            return s;
-        }
-        let s = self.keys.len() as u32;
-        self.keys.push(self.keybuf.clone());
-        self.entries.push(Entry::default());
-        self.slots.insert(self.keybuf.clone(), s);
+        let key = std::mem::take(&mut self.keybuf);
+        let s = self.slot_of(&key);
+        self.keybuf = key;
         s
+    }
+
+    /// The hasher of the keys.
+    pub(super) fn hasher(&self) -> foldhash::fast::RandomState {
+        self.hasher.clone()
+    }
+
+    /// The slot of `key`, made if new.
+    pub(super) fn slot_of(&mut self, key: &[u8]) -> u32 {
+        let hash = self.hasher.hash_one(key);
+        self.slot_hashed(key, hash)
+    }
+
+    /// The slot of `key`, whose hash by [`Pending::hasher`] is `hash`, made if new.
+    pub(super) fn slot_hashed(&mut self, key: &[u8], hash: u64) -> u32 {
+        let Self { slots, hasher, key_bytes, key_ends, entries, .. } = self;
+        let at = |ends: &[usize], s: u32| {
+            let i = s as usize;
+            (if i == 0 { 0 } else { ends[i - 1] }, ends[i])
+        };
+        let entry = slots.entry(
+            hash,
+            |&s| {
+                let (a, b) = at(key_ends, s);
+                &key_bytes[a..b] == key
+            },
+            |&s| {
+                let (a, b) = at(key_ends, s);
+                hasher.hash_one(&key_bytes[a..b])
+            },
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let s = u32::try_from(key_ends.len()).expect("more than 2^32 pending index keys");
+                key_bytes.extend_from_slice(key);
+                key_ends.push(key_bytes.len());
+                entries.push(Entry::default());
+                v.insert(s);
+                s
+            }
+        }
     }
 
     /// The slot of `dim | hour | parts...`, made if new.

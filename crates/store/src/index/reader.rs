@@ -262,7 +262,11 @@ impl Reader {
                     nb = ib.next().transpose()?;
                 }
                 std::cmp::Ordering::Equal => {
-                    if let (Some((k, va)), Some((_, vb))) = (&na, &nb) {
+                    // Equal bytes are the same entry; other bytes may be too
+                    // (the same subjects in bitmaps built another way).
+                    if let (Some((k, va)), Some((_, vb))) = (&na, &nb)
+                        && va != vb
+                    {
                         let (ea, eb) = (Entry::decode(va), Entry::decode(vb));
                         if !same_entry(ea.as_ref(), eb.as_ref()) {
                             altered += 1;
