@@ -371,6 +371,17 @@ pub struct Writer {
     stale: bool,
     /// Scratch for [`Writer::add_ids`].
     keys: ExposureKeys,
+    /// The pending keys a commit emptied, to fill again.
+    spare: Option<Pending>,
+    /// A commit being written on its own thread ([`Writer::commit_behind`]).
+    behind: Option<std::thread::JoinHandle<(Frozen, Result<(), Error>)>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A commit being written finishes before the database closes.
+        let _ = self.settle();
+    }
 }
 
 /// Commits of [`Writer::commit_lazy`] between two durable ones.
@@ -475,6 +486,8 @@ impl Writer {
             lazy: 0,
             stale: false,
             keys: ExposureKeys::default(),
+            spare: None,
+            behind: None,
         }
     }
 
@@ -704,98 +717,177 @@ impl Writer {
         self.commit_with(records, false)
     }
 
+    /// As [`Writer::commit_scratch`], on a thread of its own: the caller
+    /// goes on adding while the commit is written (a replay's commit of
+    /// millions of keys took seconds during which nothing else moved). The
+    /// next commit, [`Writer::settle`] or dropping the writer waits for it;
+    /// [`Writer::reader`] sees it once settled.
+    pub fn commit_behind(&mut self, records: u64) -> Result<(), Error> {
+        self.settle()?;
+        let mut frozen = self.freeze(records, false);
+        let db = self.db.clone();
+        let spawned = std::thread::Builder::new().name("piiwatch-index-commit".into()).spawn(move || {
+            let written = write_frozen(&db, &mut frozen);
+            (frozen, written)
+        });
+        match spawned {
+            Ok(h) => {
+                self.behind = Some(h);
+                Ok(())
+            }
+            // No thread: written here instead.
+            Err(_) => self.commit_with(records, false),
+        }
+    }
+
+    /// Waits for a commit made by [`Writer::commit_behind`], if one is
+    /// being written; its error, if it failed.
+    pub fn settle(&mut self) -> Result<(), Error> {
+        let Some(h) = self.behind.take() else { return Ok(()) };
+        let (frozen, written) = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let records = frozen.records;
+        self.spare = Some(frozen.pending);
+        written?;
+        self.covered = records;
+        Ok(())
+    }
+
+    /// What a commit writes, taken out of the writer (its pending keys
+    /// replaced by the spare ones, emptied by the last commit).
+    fn freeze(&mut self, records: u64, durable: bool) -> Frozen {
+        let mut keys = self.spare.take().unwrap_or_else(|| {
+            let mut p = Pending::default();
+            p.reserve_like(&self.pending);
+            p
+        });
+        self.pending.move_keys(&mut keys);
+        Frozen {
+            pending: keys,
+            kinds: std::mem::take(&mut self.pending_kinds),
+            fields: self.fields.clone(),
+            blocks: std::mem::take(&mut self.pending_blocks),
+            records,
+            durable,
+        }
+    }
+
     fn commit_with(&mut self, records: u64, durable: bool) -> Result<(), Error> {
-        let mut txn = redb_try!(self.db.begin_write(), "begin");
-        if !durable {
-            redb_try!(txn.set_durability(redb::Durability::None), "durability");
-        }
-        {
-            let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
-            let pending = &mut self.pending;
-            let hourly = pending.len() as u32;
-            // Daily roll-ups: slots of the same pending keys, after the hours.
-            let mut dk: Vec<u8> = Vec::new();
-            for s in 0..hourly {
-                let k = pending.key(s);
-                let Some(hour) = key_hour(k).filter(|_| rolled_up(k[0])) else { continue };
-                dk.clear();
-                dk.extend_from_slice(k);
-                dk[..5].copy_from_slice(&key_prefix(k[0] | DAILY, hour / 24));
-                let d = pending.slot_of(&dk) as usize;
-                // A day's slot comes after every hour's (pending keys are hourly).
-                if d > s as usize {
-                    let (hours, days) = pending.entries.split_at_mut(d);
-                    days[0].merge_ref(&hours[s as usize]);
-                } else {
-                    let hour = pending.entries[s as usize].clone();
-                    pending.entries[d].merge_ref(&hour);
-                }
-            }
-            let pending = &*pending;
-            // Slots in key order: sorted by the keys' first 16 bytes (held
-            // in the array sorted, so most comparisons read no key), the
-            // whole keys compared only where those are equal.
-            let head = |s: u32| {
-                let k = pending.key(s);
-                let mut b = [0u8; 16];
-                let n = k.len().min(16);
-                b[..n].copy_from_slice(&k[..n]);
-                u128::from_be_bytes(b)
-            };
-            let mut order: Vec<(u128, u32)> = (0..pending.len() as u32).map(|s| (head(s), s)).collect();
-            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| pending.key(a.1).cmp(pending.key(b.1))));
-            // One merge per dimension and hour (or day).
-            let mut group: Vec<(&[u8], &Entry)> = Vec::new();
-            let mut order = order.into_iter().map(|(_, s)| s).peekable();
-            while let Some(s) = order.next() {
-                let k = pending.key(s);
-                let (prefix, value) = k.split_at(pack::PREFIX.min(k.len()));
-                group.push((value, &pending.entries[s as usize]));
-                if order.peek().is_none_or(|&next| pending.key(next).get(..pack::PREFIX) != Some(prefix)) {
-                    pack::merge_into(&mut t, prefix, &group)?;
-                    group.clear();
-                }
-            }
-            drop(group);
-            self.pending.reset();
-            let mut t = redb_try!(txn.open_table(KINDS), "kinds");
-            for (kind, b) in std::mem::take(&mut self.pending_kinds) {
-                let mut all = match redb_try!(t.get(kind.as_str()), "kinds") {
-                    Some(v) => RoaringBitmap::deserialize_from(v.value())
-                        .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?,
-                    None => RoaringBitmap::new(),
-                };
-                all |= b;
-                let mut bytes = Vec::with_capacity(all.serialized_size());
-                let _ = all.serialize_into(&mut bytes);
-                redb_try!(t.insert(kind.as_str(), bytes.as_slice()), "kinds");
-            }
-            let mut t = redb_try!(txn.open_table(FIELDS), "fields");
-            for (bit, name) in self.fields.iter().enumerate() {
-                redb_try!(t.insert(name.as_str(), bit as u8), "fields");
-            }
-            let mut t = redb_try!(txn.open_table(BLOCKS), "blocks");
-            for (b, mut lo, mut hi) in self.pending_blocks.drain(..) {
-                if let Some(old) = redb_try!(t.get((b.segment, b.offset)), "blocks") {
-                    let (a, z) = old.value();
-                    (lo, hi) = (lo.min(a), hi.max(z));
-                }
-                redb_try!(t.insert((b.segment, b.offset), (lo, hi)), "blocks");
-            }
-            let mut m = redb_try!(txn.open_table(META), "meta");
-            redb_try!(m.insert("records", records), "meta");
-            redb_try!(m.insert("layout", LAYOUT), "meta");
-        }
-        redb_try!(txn.commit(), "commit");
+        self.settle()?;
+        let mut frozen = self.freeze(records, durable);
+        let written = write_frozen(&self.db, &mut frozen);
+        self.spare = Some(frozen.pending);
+        written?;
         if durable {
             self.lazy = 0;
         }
         self.covered = records;
         Ok(())
     }
+}
 
+/// A commit's content, out of the [`Writer`]: the pending keys and
+/// entries, kinds, field names and block zones, and the records covered.
+struct Frozen {
+    pending: Pending,
+    kinds: BTreeMap<String, RoaringBitmap>,
+    fields: Vec<String>,
+    blocks: Vec<(BlockRef, i64, i64)>,
+    records: u64,
+    durable: bool,
+}
+
+/// Writes a commit in one transaction (durable when `f.durable`), and
+/// empties its pending keys for reuse.
+fn write_frozen(db: &redb::Database, f: &mut Frozen) -> Result<(), Error> {
+    let mut txn = redb_try!(db.begin_write(), "begin");
+    if !f.durable {
+        redb_try!(txn.set_durability(redb::Durability::None), "durability");
+    }
+    {
+        let mut t = redb_try!(txn.open_table(EXPOSURE), "exposure");
+        let pending = &mut f.pending;
+        let hourly = pending.len() as u32;
+        // Daily roll-ups: slots of the same pending keys, after the hours.
+        let mut dk: Vec<u8> = Vec::new();
+        for s in 0..hourly {
+            let k = pending.key(s);
+            let Some(hour) = key_hour(k).filter(|_| rolled_up(k[0])) else { continue };
+            dk.clear();
+            dk.extend_from_slice(k);
+            dk[..5].copy_from_slice(&key_prefix(k[0] | DAILY, hour / 24));
+            let d = pending.slot_of(&dk) as usize;
+            // A day's slot comes after every hour's (pending keys are hourly).
+            if d > s as usize {
+                let (hours, days) = pending.entries.split_at_mut(d);
+                days[0].merge_ref(&hours[s as usize]);
+            } else {
+                let hour = pending.entries[s as usize].clone();
+                pending.entries[d].merge_ref(&hour);
+            }
+        }
+        let pending = &*pending;
+        // Slots in key order: sorted by the keys' first 16 bytes (held
+        // in the array sorted, so most comparisons read no key), the
+        // whole keys compared only where those are equal.
+        let head = |s: u32| {
+            let k = pending.key(s);
+            let mut b = [0u8; 16];
+            let n = k.len().min(16);
+            b[..n].copy_from_slice(&k[..n]);
+            u128::from_be_bytes(b)
+        };
+        let mut order: Vec<(u128, u32)> = (0..pending.len() as u32).map(|s| (head(s), s)).collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| pending.key(a.1).cmp(pending.key(b.1))));
+        // One merge per dimension and hour (or day).
+        let mut group: Vec<(&[u8], &Entry)> = Vec::new();
+        let mut order = order.into_iter().map(|(_, s)| s).peekable();
+        while let Some(s) = order.next() {
+            let k = pending.key(s);
+            let (prefix, value) = k.split_at(pack::PREFIX.min(k.len()));
+            group.push((value, &pending.entries[s as usize]));
+            if order.peek().is_none_or(|&next| pending.key(next).get(..pack::PREFIX) != Some(prefix)) {
+                pack::merge_into(&mut t, prefix, &group)?;
+                group.clear();
+            }
+        }
+        drop(group);
+        f.pending.reset();
+        let mut t = redb_try!(txn.open_table(KINDS), "kinds");
+        for (kind, b) in std::mem::take(&mut f.kinds) {
+            let mut all = match redb_try!(t.get(kind.as_str()), "kinds") {
+                Some(v) => RoaringBitmap::deserialize_from(v.value())
+                    .map_err(|e| Error::Corrupt(format!("index.redb: a kind bitmap: {e}")))?,
+                None => RoaringBitmap::new(),
+            };
+            all |= b;
+            let mut bytes = Vec::with_capacity(all.serialized_size());
+            let _ = all.serialize_into(&mut bytes);
+            redb_try!(t.insert(kind.as_str(), bytes.as_slice()), "kinds");
+        }
+        let mut t = redb_try!(txn.open_table(FIELDS), "fields");
+        for (bit, name) in f.fields.iter().enumerate() {
+            redb_try!(t.insert(name.as_str(), bit as u8), "fields");
+        }
+        let mut t = redb_try!(txn.open_table(BLOCKS), "blocks");
+        for (b, mut lo, mut hi) in f.blocks.drain(..) {
+            if let Some(old) = redb_try!(t.get((b.segment, b.offset)), "blocks") {
+                let (a, z) = old.value();
+                (lo, hi) = (lo.min(a), hi.max(z));
+            }
+            redb_try!(t.insert((b.segment, b.offset), (lo, hi)), "blocks");
+        }
+        let mut m = redb_try!(txn.open_table(META), "meta");
+        redb_try!(m.insert("records", f.records), "meta");
+        redb_try!(m.insert("layout", LAYOUT), "meta");
+    }
+    redb_try!(txn.commit(), "commit");
+    Ok(())
+}
+
+impl Writer {
     /// Empties the index (to rebuild it from the ledger).
     pub fn clear(&mut self) -> Result<(), Error> {
+        self.settle()?;
         let txn = redb_try!(self.db.begin_write(), "begin");
         redb_try!(txn.delete_table(EXPOSURE), "clear");
         redb_try!(txn.delete_table(KINDS), "clear");
@@ -812,5 +904,86 @@ impl Writer {
         self.covered = 0;
         self.stale = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoredSubject;
+    use proptest::prelude::*;
+
+    /// An exposing access by one of a few principals and addresses, at one
+    /// of a few hours, returning a few subjects with field classes.
+    fn access(i: u32, hour: u32, principal: u8, subjects: &[(u32, u8)]) -> StoredEvent {
+        StoredEvent::Access(StoredAccess {
+            time: i64::from(hour) * HOUR_MS + i64::from(i),
+            activity_id: 2,
+            success: true,
+            principal: format!("p{principal}"),
+            principal_kind: "customer".into(),
+            token: Some(format!("t{}", principal % 3)),
+            key: Some("k1".into()),
+            ip: format!("10.0.{}.{}", principal % 4, principal),
+            asn: Some(64_500 + u32::from(principal % 2)),
+            country: Some("KR".into()),
+            user_agent: None,
+            operation: format!("GET /v1/op{}", principal % 2),
+            service: None,
+            subjects: subjects
+                .iter()
+                .map(|&(id, f)| StoredSubject {
+                    id: format!("s{id}"),
+                    kind: "customer".into(),
+                    fields: ["name", "phone", "address"]
+                        .iter()
+                        .take(usize::from(f % 3) + 1)
+                        .map(|s| (*s).into())
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        // Commits written on their own thread while adding goes on hold, entry
+        // for entry, what commits written in line hold, and what one commit of
+        // everything holds; and one access more is a difference.
+        #[test]
+        fn commits_behind_hold_what_commits_in_line_hold(
+            events in prop::collection::vec(
+                (0u32..30, 0u8..12, prop::collection::vec((0u32..200, 0u8..3), 1..4)), 1..300),
+            cuts in prop::collection::btree_set(0usize..300, 0..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let open = |name: &str| {
+                let d = dir.path().join(name);
+                std::fs::create_dir_all(&d).unwrap();
+                Writer::open(&d).unwrap()
+            };
+            let (mut inline, mut behind, mut once, mut more) = (open("a"), open("b"), open("c"), open("d"));
+            for (i, (hour, principal, subjects)) in events.iter().enumerate() {
+                let e = access(i as u32, *hour, *principal, subjects);
+                let ids: Vec<u32> = subjects.iter().map(|s| s.0).collect();
+                for w in [&mut inline, &mut behind, &mut once, &mut more] {
+                    w.add_ids(&e, &ids).unwrap();
+                }
+                if cuts.contains(&i) {
+                    inline.commit_scratch(i as u64 + 1).unwrap();
+                    behind.commit_behind(i as u64 + 1).unwrap();
+                }
+            }
+            more.add_ids(&access(7, 3, 200, &[(9, 1)]), &[9]).unwrap();
+            let n = events.len() as u64;
+            for w in [&mut inline, &mut behind, &mut once, &mut more] {
+                w.commit_scratch(n).unwrap();
+            }
+            let (a, b, c, d) = (inline.reader(), behind.reader(), once.reader(), more.reader());
+            prop_assert_eq!(b.covered(), n);
+            prop_assert!(a.differences(&b).unwrap().is_empty(), "{:?}", a.differences(&b));
+            prop_assert!(c.differences(&b).unwrap().is_empty(), "{:?}", c.differences(&b));
+            prop_assert!(!d.differences(&b).unwrap().is_empty());
+        }
     }
 }

@@ -911,7 +911,7 @@ fn verify_with(
                     _ => rebuilt.replay_parsed(r.segment, r.offset, event, &|p| dense.get(p)),
                 };
                 let res = replayed
-                    .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit_scratch(n) } else { Ok(()) });
+                    .and_then(|()| if rebuilt.pending() > REPLAY_KEYS { rebuilt.commit_behind(n) } else { Ok(()) });
                 if let Err(e) = res {
                     rebuild_failed = Some(e.to_string());
                 }
@@ -943,6 +943,12 @@ fn verify_with(
             }
         }
     })?;
+    // A commit still being written (when nothing was compared since).
+    if let Err(e) = rebuilt.settle()
+        && rebuild_failed.is_none()
+    {
+        rebuild_failed = Some(e.to_string());
+    }
     if unreadable > 0 {
         report.problems.push(format!("{unreadable} event records do not parse"));
     }

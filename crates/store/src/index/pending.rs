@@ -199,12 +199,41 @@ impl Pending {
         self.key_bytes.reserve((keys * bytes).saturating_sub(self.key_bytes.len()));
     }
 
+    /// Room for as many keys as `other` has room for.
+    pub(super) fn reserve_like(&mut self, other: &Pending) {
+        let keys = other.entries.capacity();
+        let bytes = other.key_bytes.capacity() / keys.max(1);
+        self.reserve(keys, bytes.max(1));
+    }
+
     /// The key of a slot.
     #[inline]
     pub(super) fn key(&self, slot: u32) -> &[u8] {
         let i = slot as usize;
         let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
         &self.key_bytes[start..self.key_ends[i]]
+    }
+
+    /// Moves the keys and their entries into `into` (whose own must be
+    /// empty: a [`Pending`] reset, or new), leaving this one's empty (with
+    /// `into`'s buffers, so filling them again maps no fresh pages once
+    /// both have grown) and its caches of slots cleared. The rest (names,
+    /// field bits) stays. `into` hashes as this one does.
+    pub(super) fn move_keys(&mut self, into: &mut Pending) {
+        debug_assert!(into.key_ends.is_empty(), "moving keys into a pending index that holds some");
+        into.hasher = self.hasher.clone();
+        std::mem::swap(&mut self.slots, &mut into.slots);
+        std::mem::swap(&mut self.key_bytes, &mut into.key_bytes);
+        std::mem::swap(&mut self.key_ends, &mut into.key_ends);
+        std::mem::swap(&mut self.entries, &mut into.entries);
+        for f in &mut self.fast {
+            f.0.clear();
+        }
+        self.asn.clear();
+        for n in &mut self.names {
+            n.at.clear();
+            n.bytes.clear();
+        }
     }
 
     /// Empties the slots (after a commit took the keys and entries, or to
