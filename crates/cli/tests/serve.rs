@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use support::serve::{Server, agent, get, gzip, join, jwt, lines_of, send, tmp, token, uids};
+use support::serve::{Server, agent, get, gzip, join, jwt, lines_of, post_simulation, send, tmp, token, uids};
 use support::{ok, simulation};
 
 /// The coupang breach streamed through HEC: the findings over `/v1/alerts`
@@ -787,10 +787,7 @@ fn reload_takes_a_new_detector_configuration() {
     let (c, d) = (config.to_str().expect("utf-8"), directory.to_str().expect("utf-8"));
     let server = Server::start(&store, &["--config", c, "--directory", d, "--idle-flush", "0.2"]);
     let a = agent();
-    for chunk in lines_of(&sim).chunks(2000) {
-        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
-        assert_eq!(send(req, &join(chunk)).0, 200);
-    }
+    post_simulation(&a, &server, &admin, &sim);
     let forged = || {
         let (status, body) = get(&a, &server.url("/v1/alerts"), Some(&admin));
         assert_eq!(status, 200);

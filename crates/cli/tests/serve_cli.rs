@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::serve::{Server, agent, get, join, lines_of, send, tmp, token};
+use support::serve::{Server, agent, get, join, lines_of, post_simulation, send, tmp, token};
 use support::{ok, simulation};
 
 /// HTTPS from a configured certificate and key; the CLI's queries of the
@@ -97,10 +97,7 @@ fn cli_queries_a_store_the_server_holds() {
     let admin = token(&store, "admin", "ops");
     let server = Server::start(&store, &["--idle-flush", "0.2"]);
     let a = agent();
-    for chunk in lines_of(&sim).chunks(2000) {
-        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
-        assert_eq!(send(req, &join(chunk)).0, 200);
-    }
+    post_simulation(&a, &server, &admin, &sim);
     let advert = store.join("serve.json");
     #[cfg(unix)]
     {
@@ -191,10 +188,7 @@ fn incidents_through_the_server_that_holds_the_store() {
     let analyst = token(&store, "analyst", "privacy-officer");
     let server = Server::start(&store, &["--idle-flush", "0.2"]);
     let a = agent();
-    for chunk in lines_of(&sim).chunks(2000) {
-        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {admin}"));
-        assert_eq!(send(req, &join(chunk)).0, 200);
-    }
+    post_simulation(&a, &server, &admin, &sim);
     // The forged tokens' finding, once stored.
     let deadline = Instant::now() + Duration::from_secs(60);
     let uid = loop {

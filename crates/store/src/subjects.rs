@@ -205,11 +205,7 @@ impl MapWriter {
 
 /// Each pseudonym's dense id (its position in the map), without decrypting anything.
 pub fn dense_ids(dir: &Path) -> Result<DenseIds, Error> {
-    let path = dir.join("subjects.map");
-    let mut bytes = Vec::new();
-    File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io(format!("cannot read {}", path.display())))?;
+    let (_, bytes) = read_file(dir)?;
     let mut out = DenseIds::default();
     entries(&bytes, |p, _, _| {
         let n = out.0.len() as u32;
@@ -243,16 +239,21 @@ impl DenseIds {
     }
 }
 
-/// Decrypts every entry of the map without keeping what it holds (`verify`:
-/// the store's owner can re-identify every subject, and nothing
-/// re-identified stays in memory): how many entries; an entry that does not
-/// decrypt (altered, or from another store) is an error.
-pub fn check_map(dir: &Path, secret: &Secret) -> Result<u64, Error> {
+/// The map file's bytes, and its path (for messages).
+fn read_file(dir: &Path) -> Result<(PathBuf, Vec<u8>), Error> {
     let path = dir.join("subjects.map");
     let mut bytes = Vec::new();
     File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io(format!("cannot read {}", path.display())))?;
+    Ok((path, bytes))
+}
+
+/// Decrypts every entry of the map, handing each pseudonym and subject id
+/// to `each`: how many entries; an entry that does not decrypt (altered, or
+/// from another store) is an error.
+fn decrypt_each(dir: &Path, secret: &Secret, mut each: impl FnMut(&[u8; 16], &str)) -> Result<u64, Error> {
+    let (path, bytes) = read_file(dir)?;
     let c = cipher(secret);
     let (mut good, mut bad) = (0u64, 0u64);
     let mut buf: Vec<u8> = Vec::new();
@@ -263,34 +264,10 @@ pub fn check_map(dir: &Path, secret: &Secret) -> Result<u64, Error> {
         };
         buf.clear();
         buf.extend_from_slice(ct);
-        let ok = c.decrypt_in_place(&n, p, &mut buf).is_ok() && std::str::from_utf8(&buf).is_ok();
-        if ok { good += 1 } else { bad += 1 }
-    });
-    if bad > 0 {
-        return Err(Error::Corrupt(format!("{}: {bad} entries do not decrypt", path.display())));
-    }
-    Ok(good)
-}
-
-/// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does
-/// not decrypt (altered, or from another store) is an error.
-pub fn read_map(dir: &Path, secret: &Secret) -> Result<HashMap<String, String>, Error> {
-    let path = dir.join("subjects.map");
-    let mut bytes = Vec::new();
-    File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io(format!("cannot read {}", path.display())))?;
-    let c = cipher(secret);
-    let mut out = HashMap::new();
-    let mut bad = 0u64;
-    entries(&bytes, |p, nonce, ct| {
-        let Ok(n) = Nonce::<Aes256Gcm>::try_from(nonce) else {
-            bad += 1;
-            return;
-        };
-        match c.decrypt(&n, Payload { msg: ct, aad: p }).ok().and_then(|pt| String::from_utf8(pt).ok()) {
+        match c.decrypt_in_place(&n, p, &mut buf).ok().and_then(|()| std::str::from_utf8(&buf).ok()) {
             Some(id) => {
-                out.insert(hex::encode(p), id);
+                each(p, id);
+                good += 1;
             }
             None => bad += 1,
         }
@@ -298,5 +275,23 @@ pub fn read_map(dir: &Path, secret: &Secret) -> Result<HashMap<String, String>, 
     if bad > 0 {
         return Err(Error::Corrupt(format!("{}: {bad} entries do not decrypt", path.display())));
     }
+    Ok(good)
+}
+
+/// Decrypts every entry of the map without keeping what it holds (`verify`:
+/// the store's owner can re-identify every subject, and nothing
+/// re-identified stays in memory): how many entries; an entry that does not
+/// decrypt is an error.
+pub fn check_map(dir: &Path, secret: &Secret) -> Result<u64, Error> {
+    decrypt_each(dir, secret, |_, _| {})
+}
+
+/// Decrypts the whole map: pseudonym (hex) → subject id. An entry that does
+/// not decrypt (altered, or from another store) is an error.
+pub fn read_map(dir: &Path, secret: &Secret) -> Result<HashMap<String, String>, Error> {
+    let mut out = HashMap::new();
+    decrypt_each(dir, secret, |p, id| {
+        out.insert(hex::encode(p), id.to_owned());
+    })?;
     Ok(out)
 }

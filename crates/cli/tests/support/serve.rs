@@ -120,6 +120,15 @@ pub fn lines_of(sim: &Path) -> Vec<Vec<u8>> {
     bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
+/// Sends the simulation's lines to `POST /v1/events` in requests of 2,000,
+/// each answered 200.
+pub fn post_simulation(a: &ureq::Agent, server: &Server, token: &str, sim: &Path) {
+    for chunk in lines_of(sim).chunks(2000) {
+        let req = a.post(&server.url("/v1/events")).header("Authorization", &format!("Bearer {token}"));
+        assert_eq!(send(req, &join(chunk)).0, 200);
+    }
+}
+
 pub fn join(lines: &[Vec<u8>]) -> Vec<u8> {
     lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect()
 }

@@ -226,14 +226,7 @@ impl Pending {
         std::mem::swap(&mut self.key_bytes, &mut into.key_bytes);
         std::mem::swap(&mut self.key_ends, &mut into.key_ends);
         std::mem::swap(&mut self.entries, &mut into.entries);
-        for f in &mut self.fast {
-            f.0.clear();
-        }
-        self.asn.clear();
-        for n in &mut self.names {
-            n.at.clear();
-            n.bytes.clear();
-        }
+        self.clear_caches();
     }
 
     /// Empties the slots (after a commit took the keys and entries, or to
@@ -245,6 +238,12 @@ impl Pending {
         self.key_bytes.clear();
         self.key_ends.clear();
         self.entries.clear();
+        self.clear_caches();
+    }
+
+    /// Forgets the slots cached by id and the names, which point into the
+    /// keys just moved or emptied.
+    fn clear_caches(&mut self) {
         for f in &mut self.fast {
             f.0.clear();
         }
